@@ -1,0 +1,98 @@
+# opsflow: one command per habit. `make test` is what CI runs (.ci/run).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# The dev/test environment runs the Lambda runtime's Python (python3.13): PATH first, then pyenv.
+# (A pyenv shim on PATH may exist without working, so each candidate is tried.)
+PYTHON313 ?= $(shell for p in "$$(command -v python3.13)" \
+	$$(command -v pyenv >/dev/null 2>&1 && ls -d "$$(pyenv root)"/versions/3.13*/bin/python3.13 2>/dev/null | sort -r); do \
+	[ -n "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+VENV     := .venv
+SAM_VENV := .venv-sam
+PY       := $(VENV)/bin/python
+SAM      := $(SAM_VENV)/bin/sam
+# `sam build` needs a python3.13 on PATH (its own check); the dev venv has one.
+SAM_ENV  := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-eu-west-1}
+HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: python
+python:
+	@if [ -z "$(PYTHON313)" ]; then \
+	  echo "error: python3.13 not found (the Lambda runtime is python3.13)." >&2; \
+	  echo "Install CPython 3.13 (e.g. 'pyenv install 3.13' or your OS package) so 'python3.13' is on PATH." >&2; \
+	  exit 1; fi
+
+$(VENV)/.installed: requirements/dev.txt | python
+	rm -rf $(VENV)
+	$(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+$(SAM_VENV)/.installed: requirements/sam.txt | python
+	rm -rf $(SAM_VENV)
+	$(PYTHON313) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: setup
+setup: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed ## create the dev, SAM CLI and npm environments
+
+.PHONY: lint
+lint: $(VENV)/.installed ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: validate
+validate: $(VENV)/.installed $(SAM_VENV)/.installed ## sam validate --lint and cfn-lint on template.yaml
+	$(SAM_ENV) $(SAM) validate --lint
+	$(VENV)/bin/cfn-lint template.yaml
+
+.PHONY: check-asl
+check-asl: $(VENV)/.installed node_modules/.installed ## asl-validator and moto's ASL parser on statemachines/
+	npx --no-install asl-validator $(foreach f,$(wildcard statemachines/*.asl.json),--json-path $(f))
+	$(PY) -m tools.check_statemachines
+
+.PHONY: build
+build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build (arm64, no container) into .aws-sam/build
+	$(SAM_ENV) $(SAM) build --cached
+
+.PHONY: check-build
+check-build: build ## import every built function with its built layer under python3.13
+	$(PY) -m tools.check_build --build-dir .aws-sam/build --expect-arch arm64
+	$(SAM_ENV) $(SAM) build --build-dir .aws-sam/build-host --cache-dir .aws-sam/cache-host --cached \
+	  --parameter-overrides Architecture=$(HOST_ARCH) >/dev/null
+	$(PY) -m tools.check_build --build-dir .aws-sam/build-host --expect-arch $(HOST_ARCH) --import
+
+.PHONY: unit
+unit: $(VENV)/.installed ## pytest only
+	$(VENV)/bin/pytest
+
+.PHONY: test
+test: lint validate check-asl check-build unit ## every check, in order, failing on the first error (CI runs this)
+
+.PHONY: demo
+demo: $(VENV)/.installed ## the rolling restart of 12 simulated instances, batch of 3, in the sandbox
+	$(PY) -m sandbox run RollingRestartStateMachine --input events/rolling_restart/demo.json \
+	  --fleet 12 --seed 7 --out build/demo
+
+.PHONY: lock
+lock: python ## re-pin requirements/*.txt from requirements/dev.in and the SAM CLI version
+	rm -rf .venv-lock && $(PYTHON313) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -r requirements/dev.in
+	{ echo "# Lock of requirements/dev.in for Python 3.13: every package pinned. Regenerate with 'make lock'."; \
+	  .venv-lock/bin/pip freeze; } > requirements/dev.txt
+	rm -rf .venv-lock
+
+.PHONY: clean
+clean: ## remove build output and environments
+	rm -rf .aws-sam build $(VENV) $(SAM_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

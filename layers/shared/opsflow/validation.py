@@ -1,0 +1,27 @@
+"""Turn an event into a typed model, or raise InvalidInputError naming every bad field."""
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from opsflow.errors import InvalidInputError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """``field.sub: problem; other: problem`` -- short enough for a Step Functions Cause."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "input"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(model: type[ModelT], event: Mapping[str, Any] | Any) -> ModelT:
+    """Validate ``event`` against ``model``; a malformed event raises InvalidInputError."""
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc)) from exc

@@ -1,0 +1,223 @@
+"""Binds the fleet model to the AWS APIs: moto keeps the resources, the model answers for behaviour.
+
+- The fleet's VPC, instances and target group are created in moto, so every API sees them.
+- botocore event hooks on the default session (used by the interpreter's SDK tasks and by the
+  handlers alike) tell the model about registrations, deregistrations and reboots, and rewrite what
+  DescribeTargetHealth and DescribeInstanceStatus return to the model's answer at simulated time.
+- Injected API errors short-circuit a call before moto sees it.
+- The application's health URL is answered by an HTTP adapter mounted on the handlers' requests
+  session: the real health check code runs, and no socket is opened.
+"""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+import requests
+from requests.adapters import BaseAdapter
+
+from sandbox.fleet import Fleet
+
+TAG_KEY = "opsflow:tier"
+TAG_VALUE = "web"
+ELBV2 = "elastic-load-balancing-v2"
+
+
+@dataclass
+class ApiCall:
+    service: str
+    operation: str
+    params: dict[str, Any]
+    at: float
+
+
+@dataclass
+class InjectedApiError:
+    service: str  # botocore service id, hyphenated: "ec2", "elastic-load-balancing-v2", "ssm"
+    operation: str
+    code: str
+    message: str
+    count: int = 1
+
+
+class _Response:
+    """The bit of an HTTP response botocore reads when a before-call hook answers a call."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+        self.content = b""
+        self.raw = None
+
+
+@dataclass
+class AwsBridge:
+    fleet: Fleet
+    now: Callable[[], float]
+    calls: list[ApiCall] = field(default_factory=list)
+    errors: list[InjectedApiError] = field(default_factory=list)
+    _local: threading.local = field(default_factory=threading.local)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def install(self, session: Any) -> None:
+        events = session.events
+        events.register("before-parameter-build.*.*", self._record)
+        events.register("before-call.*.*", self._inject_error)
+        events.register(f"after-call.{ELBV2}.RegisterTargets", self._registered)
+        events.register(f"after-call.{ELBV2}.DeregisterTargets", self._deregistered)
+        events.register(f"after-call.{ELBV2}.DescribeTargetHealth", self._target_health)
+        events.register("before-call.ec2.RebootInstances", self._reboot_throttle)
+        events.register("after-call.ec2.RebootInstances", self._rebooted)
+        events.register("after-call.ec2.DescribeInstanceStatus", self._instance_status)
+
+    # -- recording -------------------------------------------------------------------------
+    def _record(self, params: dict[str, Any], model: Any, event_name: str, **_: Any) -> None:
+        _, service, operation = event_name.split(".", 2)
+        self._local.params = params
+        with self._lock:
+            self.calls.append(ApiCall(service, operation, dict(params), self.now()))
+
+    def calls_to(self, service: str, operation: str) -> list[ApiCall]:
+        return [c for c in self.calls if c.service == service and c.operation == operation]
+
+    # -- faults ----------------------------------------------------------------------------
+    def _inject_error(self, event_name: str, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+        _, service, operation = event_name.split(".", 2)
+        with self._lock:
+            for err in self.errors:
+                if err.count > 0 and (err.service, err.operation) == (service, operation):
+                    err.count -= 1
+                    return _error(err.code, err.message)
+        return None
+
+    def _reboot_throttle(self, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+        ids = self._local.params.get("InstanceIds", [])
+        if any(self.fleet.reboot_is_throttled(i, self.now()) for i in ids):
+            return _error("RequestLimitExceeded", "Request limit exceeded.")
+        return None
+
+    # -- the model learns --------------------------------------------------------------------
+    def _targets(self) -> list[str]:
+        return [t["Id"] for t in self._local.params.get("Targets", [])]
+
+    def _registered(self, http_response: Any, **_: Any) -> None:
+        if http_response.status_code < 300:
+            for instance_id in self._targets():
+                self.fleet.register(instance_id, self.now())
+
+    def _deregistered(self, http_response: Any, **_: Any) -> None:
+        if http_response.status_code < 300:
+            for instance_id in self._targets():
+                self.fleet.deregister(instance_id, self.now())
+
+    def _rebooted(self, http_response: Any, **_: Any) -> None:
+        if http_response.status_code < 300:
+            for instance_id in self._local.params.get("InstanceIds", []):
+                self.fleet.reboot(instance_id, self.now())
+
+    # -- the model answers -------------------------------------------------------------------
+    def _target_health(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if http_response.status_code >= 300:
+            return
+        t = self.now()
+        asked = self._targets() or self.fleet.registered_targets(t)
+        port = self.fleet.spec.health_port
+        descriptions = []
+        for instance_id in asked:
+            state = self.fleet.target_state(instance_id, t)
+            health: dict[str, str] = {"State": state}
+            if state == "unused":
+                health.update(Reason="Target.NotRegistered", Description="Target is not registered")
+            elif state == "draining":
+                health.update(Reason="Target.DeregistrationInProgress", Description="Deregistration in progress")
+            elif state == "initial":
+                health.update(Reason="Elb.RegistrationInProgress", Description="Registration in progress")
+            elif state == "unhealthy":
+                health.update(Reason="Target.FailedHealthChecks", Description="Health checks failed")
+            descriptions.append(
+                {"Target": {"Id": instance_id, "Port": port}, "HealthCheckPort": str(port), "TargetHealth": health}
+            )
+        parsed["TargetHealthDescriptions"] = descriptions
+
+    def _instance_status(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if http_response.status_code >= 300:
+            return
+        t = self.now()
+        for status in parsed.get("InstanceStatuses", []):
+            instance_id = status["InstanceId"]
+            if instance_id in self.fleet.instances and not self.fleet.status_checks_ok(instance_id, t):
+                for key in ("SystemStatus", "InstanceStatus"):
+                    status[key] = {"Status": "initializing", "Details": [{"Name": "reachability", "Status": "initializing"}]}
+
+
+def _error(code: str, message: str) -> tuple[_Response, dict[str, Any]]:
+    parsed = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": "sandbox-injected"},
+    }
+    return _Response(400), parsed
+
+
+class FleetHttpAdapter(BaseAdapter):
+    """Answers HTTP requests to the fleet's private IPs from the model; refuses everything else."""
+
+    def __init__(self, fleet: Fleet, now: Callable[[], float]) -> None:
+        super().__init__()
+        self.fleet = fleet
+        self.now = now
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        url = urlparse(request.url or "")
+        inst = self.fleet.instance_by_ip(url.hostname or "")
+        if inst is None:
+            raise requests.ConnectionError(f"sandbox: no simulated host at {url.hostname}", request=request)
+        status = self.fleet.health_endpoint(inst.instance_id, self.now())
+        if url.port != self.fleet.spec.health_port or status is None:
+            raise requests.ConnectionError(f"connection refused by {url.hostname}:{url.port}", request=request)
+        response = requests.Response()
+        response.status_code = status
+        response._content = b"OK" if status == 200 else b"starting"
+        response.url = request.url or ""
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        """Nothing pooled."""
+
+
+def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
+    """Create the VPC, instances and target group in moto and tell the model about the instances."""
+    ec2 = boto3.client("ec2", region_name=region)
+    elbv2 = boto3.client("elbv2", region_name=region)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"]["SubnetId"]
+        for i, az in enumerate("ab")
+    ]
+    sg = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=vpc)["GroupId"]
+    spec = fleet.spec
+    instance_ids: list[str] = []
+    for n in range(spec.size):
+        reservation = ec2.run_instances(
+            ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t4g.small",
+            SubnetId=subnets[n % 2], SecurityGroupIds=[sg],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                {"Key": TAG_KEY, "Value": TAG_VALUE}, {"Key": "Name", "Value": f"web-{n + 1:03d}"}]}],
+        )  # fmt: skip
+        inst = reservation["Instances"][0]
+        instance_ids.append(inst["InstanceId"])
+        fleet.add_instance(inst["InstanceId"], inst["PrivateIpAddress"])
+    tg = elbv2.create_target_group(
+        Name="web", Protocol="HTTP", Port=spec.health_port, VpcId=vpc, TargetType="instance",
+        HealthCheckPath=spec.health_path, HealthCheckIntervalSeconds=spec.health_check_interval,
+        HealthyThresholdCount=spec.healthy_threshold, UnhealthyThresholdCount=spec.unhealthy_threshold,
+    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+    elbv2.modify_target_group_attributes(
+        TargetGroupArn=tg,
+        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(spec.deregistration_delay)}],
+    )
+    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids])
+    return {"TargetGroupArn": tg, "VpcId": vpc, "SubnetIds": ",".join(subnets), "SecurityGroupId": sg}

@@ -1,0 +1,300 @@
+"""A simulated web tier: EC2 instances behind one ALB target group, with the behaviour moto lacks.
+
+moto's EC2 and ELBv2 are static (a registered target is healthy at once, a deregistered one vanishes,
+a reboot is instantaneous). This model adds, in simulated time and driven by a seeded generator:
+
+- instances that take a boot time and then an application readiness time after a reboot;
+- the target lifecycle: ``initial`` -> ``healthy`` after HealthyThresholdCount passing checks,
+  ``unhealthy`` after UnhealthyThresholdCount failing ones, ``draining`` for up to the
+  deregistration delay (ending early once in-flight requests finish), then ``unused``;
+- a steady request load over the targets the ALB routes to, so rebooting an instance that still had
+  requests in flight, or that the ALB still routes to, counts dropped requests;
+- faults: never ready, slow, throttled reboot call.
+
+State is kept as facts with timestamps (registered at, app down between ...), and every question
+("what is the health of i-1 at t?") is answered from them, so the model has no ticking loop.
+"""
+
+import math
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+INF = math.inf
+TargetState = Literal["initial", "healthy", "unhealthy", "draining", "unused"]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A duration in seconds: ``mean`` +/- ``spread`` (a fraction), uniform. spread 0 = exact."""
+
+    mean: float
+    spread: float = 0.0
+
+    def sample(self, rng: random.Random) -> float:
+        if self.spread <= 0:
+            return self.mean
+        return rng.uniform(self.mean * (1 - self.spread), self.mean * (1 + self.spread))
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    size: int = 12
+    boot: Spread = Spread(45.0)
+    readiness: Spread = Spread(30.0)
+    deregistration_delay: int = 60
+    health_check_interval: int = 10
+    healthy_threshold: int = 3
+    unhealthy_threshold: int = 2
+    requests_per_second: float = 40.0
+    request_seconds: float = 0.4  # mean duration of a request (Little's law: in flight = rate x this)
+    longest_request_seconds: float = 8.0  # in-flight requests at deregistration end within this
+    health_port: int = 8080
+    health_path: str = "/health"
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.size <= 5000:
+            raise ValueError(f"fleet size must be 1..5000, got {self.size}")
+
+
+Fault = Literal["never_ready", "slow", "throttle_reboot"]
+
+
+@dataclass
+class Instance:
+    instance_id: str
+    private_ip: str
+    fault: Fault | None = None
+    # (down_at, os_up_at, app_up_at) per reboot; app_up_at may be INF (never ready).
+    reboots: list[tuple[float, float, float]] = field(default_factory=list)
+    throttled_reboots_left: int = 0
+
+    def app_up(self, t: float) -> bool:
+        return not any(down <= t < app_up for down, _, app_up in self.reboots)
+
+    def os_up(self, t: float) -> bool:
+        return not any(down <= t < os_up for down, os_up, _ in self.reboots)
+
+    def app_went_up_at(self, t: float) -> float:
+        """When the application last came up at or before ``t`` (-INF if never down)."""
+        ups = [app_up for down, _, app_up in self.reboots if app_up <= t]
+        return max(ups, default=-INF)
+
+    def app_went_down_at(self, t: float) -> float:
+        downs = [down for down, _, app_up in self.reboots if down <= t < app_up]
+        return max(downs, default=-INF)
+
+
+@dataclass
+class Registration:
+    registered_at: float
+    deregistered_at: float = INF
+    drain_end: float = INF
+
+
+@dataclass
+class FleetEvent:
+    at: float
+    instance_id: str
+    what: str  # registered / deregistered / rebooted / reboot-throttled ...
+
+
+class Fleet:
+    """The simulated tier. Thread-safe: the interpreter's threads call it concurrently."""
+
+    def __init__(self, spec: FleetSpec, start: float) -> None:
+        self.spec = spec
+        self.start = start
+        self.rng = random.Random(spec.seed)
+        self._lock = threading.RLock()
+        self.instances: dict[str, Instance] = {}
+        self.registrations: dict[str, list[Registration]] = {}
+        self.events: list[FleetEvent] = []
+        self.dropped_requests = 0.0
+
+    # -- set-up ----------------------------------------------------------------------------
+    def add_instance(self, instance_id: str, private_ip: str, registered: bool = True) -> Instance:
+        with self._lock:
+            inst = Instance(instance_id, private_ip)
+            self.instances[instance_id] = inst
+            # Registered and healthy long before the run starts.
+            self.registrations[instance_id] = [Registration(self.start - 3600)] if registered else []
+            return inst
+
+    def inject(self, instance_id: str, fault: Fault, count: int = 1) -> None:
+        with self._lock:
+            inst = self.instances[instance_id]
+            inst.fault = fault
+            if fault == "throttle_reboot":
+                inst.throttled_reboots_left = count
+
+    # -- what the APIs do ------------------------------------------------------------------
+    def register(self, instance_id: str, t: float) -> None:
+        with self._lock:
+            if self._current(instance_id, t) is None:
+                self.registrations[instance_id].append(Registration(t))
+                self.events.append(FleetEvent(t, instance_id, "registered"))
+
+    def deregister(self, instance_id: str, t: float) -> None:
+        with self._lock:
+            reg = self._current(instance_id, t)
+            if reg is None:
+                return
+            reg.deregistered_at = t
+            # In-flight requests finish within the longest request time; the delay caps the drain.
+            in_flight_done = self.rng.uniform(0.3, 1.0) * self.spec.longest_request_seconds
+            reg.drain_end = t + min(float(self.spec.deregistration_delay), in_flight_done)
+            self.events.append(FleetEvent(t, instance_id, "deregistered"))
+
+    def reboot_is_throttled(self, instance_id: str, t: float) -> bool:
+        """Whether this reboot call is throttled (an injected fault, used up one call at a time)."""
+        with self._lock:
+            inst = self.instances.get(instance_id)
+            if inst is None or inst.throttled_reboots_left <= 0:
+                return False
+            inst.throttled_reboots_left -= 1
+            self.events.append(FleetEvent(t, instance_id, "reboot-throttled"))
+            return True
+
+    def reboot(self, instance_id: str, t: float) -> None:
+        with self._lock:
+            inst = self.instances[instance_id]
+            self.dropped_requests += self._in_flight(instance_id, t)
+            boot = self.spec.boot.sample(self.rng)
+            readiness = self.spec.readiness.sample(self.rng)
+            if inst.fault == "slow":
+                readiness *= 4
+            os_up = t + boot
+            app_up = INF if inst.fault == "never_ready" else os_up + readiness
+            inst.reboots.append((t, os_up, app_up))
+            self.events.append(FleetEvent(t, instance_id, "rebooted"))
+
+    # -- what the APIs report --------------------------------------------------------------
+    def target_state(self, instance_id: str, t: float) -> TargetState:
+        with self._lock:
+            regs = self.registrations.get(instance_id, [])
+            reg = next((r for r in reversed(regs) if r.registered_at <= t), None)
+            if reg is None:
+                return "unused"
+            if t >= reg.deregistered_at:
+                return "draining" if t < reg.drain_end else "unused"
+            return self._registered_health(self.instances[instance_id], reg, t)
+
+    def _registered_health(self, inst: Instance, reg: Registration, t: float) -> TargetState:
+        spec = self.spec
+        to_healthy = spec.healthy_threshold * spec.health_check_interval
+        to_unhealthy = spec.unhealthy_threshold * spec.health_check_interval
+        if inst.app_up(t):
+            since = max(inst.app_went_up_at(t), reg.registered_at)
+            if t - since >= to_healthy:
+                return "healthy"
+            # Checks are still passing up to the threshold: new targets say initial.
+            return "initial" if since == reg.registered_at else "unhealthy"
+        down_since = inst.app_went_down_at(t)
+        if down_since < reg.registered_at:
+            # Registered while down: initial until the first checks have failed.
+            return "initial" if t - reg.registered_at < to_unhealthy else "unhealthy"
+        # Went down while registered: the ALB notices only after the failing checks.
+        return "healthy" if t - down_since < to_unhealthy else "unhealthy"
+
+    def status_checks_ok(self, instance_id: str, t: float) -> bool:
+        return self.instances[instance_id].os_up(t)
+
+    def health_endpoint(self, instance_id: str, t: float) -> int | None:
+        """HTTP status the application answers, None when nothing listens (connection refused)."""
+        inst = self.instances[instance_id]
+        if inst.app_up(t):
+            return 200
+        return 503 if inst.os_up(t) else None
+
+    def registered_targets(self, t: float) -> list[str]:
+        """Instance ids registered or draining at ``t`` (what DescribeTargetHealth lists)."""
+        return [i for i in self.instances if self.target_state(i, t) != "unused"]
+
+    def instance_by_ip(self, ip: str) -> Instance | None:
+        return next((i for i in self.instances.values() if i.private_ip == ip), None)
+
+    # -- traffic ---------------------------------------------------------------------------
+    def _routable(self, t: float) -> list[str]:
+        healthy = [i for i in self.instances if self.target_state(i, t) == "healthy"]
+        if healthy:
+            return healthy
+        # With no healthy target the ALB fails open to every registered one.
+        return [i for i in self.instances if self.target_state(i, t) in ("initial", "unhealthy")]
+
+    def serving(self, t: float) -> int:
+        """In-service capacity: targets the ALB routes to whose application really answers."""
+        return sum(1 for i in self._routable(t) if self.instances[i].app_up(t))
+
+    def _in_flight(self, instance_id: str, t: float) -> float:
+        """Requests in flight on the instance at ``t`` (cut if it goes down now)."""
+        state = self.target_state(instance_id, t)
+        if not self.instances[instance_id].app_up(t):
+            return 0.0
+        in_flight_total = self.spec.requests_per_second * self.spec.request_seconds
+        routable = self._routable(t)
+        if instance_id in routable:
+            return in_flight_total / len(routable)
+        if state == "draining":
+            # What was in flight when it left the rotation, finishing linearly until the drain ends.
+            reg = self.registrations[instance_id][-1]
+            span = reg.drain_end - reg.deregistered_at
+            left = (reg.drain_end - t) / span if span > 0 else 0.0
+            return in_flight_total / max(1, len(self._routable(reg.deregistered_at)) + 1) * max(0.0, left)
+        return 0.0
+
+    def timeline(self, t0: float, t1: float, step: float = 1.0) -> "Timeline":
+        """Sample capacity and count requests routed to dead instances over [t0, t1]."""
+        times, serving, in_service = [], [], []
+        dropped_routing = 0.0
+        t = t0
+        while t <= t1:
+            routable = self._routable(t)
+            dead = sum(1 for i in routable if not self.instances[i].app_up(t))
+            if routable:
+                dropped_routing += self.spec.requests_per_second * step * dead / len(routable)
+            times.append(t)
+            serving.append(len(routable) - dead)
+            in_service.append(len(routable))
+            t += step
+        return Timeline(times, serving, in_service, self.dropped_requests + dropped_routing)
+
+    def phases(self, instance_id: str) -> list[tuple[str, float, float]]:
+        """(phase, start, end) bars for the picture: draining, rebooting, starting, initial."""
+        out: list[tuple[str, float, float]] = []
+        inst = self.instances[instance_id]
+        for reg in self.registrations.get(instance_id, []):
+            if reg.deregistered_at < INF:
+                out.append(("draining", reg.deregistered_at, reg.drain_end))
+        for down, os_up, app_up in inst.reboots:
+            out.append(("booting", down, os_up))
+            out.append(("starting app", os_up, app_up))
+        for reg in self.registrations.get(instance_id, [])[1:]:
+            healthy = self._first_healthy_after(instance_id, reg.registered_at)
+            out.append(("health checks", reg.registered_at, healthy))
+        return out
+
+    def _first_healthy_after(self, instance_id: str, t: float) -> float:
+        inst = self.instances[instance_id]
+        up = inst.app_went_up_at(INF) if inst.reboots else -INF
+        return max(t, up) + self.spec.healthy_threshold * self.spec.health_check_interval
+
+    def _current(self, instance_id: str, t: float) -> Registration | None:
+        regs = self.registrations[instance_id]
+        if regs and regs[-1].registered_at <= t < regs[-1].deregistered_at:
+            return regs[-1]
+        return None
+
+
+@dataclass
+class Timeline:
+    times: list[float]
+    serving: list[int]  # routed to and really answering
+    in_service: list[int]  # routed to by the ALB
+    dropped_requests: float
+
+    @property
+    def min_serving(self) -> int:
+        return min(self.serving, default=0)

@@ -1,0 +1,141 @@
+"""The project's Lambda handlers, run in-process as the Lambda service would run them.
+
+Each function is imported from its CodeUri (``functions/<name>/app.py``) as its own module, with the
+shared layer importable and the function's environment variables (resolved from template.yaml)
+applied, so settings read at cold start see what they would see on AWS. An unhandled exception
+becomes the Lambda error payload (``errorType`` = class name), which is what Step Functions matches
+in Retry/Catch.
+
+Handlers run one at a time (a lock): environment variables are process-wide, and handlers are
+milliseconds of work, so serialising them changes no timing that matters.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sandbox.moto_patches import lambda_error_payload
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    function_name: str
+    arn: str
+    code_dir: Path
+    handler: str  # "app.lambda_handler"
+    environment: dict[str, str]
+    timeout: int = 30
+    memory: int = 256
+
+
+@dataclass
+class Invocation:
+    logical_id: str
+    event: Any
+    error_type: str | None
+    at: float
+
+
+@dataclass
+class LambdaContext:
+    """What the Lambda runtime hands a handler as ``context`` (the attributes Powertools reads)."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "sandbox"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_seconds * 1000
+
+
+class SimulatedFunctionError(Exception):
+    """Base of the errors raised by injected Lambda faults (subclassed per error name)."""
+
+
+class LambdaRuntime:
+    def __init__(self, now: Callable[[], float], base_env: dict[str, str], layer_dirs: list[Path]) -> None:
+        self._now = now
+        self._base_env = base_env
+        self._layer_dirs = layer_dirs
+        self._lock = threading.RLock()
+        self.functions: dict[str, FunctionSpec] = {}  # by physical function name
+        self._modules: dict[str, ModuleType] = {}
+        self._faults: dict[str, list[str]] = {}
+        self.invocations: list[Invocation] = []
+
+    def add(self, spec: FunctionSpec) -> None:
+        self.functions[spec.function_name] = spec
+
+    def by_logical_id(self, logical_id: str) -> FunctionSpec:
+        for spec in self.functions.values():
+            if spec.logical_id == logical_id:
+                return spec
+        raise KeyError(f"no function {logical_id!r} in template.yaml")
+
+    def inject_error(self, logical_id: str, error_type: str, count: int = 1) -> None:
+        """The next ``count`` invocations of the function raise ``error_type``."""
+        self.by_logical_id(logical_id)
+        self._faults.setdefault(logical_id, []).extend([error_type] * count)
+
+    @contextmanager
+    def _environment(self, spec: FunctionSpec) -> Iterator[None]:
+        saved = dict(os.environ)
+        os.environ.update(self._base_env)
+        os.environ.update(spec.environment)
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.function_name
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def _module(self, spec: FunctionSpec) -> ModuleType:
+        module = self._modules.get(spec.logical_id)
+        if module is None:
+            for layer in self._layer_dirs:
+                if str(layer) not in sys.path:
+                    sys.path.insert(0, str(layer))
+            file_name = spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py"
+            path = spec.code_dir / file_name
+            loader_spec = importlib.util.spec_from_file_location(f"sandbox_fn_{spec.logical_id}", path)
+            if loader_spec is None or loader_spec.loader is None:
+                raise ImportError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)  # cold start: module-level code runs here
+            self._modules[spec.logical_id] = module
+        return module
+
+    def invoke(self, function_name: str, event: bytes | str | dict[str, Any] | None) -> tuple[str, bool, str]:
+        """Run the handler; return (payload JSON, errored, logs) as moto's Lambda backend expects."""
+        spec = self.functions[function_name]
+        payload = json.loads(event) if isinstance(event, (bytes, str)) and event else (event or {})
+        context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout)
+        with self._lock, self._environment(spec):
+            try:
+                faults = self._faults.get(spec.logical_id)
+                if faults:
+                    raise type(faults.pop(0), (SimulatedFunctionError,), {})("injected by the sandbox")
+                handler = getattr(self._module(spec), spec.handler.rsplit(".", 1)[1])
+                result = handler(payload, context)
+            except Exception as exc:  # noqa: BLE001 - every handler error becomes the Lambda error payload
+                self.invocations.append(Invocation(spec.logical_id, payload, type(exc).__name__, self._now()))
+                trace = traceback.format_exception(exc)
+                return lambda_error_payload(exc, context.aws_request_id, trace), True, "".join(trace)
+        self.invocations.append(Invocation(spec.logical_id, payload, None, self._now()))
+        return json.dumps(result), False, ""

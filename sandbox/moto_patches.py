@@ -1,0 +1,163 @@
+"""Every adjustment the sandbox makes to moto, in one place, each with its reason.
+
+moto's Step Functions interpreter really executes ASL, but it differs from AWS in a few places (see
+docs/sandbox.md). Each patch below closes one gap and has a test in tests/sandbox/test_moto_patches.py.
+They are applied by :func:`patched` for the lifetime of a sandbox and undone afterwards.
+
+moto is pinned to an exact version (requirements/dev.txt): these patches name its internals.
+"""
+
+import contextlib
+import datetime as _dt
+import json
+import threading
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import moto
+from moto.awslambda.models import LambdaFunction
+from moto.stepfunctions import models as sfn_models
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state import state as state_module
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+    map_run_record,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service,
+    state_task_service_aws_sdk,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp as wait_timestamp
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
+from moto.stepfunctions.parser.asl.eval.event import event_manager
+from moto.stepfunctions.parser.backend import execution as backend_execution
+
+from sandbox.clock import SimClock
+
+MOTO_VERSION = "5.2.5"
+
+# Step Functions' SDK integration names that differ from boto3's service names.
+SDK_SERVICE_NAMES = {"elasticloadbalancingv2": "elbv2", "eventbridge": "events"}
+
+# How AWS spells the service in SDK integration error names (``Ec2.Ec2Exception``,
+# ``ElasticLoadBalancingV2.TargetGroupNotFoundException``); moto lowercases them.
+SDK_ERROR_SERVICE_NAMES = {
+    "ec2": "Ec2",
+    "elasticloadbalancingv2": "ElasticLoadBalancingV2",
+    "ssm": "Ssm",
+    "sns": "Sns",
+    "sqs": "Sqs",
+    "cloudwatch": "CloudWatch",
+    "eventbridge": "EventBridge",
+    "s3": "S3",
+    "lambda": "Lambda",
+}
+
+LambdaInvoker = Callable[[str, bytes | str | None], tuple[str, bool, str]]
+
+
+def _jsonable(value: Any) -> Any:
+    """SDK results carry datetimes; AWS hands them to the state machine as ISO strings."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _sim_datetime_module(clock: SimClock) -> types.ModuleType:
+    """A stand-in for the ``datetime`` module whose ``datetime.now()`` reads the simulated clock."""
+
+    class SimDatetime(_dt.datetime):
+        @classmethod
+        def now(cls, tz: _dt.tzinfo | None = None) -> "SimDatetime":
+            real = _dt.datetime.fromtimestamp(clock.now(), tz)
+            return cls.combine(real.date(), real.timetz()) if tz else cls.combine(real.date(), real.time())
+
+        @classmethod
+        def utcnow(cls) -> "SimDatetime":
+            return cls.now(_dt.UTC).replace(tzinfo=None)
+
+    module = types.ModuleType("datetime")
+    module.__dict__.update(_dt.__dict__)
+    module.datetime = SimDatetime  # type: ignore[attr-defined]
+    return module
+
+
+def _sim_event_class(clock: SimClock) -> type[threading.Event]:
+    class SimEvent(threading.Event):
+        """threading.Event whose wait timeout is in simulated seconds."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            return clock.wait(super(), timeout)  # type: ignore[arg-type]
+
+    return SimEvent
+
+
+@contextlib.contextmanager
+def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
+    """Apply every patch; undo them on exit."""
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
+    sim_datetime = _sim_datetime_module(clock)
+    sim_event = _sim_event_class(clock)
+    sim_threading = types.ModuleType("threading")
+    sim_threading.__dict__.update(threading.__dict__)
+    sim_threading.Event = sim_event  # type: ignore[attr-defined]
+    sim_time = types.SimpleNamespace(sleep=clock.sleep, time=clock.now)
+
+    original_eval = state_task_service_aws_sdk.StateTaskServiceAwsSdk._eval_service_task
+
+    def eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+        original_eval(self, env, *args, **kwargs)
+        env.stack.append(_jsonable(env.stack.pop()))
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        # One interruptible wait in simulated time (StopExecution sets the event).
+        if wait_seconds > 0:
+            clock.wait(env.program_state_event, wait_seconds)
+
+    def invoke(self: LambdaFunction, event: bytes | str | None = None) -> tuple[str, bool, str]:
+        return invoke_lambda(self.function_name, event)
+
+    with contextlib.ExitStack() as stack:
+        p = stack.enter_context
+        from unittest import mock
+
+        # 1. SDK integration service names moto does not map to boto3 names.
+        overrides = dict(state_task_service.StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES)
+        overrides.update(SDK_SERVICE_NAMES)
+        p(mock.patch.object(state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", overrides))
+        # 2. AWS-style error names for SDK integrations.
+        names = dict(state_task_service_aws_sdk._SERVICE_ERROR_NAMES)
+        names.update(SDK_ERROR_SERVICE_NAMES)
+        p(mock.patch.object(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", names))
+        # 3. Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
+        p(mock.patch.object(state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task))
+        # 4. Lambda tasks run the project's handlers in-process instead of in Docker.
+        p(mock.patch.object(LambdaFunction, "_invoke_lambda", invoke))
+        # 5. Time: Wait, Retry, timeouts, callbacks and timestamps run on the simulated clock.
+        p(mock.patch.object(retrier_decl, "time", sim_time))
+        p(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
+        p(mock.patch.object(wait_timestamp, "datetime", sim_datetime))
+        p(mock.patch.object(execute_state, "threading", sim_threading))
+        p(mock.patch.object(callback_module, "Event", sim_event))
+        p(mock.patch.object(event_manager, "datetime", sim_datetime))
+        p(mock.patch.object(state_module, "datetime", sim_datetime))
+        p(mock.patch.object(map_run_record, "datetime", sim_datetime))
+        p(mock.patch.object(backend_execution, "datetime", sim_datetime))
+        p(mock.patch.object(sfn_models, "utcnow", lambda: clock.now_datetime().replace(tzinfo=None)))
+        yield
+
+
+def lambda_error_payload(exc: BaseException, request_id: str, trace: list[str]) -> str:
+    """The payload the Lambda service returns for an unhandled exception."""
+    return json.dumps(
+        {"errorMessage": str(exc), "errorType": type(exc).__name__, "requestId": request_id, "stackTrace": trace}
+    )

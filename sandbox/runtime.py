@@ -1,0 +1,318 @@
+"""The sandbox: template.yaml deployed into moto, the fleet simulated, time warped.
+
+    with Sandbox(FleetSpec(size=12)) as sb:
+        result = sb.run("RollingRestartStateMachine", {"batchSize": 3})
+        assert result.status == "SUCCEEDED"
+
+Everything is created from template.yaml (functions, state machines with their substitutions,
+topics, queues, tables, buckets, keys), so adding a resource there needs no change here.
+"""
+
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from opsflow import clients
+from sandbox import moto_patches
+from sandbox.aws_fleet import AwsBridge, FleetHttpAdapter, InjectedApiError, create_fleet_resources
+from sandbox.clock import SimClock
+from sandbox.fleet import Fleet, FleetSpec
+from sandbox.lambdas import FunctionSpec, LambdaRuntime
+from sandbox.template import ROOT, TEMPLATE_PATH, Stack, TemplateError, load_template
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+@dataclass
+class ExecutionResult:
+    arn: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    events: list[dict[str, Any]]
+
+    def states_entered(self) -> list[str]:
+        return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
+
+    @property
+    def sim_seconds(self) -> float:
+        """Simulated duration from the first to the last history event."""
+        if not self.events:
+            return 0.0
+        return (self.events[-1]["timestamp"] - self.events[0]["timestamp"]).total_seconds()
+
+
+def fill_definition(text: str, substitutions: dict[str, Any], source: str) -> str:
+    """SAM's DefinitionSubstitutions: replace ``${Name}``; an unknown name is an error naming it."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in substitutions:
+            raise TemplateError(f"{source}: placeholder ${{{name}}} has no DefinitionSubstitutions entry")
+        return str(substitutions[name])
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+class Sandbox:
+    def __init__(
+        self,
+        fleet: FleetSpec | None = None,
+        *,
+        speed: float = 500.0,
+        parameters: dict[str, str] | None = None,
+        template_path: Path = TEMPLATE_PATH,
+        log_level: str = "ERROR",
+    ) -> None:
+        self.fleet_spec = fleet
+        self.speed = speed
+        self._parameters = dict(parameters or {})
+        self.template_path = template_path
+        self.log_level = log_level
+        self._executions: list[str] = []
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "Sandbox":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._saved_env = dict(os.environ)
+        os.environ.update(
+            AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
+        )  # fmt: skip
+        os.environ.pop("AWS_PROFILE", None)
+        self.clock = SimClock(self.speed)
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        self._started = True
+        try:
+            boto3.setup_default_session(region_name=REGION)
+            clients.reset()
+            self.lambdas = LambdaRuntime(self.clock.now, self._lambda_env(), [ROOT / "layers" / "shared"])
+            self._patches = moto_patches.patched(self.clock, self.lambdas.invoke)
+            self._patches.__enter__()
+            self.fleet = Fleet(self.fleet_spec or FleetSpec(size=1), self.clock.now())
+            self.bridge = AwsBridge(self.fleet, self.clock.now)
+            self.bridge.install(boto3.DEFAULT_SESSION)
+            clients.http_session().mount("http://", FleetHttpAdapter(self.fleet, self.clock.now))
+            clients.http_session().mount("https://", FleetHttpAdapter(self.fleet, self.clock.now))
+            self.fleet_resources = create_fleet_resources(self.fleet, REGION) if self.fleet_spec else {}
+            self.stack = Stack(load_template(self.template_path), self._stack_parameters(), REGION, ACCOUNT)
+            self._deploy()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if not self._started:
+            return
+        sfn = self.client("stepfunctions")
+        for arn in self._executions:
+            if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+                sfn.stop_execution(executionArn=arn, error="Sandbox.Closed", cause="sandbox closed")
+        if hasattr(self, "_patches"):
+            self._patches.__exit__(None, None, None)
+        self._mock.stop()
+        clients.reset()
+        os.environ.clear()
+        os.environ.update(self._saved_env)
+        self._started = False
+
+    def _lambda_env(self) -> dict[str, str]:
+        return {
+            "AWS_REGION": REGION,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
+        }
+
+    def _stack_parameters(self) -> dict[str, str]:
+        """Template parameters: the caller's, plus the simulated fleet's ids where the template asks."""
+        declared = load_template(self.template_path).get("Parameters", {})
+        values = {k: v for k, v in self.fleet_resources.items() if k in declared}
+        values.update(self._parameters)
+        return values
+
+    # -- deployment ------------------------------------------------------------------------
+    def _deploy(self) -> None:
+        stack = self.stack
+        # Physical ids first, so any resource can refer to any other whatever the order.
+        for logical_id, res in stack.resources().items():
+            stack.physical[logical_id] = self._physical_ids(logical_id, res)
+        for logical_id, res in stack.resources().items():
+            self._create(logical_id, res)
+
+    def _name(self, logical_id: str, props: dict[str, Any], key: str) -> str:
+        explicit = props.get(key)
+        return str(self.stack.resolve(explicit)) if explicit else f"{self.stack.name}-{logical_id}"
+
+    def _physical_ids(self, logical_id: str, res: dict[str, Any]) -> dict[str, str]:
+        props, kind = res.get("Properties", {}), res["Type"]
+        arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
+        if kind == "AWS::Serverless::Function":
+            name = self._name(logical_id, props, "FunctionName")
+            return {"Ref": name, "Arn": arn.format("lambda", f"function:{name}")}
+        if kind == "AWS::Serverless::StateMachine":
+            name = self._name(logical_id, props, "Name")
+            sm_arn = arn.format("states", f"stateMachine:{name}")
+            return {"Ref": sm_arn, "Arn": sm_arn, "Name": name}
+        if kind == "AWS::SNS::Topic":
+            name = self._name(logical_id, props, "TopicName")
+            return {"Ref": arn.format("sns", name), "TopicArn": arn.format("sns", name), "TopicName": name}
+        if kind == "AWS::SQS::Queue":
+            name = self._name(logical_id, props, "QueueName")
+            url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+            return {"Ref": url, "QueueUrl": url, "Arn": arn.format("sqs", name), "QueueName": name}
+        if kind == "AWS::DynamoDB::Table":
+            name = self._name(logical_id, props, "TableName")
+            return {"Ref": name, "Arn": arn.format("dynamodb", f"table/{name}")}
+        if kind == "AWS::S3::Bucket":
+            name = self._name(logical_id, props, "BucketName").lower()
+            return {"Ref": name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+        if kind == "AWS::KMS::Key":
+            key_id = self.client("kms").create_key(Description=logical_id)["KeyMetadata"]["KeyId"]
+            return {"Ref": key_id, "KeyId": key_id, "Arn": arn.format("kms", f"key/{key_id}")}
+        if kind == "AWS::Serverless::LayerVersion":
+            return {"Ref": arn.format("lambda", f"layer:{logical_id}:1")}
+        # Not simulated (roles, log groups, alarms, dashboards...): names that resolve, nothing created.
+        generic = f"{self.stack.name}-{logical_id}"
+        return {"Ref": generic, "Arn": arn.format("sandbox", generic)}
+
+    def _create(self, logical_id: str, res: dict[str, Any]) -> None:
+        props, ids = res.get("Properties", {}), self.stack.physical[logical_id]
+        kind = res["Type"]
+        if kind == "AWS::SNS::Topic":
+            self.client("sns").create_topic(Name=ids["TopicName"])
+        elif kind == "AWS::SQS::Queue":
+            self.client("sqs").create_queue(QueueName=ids["QueueName"])
+        elif kind == "AWS::DynamoDB::Table":
+            resolved = self.stack.resolve(props)
+            self.client("dynamodb").create_table(
+                TableName=ids["Ref"], KeySchema=resolved["KeySchema"],
+                AttributeDefinitions=resolved["AttributeDefinitions"], BillingMode="PAY_PER_REQUEST",
+            )  # fmt: skip
+        elif kind == "AWS::S3::Bucket":
+            self.client("s3").create_bucket(
+                Bucket=ids["Ref"], CreateBucketConfiguration={"LocationConstraint": REGION}
+            )
+        elif kind == "AWS::Serverless::Function":
+            self._create_function(logical_id, props, ids)
+        elif kind == "AWS::Serverless::StateMachine":
+            self._create_state_machine(logical_id, props, ids)
+
+    def _role_arn(self) -> str:
+        if not hasattr(self, "_role"):
+            iam = self.client("iam")
+            self._role = iam.create_role(RoleName="sandbox-execution-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        return str(self._role)
+
+    def _create_function(self, logical_id: str, props: dict[str, Any], ids: dict[str, str]) -> None:
+        env = self.stack.resolve(props.get("Environment", {}).get("Variables", {}))
+        spec = FunctionSpec(
+            logical_id=logical_id, function_name=ids["Ref"], arn=ids["Arn"],
+            code_dir=(self.template_path.parent / str(props["CodeUri"])).resolve(),
+            handler=str(props["Handler"]), environment={k: str(v) for k, v in env.items()},
+            timeout=int(props.get("Timeout", 3)), memory=int(props.get("MemorySize", 128)),
+        )  # fmt: skip
+        self.lambdas.add(spec)
+        self.client("lambda").create_function(
+            FunctionName=spec.function_name, Runtime=str(props.get("Runtime", "python3.13")),
+            Role=self._role_arn(), Handler=spec.handler, Code={"ZipFile": _EMPTY_ZIP},
+            Timeout=spec.timeout, MemorySize=spec.memory,
+        )  # fmt: skip
+
+    def definition(self, logical_id: str) -> str:
+        """The state machine's ASL with its DefinitionSubstitutions filled in."""
+        res = self.stack.resources("AWS::Serverless::StateMachine")[logical_id]
+        props = res["Properties"]
+        path = self.template_path.parent / str(props["DefinitionUri"])
+        substitutions = self.stack.resolve(props.get("DefinitionSubstitutions", {}))
+        return fill_definition(path.read_text(encoding="utf-8"), substitutions, str(props["DefinitionUri"]))
+
+    def _create_state_machine(self, logical_id: str, props: dict[str, Any], ids: dict[str, str]) -> None:
+        source = str(props["DefinitionUri"])
+        try:
+            self.client("stepfunctions").create_state_machine(
+                name=ids["Name"], definition=self.definition(logical_id), roleArn=self._role_arn()
+            )
+        except self.client("stepfunctions").exceptions.InvalidDefinition as exc:
+            raise TemplateError(f"{source}: {exc.response['Error']['Message']}") from exc
+
+    # -- using it --------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+    def state_machine_arn(self, logical_id: str) -> str:
+        return self.stack.get_att(logical_id, "Arn")
+
+    def start_execution(self, logical_id: str, payload: Any, name: str | None = None) -> str:
+        arn = self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn(logical_id),
+            name=name or f"run-{uuid.uuid4().hex[:12]}",
+            input=json.dumps(payload),
+        )["executionArn"]
+        self._executions.append(arn)
+        return str(arn)
+
+    def wait(self, execution_arn: str, timeout: float = 120.0, poll: float = 0.05) -> ExecutionResult:
+        """Wait (wall seconds) until the execution ends; TimeoutError if it does not."""
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still RUNNING after {timeout} s of wall time")
+            time.sleep(poll)  # sleep between polls: a hot loop starves the interpreter's threads
+        return self.result(execution_arn, described)
+
+    def result(self, execution_arn: str, described: dict[str, Any] | None = None) -> ExecutionResult:
+        sfn = self.client("stepfunctions")
+        described = described or sfn.describe_execution(executionArn=execution_arn)
+        output = json.loads(described["output"]) if described.get("output") else None
+        return ExecutionResult(
+            execution_arn, described["status"], output, described.get("error"), described.get("cause"),
+            self.history(execution_arn),
+        )  # fmt: skip
+
+    def run(self, logical_id: str, payload: Any, timeout: float = 120.0) -> ExecutionResult:
+        return self.wait(self.start_execution(logical_id, payload), timeout)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        pages = self.client("stepfunctions").get_paginator("get_execution_history")
+        return [e for page in pages.paginate(executionArn=execution_arn) for e in page["events"]]
+
+    def stop(self, execution_arn: str, cause: str = "stopped by an operator") -> None:
+        self.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Sandbox.Stopped", cause=cause)
+
+    def inject_api_error(self, service: str, operation: str, code: str, count: int = 1) -> None:
+        """The next ``count`` calls of ``service``.``operation`` fail with ``code``."""
+        self.bridge.errors.append(InjectedApiError(service, operation, code, f"injected {code}", count))
+
+
+def _empty_zip() -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("README", "code runs in-process in the sandbox")
+    return buf.getvalue()
+
+
+_EMPTY_ZIP = _empty_zip()
