@@ -17,6 +17,7 @@ import sys
 import threading
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,9 +70,9 @@ class SimulatedFunctionError(Exception):
 
 
 class LambdaRuntime:
-    def __init__(self, now: Callable[[], float], base_env: dict[str, str], layer_dirs: list[Path]) -> None:
+    def __init__(self, now: Callable[[], float], forced_env: dict[str, str], layer_dirs: list[Path]) -> None:
         self._now = now
-        self._base_env = base_env
+        self._forced_env = forced_env  # applied over each function's own (log level, tracing off...)
         self._layer_dirs = layer_dirs
         self._lock = threading.RLock()
         self.functions: dict[str, FunctionSpec] = {}  # by physical function name
@@ -96,8 +97,8 @@ class LambdaRuntime:
     @contextmanager
     def _environment(self, spec: FunctionSpec) -> Iterator[None]:
         saved = dict(os.environ)
-        os.environ.update(self._base_env)
         os.environ.update(spec.environment)
+        os.environ.update(self._forced_env)
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.function_name
         try:
             yield
@@ -126,7 +127,9 @@ class LambdaRuntime:
         spec = self.functions[function_name]
         payload = json.loads(event) if isinstance(event, (bytes, str)) and event else (event or {})
         context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout)
-        with self._lock, self._environment(spec):
+        with self._lock, self._environment(spec), warnings.catch_warnings():
+            # Powertools warns on every invocation that emits no metric; on AWS that is a log line.
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
             try:
                 faults = self._faults.get(spec.logical_id)
                 if faults:

@@ -33,6 +33,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wai
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
 from moto.stepfunctions.parser.asl.eval.event import event_manager
 from moto.stepfunctions.parser.backend import execution as backend_execution
+from moto.stepfunctions.parser.backend import execution_worker
 
 from sandbox.clock import SimClock
 
@@ -118,6 +119,14 @@ def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
         original_eval(self, env, *args, **kwargs)
         env.stack.append(_jsonable(env.stack.pop()))
 
+    original_execution_data = execution_worker.ExecutionData
+
+    def execution_data(**fields: Any) -> Any:
+        start = fields.get("StartTime")
+        if isinstance(start, _dt.datetime):
+            fields["StartTime"] = start.astimezone(_dt.UTC).isoformat()
+        return original_execution_data(**fields)
+
     def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         # One interruptible wait in simulated time (StopExecution sets the event).
         if wait_seconds > 0:
@@ -140,6 +149,8 @@ def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
         p(mock.patch.object(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", names))
         # 3. Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
         p(mock.patch.object(state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task))
+        # 3b. $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
+        p(mock.patch.object(execution_worker, "ExecutionData", execution_data))
         # 4. Lambda tasks run the project's handlers in-process instead of in Docker.
         p(mock.patch.object(LambdaFunction, "_invoke_lambda", invoke))
         # 5. Time: Wait, Retry, timeouts, callbacks and timestamps run on the simulated clock.

@@ -19,8 +19,9 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.events.models import EventPattern
 
-from opsflow import clients
+from opsflow import clients, timeutil
 from sandbox import moto_patches
 from sandbox.aws_fleet import AwsBridge, FleetHttpAdapter, InjectedApiError, create_fleet_resources
 from sandbox.clock import SimClock
@@ -81,6 +82,7 @@ class Sandbox:
         self.template_path = template_path
         self.log_level = log_level
         self._executions: list[str] = []
+        self._delivered: set[str] = set()
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -105,6 +107,7 @@ class Sandbox:
         try:
             boto3.setup_default_session(region_name=REGION)
             clients.reset()
+            timeutil.set_source(self.clock.now)
             self.lambdas = LambdaRuntime(self.clock.now, self._lambda_env(), [ROOT / "layers" / "shared"])
             self._patches = moto_patches.patched(self.clock, self.lambdas.invoke)
             self._patches.__enter__()
@@ -127,6 +130,7 @@ class Sandbox:
         for arn in self._executions:
             if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
                 sfn.stop_execution(executionArn=arn, error="Sandbox.Closed", cause="sandbox closed")
+        timeutil.set_source(None)
         if hasattr(self, "_patches"):
             self._patches.__exit__(None, None, None)
         self._mock.stop()
@@ -284,6 +288,8 @@ class Sandbox:
     def result(self, execution_arn: str, described: dict[str, Any] | None = None) -> ExecutionResult:
         sfn = self.client("stepfunctions")
         described = described or sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            self._deliver_status_change(described)
         output = json.loads(described["output"]) if described.get("output") else None
         return ExecutionResult(
             execution_arn, described["status"], output, described.get("error"), described.get("cause"),
@@ -292,6 +298,37 @@ class Sandbox:
 
     def run(self, logical_id: str, payload: Any, timeout: float = 120.0) -> ExecutionResult:
         return self.wait(self.start_execution(logical_id, payload), timeout)
+
+    def _deliver_status_change(self, described: dict[str, Any]) -> None:
+        """EventBridge: "Step Functions Execution Status Change" to the functions whose rules match.
+
+        Delivered once per execution, when the sandbox sees it end (as EventBridge would, seconds later).
+        """
+        arn = described["executionArn"]
+        if arn in self._delivered:
+            return
+        self._delivered.add(arn)
+        event = {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states", "account": ACCOUNT, "time": self.clock.now_datetime().isoformat(),
+            "region": REGION, "resources": [arn],
+            "detail": {
+                "executionArn": arn, "stateMachineArn": described["stateMachineArn"], "name": described.get("name"),
+                "status": described["status"], "input": described.get("input"), "output": described.get("output"),
+                "error": described.get("error"), "cause": described.get("cause"),
+            },
+        }  # fmt: skip
+        for function_name, pattern in self._event_rules():
+            if EventPattern.load(json.dumps(pattern)).matches_event(event):
+                self.lambdas.invoke(function_name, json.dumps(event))
+
+    def _event_rules(self) -> list[tuple[str, dict[str, Any]]]:
+        rules = []
+        for logical_id, res in self.stack.resources("AWS::Serverless::Function").items():
+            for source in res["Properties"].get("Events", {}).values():
+                if source.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
+                    rules.append((self.stack.physical[logical_id]["Ref"], self.stack.resolve(source["Properties"]["Pattern"])))
+        return rules
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         pages = self.client("stepfunctions").get_paginator("get_execution_history")

@@ -126,8 +126,11 @@ class Stack:
             raise TemplateError(f"unknown pseudo parameter {name}")
         return values[name]
 
-    def ref(self, name: str) -> str:
+    def ref(self, name: str) -> Any:
         if name in self.parameters:
+            kind = self.template.get("Parameters", {}).get(name, {}).get("Type", "String")
+            if kind == "CommaDelimitedList" or kind.startswith("List<"):
+                return [v.strip() for v in self.parameters[name].split(",") if v.strip()]
             return self.parameters[name]
         if name.startswith("AWS::"):
             return self.pseudo(name)
@@ -177,7 +180,7 @@ class Stack:
                 logical_id, attribute = name.split(".", 1)
                 out.append(self.get_att(logical_id, attribute))
             else:
-                out.append(self.ref(name))
+                out.append(str(self.ref(name)))
             i = end + 1
         return "".join(out)
 

@@ -24,3 +24,28 @@ class InstanceCannotStartError(OpsflowError):
 
 class TargetNotYetInStateException(OpsflowError):
     """A load balancer target has not reached the wanted state yet. Retried by the state machine."""
+
+
+# Refusals of the rolling-restart planner: each is a Fail state with this name; nothing was changed.
+class TargetGroupNotFoundError(OpsflowError):
+    """The target group does not exist (or is not visible to this stack)."""
+
+
+class TargetGroupNotAllowedError(OpsflowError):
+    """The target group is not the one this stack is configured (and permitted) to restart."""
+
+
+class NoTargetsError(OpsflowError):
+    """The target group has no registered targets, or the selection matches none."""
+
+
+class TargetsNotHealthyError(OpsflowError):
+    """Some targets are not healthy: restarting now would dig deeper into lost capacity."""
+
+
+class UnsafeBatchSizeError(OpsflowError):
+    """The batch size would leave no healthy target serving."""
+
+
+class InstanceNotRestartableError(OpsflowError):
+    """An instance is not running or lacks the tag that allows opsflow to reboot it."""

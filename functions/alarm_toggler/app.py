@@ -1,0 +1,50 @@
+"""Mute the alarms and rules a rolling restart must not trigger, and restore exactly those.
+
+``{"action": "mute", "executionArn": ..., "alarms": {...}, "rules": {...}}`` records and disables;
+``{"action": "restore", "executionArn": ...}`` re-enables what was recorded. Both are idempotent.
+"""
+
+from functools import lru_cache
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsflow import muting
+from opsflow.observability import logger, metrics, tracer
+from opsflow.runs import RunTable
+from opsflow.settings import EnvSettings, load_settings
+from opsflow.validation import parse_event
+
+
+class Settings(EnvSettings):
+    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings(Settings)
+
+
+class ToggleEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    action: Literal["mute", "restore"]
+    execution_arn: str = Field(alias="executionArn", min_length=1)
+    alarms: muting.Selector = Field(default_factory=muting.Selector)
+    rules: muting.Selector = Field(default_factory=muting.Selector)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse_event(ToggleEvent, event)
+    table = RunTable(settings().table_name)
+    if request.action == "mute":
+        record = muting.mute(table, request.execution_arn, request.alarms, request.rules)
+        metrics.add_metric(name="AlarmsMuted", unit=MetricUnit.Count, value=len(record.alarms))
+        return {"action": "mute", **record.model_dump()}
+    restored = muting.restore(table, request.execution_arn)
+    return {"action": "restore", **(restored or muting.MuteRecord()).model_dump()}

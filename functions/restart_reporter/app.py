@@ -1,0 +1,203 @@
+"""Reports of the rolling restart: an alert per failed instance, and the summary at the end.
+
+``instance_failed``: names the instance, the step and the error in an SNS alert, counts the failure
+against the run's error budget, and leaves the instance in a safe place: registered again only if its
+application answers, kept out of the target group if it does not.
+``summary``: per-instance outcome and step times, published to the topic.
+"""
+
+import datetime as dt
+import json
+from functools import lru_cache
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsflow import clients, timeutil
+from opsflow.errors import OpsflowError
+from opsflow.health import HealthCheck, check_instance
+from opsflow.observability import logger, metrics, tracer
+from opsflow.runs import RunTable
+from opsflow.settings import EnvSettings, load_settings
+from opsflow.targets import target_states
+from opsflow.validation import parse_event
+
+# Per-instance steps in order, keyed as the state machine records their times, with state names.
+STEPS = [
+    ("deregistered", "Deregister the instance from the target group"),
+    ("drained", "Wait until the instance has drained"),
+    ("rebooted", "Reboot the instance"),
+    ("ready", "Check the application is up"),
+    ("registered", "Register the instance with the target group"),
+    ("healthy", "Wait until the instance is healthy in the target group"),
+]
+SUBJECT_MAX = 100
+MESSAGE_MAX = 250_000  # SNS takes 256 KiB
+
+
+class Settings(EnvSettings):
+    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+    topic_arn: str = Field(alias="TOPIC_ARN", min_length=20)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings(Settings)
+
+
+class RunRef(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    execution_arn: str = Field(alias="executionArn")
+    target_group_arn: str = Field(alias="targetGroupArn")
+    health: HealthCheck | None = None
+
+
+class Failure(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    Error: str = "Unknown"
+    Cause: str = ""
+
+
+class InstanceFailedEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    action: Literal["instance_failed"]
+    instance_id: str = Field(alias="instanceId")
+    run: RunRef
+    times: dict[str, Any] = Field(default_factory=dict)
+    failure: Failure
+
+
+class SummaryEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    action: Literal["summary"]
+    run: RunRef
+    instance_count: int = Field(alias="instanceCount", ge=0)
+    error: Failure | None = None
+
+
+def _cause_text(failure: Failure) -> str:
+    """Lambda errors carry a JSON Cause; show its message, not the stack trace."""
+    try:
+        cause = json.loads(failure.Cause)
+    except ValueError:
+        return failure.Cause
+    return str(cause.get("errorMessage", failure.Cause)) if isinstance(cause, dict) else failure.Cause
+
+
+def failed_step(times: dict[str, Any]) -> str:
+    for key, state_name in STEPS:
+        if key not in times:
+            return state_name
+    return "Record the outcome"
+
+
+def _at(times: dict[str, Any], key: str) -> str | None:
+    value = times.get(key)
+    return value.get("at") if isinstance(value, dict) else value
+
+
+def put_back_safely(event: InstanceFailedEvent) -> str:
+    """Registered only if healthy: returns what was done."""
+    run, instance_id = event.run, event.instance_id
+    state = target_states(run.target_group_arn, [instance_id]).get(instance_id, "unused")
+    registered = state not in ("unused", "draining")
+    up = False
+    if run.health is not None:
+        try:
+            check_instance(instance_id, run.health)
+            up = True
+        except OpsflowError as exc:
+            logger.info("instance is not up", extra={"instance_id": instance_id, "reason": str(exc)})
+    elbv2 = clients.client("elbv2")
+    if registered and not up:
+        elbv2.deregister_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
+        return "taken out of the target group: its application does not answer"
+    if not registered and up:
+        elbv2.register_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
+        return "registered again: its application answers"
+    return "left in the target group" if registered else "left out of the target group: its application does not answer"
+
+
+def publish(subject: str, message: str) -> None:
+    if len(message) > MESSAGE_MAX:
+        message = message[:MESSAGE_MAX] + "\n... (truncated: the full list is in the run table)"
+    clients.client("sns").publish(TopicArn=settings().topic_arn, Subject=subject[:SUBJECT_MAX], Message=message)
+
+
+def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
+    table = RunTable(settings().table_name)
+    step, cause = failed_step(event.times), _cause_text(event.failure)
+    failures = table.count_failure(event.run.execution_arn)
+    placement = put_back_safely(event)
+    table.put_outcome(
+        event.run.execution_arn, event.instance_id,
+        {"outcome": "failed", "step": step, "error": event.failure.Error, "cause": cause[:2000],
+         "placement": placement, "times": {k: _at(event.times, k) for k, _ in STEPS if k in event.times}},
+    )  # fmt: skip
+    publish(
+        f"opsflow: {event.instance_id} failed to restart ({event.failure.Error})",
+        f"Instance {event.instance_id} failed at step '{step}'.\n"
+        f"Error: {event.failure.Error}\nCause: {cause}\nAfterwards it was {placement}.\n"
+        f"Failures in this run so far: {failures}.\nExecution: {event.run.execution_arn}\n",
+    )
+    metrics.add_metric(name="InstanceRestartFailed", unit=MetricUnit.Count, value=1)
+    return {"instanceId": event.instance_id, "outcome": "failed", "step": step}
+
+
+def _clock(iso: str | None) -> str:
+    return dt.datetime.fromisoformat(iso).strftime("%H:%M:%S") if iso else "-"
+
+
+def _out_of_service(times: dict[str, Any]) -> str:
+    start, end = times.get("deregistered"), times.get("healthy")
+    if not start or not end:
+        return "-"
+    seconds = (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+    return f"{seconds:.0f} s"
+
+
+def summary(event: SummaryEvent) -> dict[str, Any]:
+    outcomes = sorted(RunTable(settings().table_name).outcomes(event.run.execution_arn), key=lambda o: o["instanceId"])
+    counts = {"restarted": 0, "failed": 0, "skipped": 0}
+    for outcome in outcomes:
+        counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
+    not_started = max(0, event.instance_count - len(outcomes))
+    ok = counts["failed"] == 0 and not_started == 0 and event.error is None
+    group = event.run.target_group_arn.split(":")[-1]
+    subject = (
+        f"opsflow rolling restart {'succeeded' if ok else 'FAILED'}: {counts['restarted']} restarted, "
+        f"{counts['failed']} failed ({group.split('/')[1] if '/' in group else group})"
+    )
+    lines = [
+        f"Rolling restart of {group}: {'succeeded' if ok else 'FAILED'}",
+        f"Execution: {event.run.execution_arn}",
+        f"Instances: {counts['restarted']} restarted, {counts['failed']} failed, {counts['skipped']} skipped, "
+        f"{not_started} not started",
+    ]
+    if event.error is not None:
+        lines.append(f"The run stopped early: {event.error.Error}: {_cause_text(event.error)}")
+    lines += ["", f"{'instance':<21} {'outcome':<10} " + " ".join(f"{k:<12}" for k, _ in STEPS) + " out of service"]
+    for o in outcomes:
+        times = o.get("times", {})
+        row = f"{o['instanceId']:<21} {o['outcome']:<10} " + " ".join(f"{_clock(times.get(k)):<12}" for k, _ in STEPS)
+        lines.append(f"{row} {_out_of_service(times)}")
+        if o["outcome"] != "restarted":
+            lines.append(f"    {o.get('step', '')}: {o.get('error', '')}: {o.get('cause', o.get('reason', ''))}")
+    publish(subject, "\n".join(lines) + "\n")
+    metrics.add_metric(name="InstancesRestarted", unit=MetricUnit.Count, value=counts["restarted"])
+    return {**counts, "notStarted": not_started, "succeeded": ok, "subject": subject}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("action") == "instance_failed":
+        return instance_failed(parse_event(InstanceFailedEvent, event))
+    return summary(parse_event(SummaryEvent, event))

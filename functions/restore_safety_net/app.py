@@ -1,0 +1,70 @@
+"""Safety net: restore alarms and rules, and release the lock, after a run that ended abnormally.
+
+Catchers do not run when an execution is stopped or times out, so this function is triggered by an
+EventBridge rule on "Step Functions Execution Status Change" (ABORTED, TIMED_OUT, FAILED) of the
+rolling-restart state machine. A run that restored itself is left alone (a later run may have muted
+the same alarms since); anything else is restored from the run record. Idempotent.
+"""
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+
+from opsflow import clients, muting, timeutil
+from opsflow.errors import InvalidInputError
+from opsflow.observability import logger, metrics, tracer
+from opsflow.runs import RunTable
+from opsflow.settings import EnvSettings, load_settings
+
+
+class Settings(EnvSettings):
+    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+    topic_arn: str = Field(alias="TOPIC_ARN", min_length=20)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings(Settings)
+
+
+def clean_up(execution_arn: str, status: str) -> dict[str, Any]:
+    table = RunTable(settings().table_name)
+    run = table.get_run(execution_arn)
+    if run is None:
+        return {"executionArn": execution_arn, "action": "none", "reason": "the run changed nothing"}
+    # Restore before releasing the lock, so no new run mutes the same alarms in between.
+    restored = None if run.get("restoredAt") else muting.restore(table, execution_arn)
+    # Releasing is conditional on this run holding the lock, so it is always safe to try.
+    released = table.release_lock(run["targetGroupArn"], execution_arn)
+    if not released and restored is None:
+        return {"executionArn": execution_arn, "action": "none", "reason": "the run cleaned up after itself"}
+    table.set_run_fields(execution_arn, safetyNetAt=timeutil.iso_now())
+    message = (
+        f"Rolling restart {execution_arn} ended {status}.\n"
+        f"Alarms restored: {', '.join(restored.alarms) if restored and restored.alarms else 'none'}\n"
+        f"Rules restored: {', '.join(restored.rules) if restored and restored.rules else 'none'}\n"
+        f"Target group lock {'released' if released else 'was not held'}.\n"
+        "Instances the run had taken out of service are not touched: check the run's report.\n"
+    )
+    clients.client("sns").publish(
+        TopicArn=settings().topic_arn, Subject=f"opsflow safety net: rolling restart ended {status}"[:100],
+        Message=message,
+    )  # fmt: skip
+    return {"executionArn": execution_arn, "action": "restored", "lockReleased": released}
+
+
+@event_source(data_class=EventBridgeEvent)
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    detail = event.detail
+    execution_arn, status = detail.get("executionArn"), detail.get("status")
+    if not execution_arn or not status:
+        raise InvalidInputError("not a Step Functions Execution Status Change event (no executionArn/status)")
+    result = clean_up(execution_arn, status)
+    logger.info("safety net", extra=result)
+    return result

@@ -1,0 +1,80 @@
+"""Gates of the per-instance restart, each answered from the load balancer's view of the targets.
+
+- ``capacity``: may this instance leave service now? Only while the healthy targets minus this one
+  stay at or above the floor (a live guard: another target going unhealthy makes it wait) and the
+  run's error budget is not used up (then it answers ``proceed: false``).
+- ``drained``: has the target finished draining?
+- ``in_service``: is the re-registered target healthy?
+
+"Not yet" raises TargetNotYetInStateException, which the state machine retries with backoff.
+"""
+
+from functools import lru_cache
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsflow import timeutil
+from opsflow.errors import TargetNotYetInStateException
+from opsflow.observability import logger, metrics, tracer
+from opsflow.runs import RunTable
+from opsflow.settings import EnvSettings, load_settings
+from opsflow.targets import HEALTHY, target_states
+from opsflow.validation import parse_event
+
+
+class Settings(EnvSettings):
+    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings(Settings)
+
+
+class GateEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    check: Literal["capacity", "drained", "in_service"]
+    instance_id: str = Field(alias="instanceId")
+    target_group_arn: str = Field(alias="targetGroupArn")
+    execution_arn: str = Field(default="", alias="executionArn")
+    floor: int = Field(default=0, ge=0)
+    error_budget: int = Field(default=1, ge=1, alias="errorBudget")
+
+
+def capacity(gate: GateEvent) -> dict[str, Any]:
+    run = RunTable(settings().table_name).get_run(gate.execution_arn) or {}
+    failures = int(run.get("failures", 0))
+    if failures >= gate.error_budget:
+        return {"proceed": False, "reason": f"error budget used up ({failures} of {gate.error_budget} failures)"}
+    states = target_states(gate.target_group_arn)
+    healthy = sum(1 for s in states.values() if s == HEALTHY)
+    leaving = 1 if states.get(gate.instance_id) == HEALTHY else 0
+    if healthy - leaving < gate.floor:
+        raise TargetNotYetInStateException(
+            f"{healthy} healthy targets; taking {gate.instance_id} out would leave fewer than {gate.floor}"
+        )
+    return {"proceed": True, "healthyTargets": healthy}
+
+
+def wait_for(gate: GateEvent, done: set[str]) -> dict[str, Any]:
+    state = target_states(gate.target_group_arn, [gate.instance_id]).get(gate.instance_id, "unused")
+    if state not in done:
+        raise TargetNotYetInStateException(f"{gate.instance_id} is {state}")
+    return {"state": state}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    gate = parse_event(GateEvent, event)
+    if gate.check == "capacity":
+        result = capacity(gate)
+    elif gate.check == "drained":
+        result = wait_for(gate, {"unused"})
+    else:
+        result = wait_for(gate, {HEALTHY})
+    return {"at": timeutil.iso_now(), **result}

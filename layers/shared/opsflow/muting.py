@@ -1,0 +1,127 @@
+"""Mute exactly the CloudWatch alarms and EventBridge rules a change touches, and put them back.
+
+Selection is by name prefix and/or tags (all given tags must match). Only alarms whose actions are
+enabled and rules that are ENABLED are selected: what was already off stays off and is never
+"restored" to on. The selection is written to the run record *before* anything is disabled, so a
+retried call, the state machine's restore step and the safety net all work from the same list:
+- a retried ``mute`` re-applies the recorded list instead of re-selecting (it would otherwise see
+  its own muted alarms as "already off" and never restore them);
+- ``restore`` enables exactly the recorded names, and can run any number of times.
+"""
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsflow import clients, timeutil
+from opsflow.observability import logger
+from opsflow.runs import RunTable
+
+ALARM_BATCH = 100  # DisableAlarmActions / EnableAlarmActions take at most 100 names a call
+
+
+class Selector(BaseModel):
+    """Which alarms or rules to mute. Empty (no prefixes, no tags) selects nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name_prefixes: list[str] = Field(default_factory=list, alias="namePrefixes", max_length=20)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=10)
+
+    @property
+    def empty(self) -> bool:
+        return not self.name_prefixes and not self.tags
+
+
+class MuteRecord(BaseModel):
+    alarms: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+
+
+def _tags_match(wanted: dict[str, str], tag_list: Iterable[dict[str, str]]) -> bool:
+    have = {t["Key"]: t["Value"] for t in tag_list}
+    return all(have.get(k) == v for k, v in wanted.items())
+
+
+def _alarms(cloudwatch: Any, selector: Selector) -> Iterator[dict[str, Any]]:
+    paginator = cloudwatch.get_paginator("describe_alarms")
+    queries = [{"AlarmNamePrefix": p} for p in selector.name_prefixes] or [{}]
+    for query in queries:
+        for page in paginator.paginate(AlarmTypes=["MetricAlarm", "CompositeAlarm"], **query):
+            yield from page.get("MetricAlarms", [])
+            yield from page.get("CompositeAlarms", [])
+
+
+def select_alarms(cloudwatch: Any, selector: Selector) -> list[str]:
+    if selector.empty:
+        return []
+    names: dict[str, None] = {}
+    for alarm in _alarms(cloudwatch, selector):
+        if not alarm.get("ActionsEnabled", False):
+            continue
+        if selector.tags:
+            tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", [])
+            if not _tags_match(selector.tags, tags):
+                continue
+        names[alarm["AlarmName"]] = None
+    return sorted(names)
+
+
+def select_rules(events: Any, selector: Selector) -> list[str]:
+    if selector.empty:
+        return []
+    paginator = events.get_paginator("list_rules")
+    names: dict[str, None] = {}
+    for query in [{"NamePrefix": p} for p in selector.name_prefixes] or [{}]:
+        for page in paginator.paginate(**query):
+            for rule in page.get("Rules", []):
+                if rule.get("State") != "ENABLED" or rule.get("ManagedBy"):
+                    continue
+                if selector.tags:
+                    tags = events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", [])
+                    if not _tags_match(selector.tags, tags):
+                        continue
+                names[rule["Name"]] = None
+    return sorted(names)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def mute(table: RunTable, execution_arn: str, alarms: Selector, rules: Selector) -> MuteRecord:
+    cloudwatch, events = clients.client("cloudwatch"), clients.client("events")
+    run = table.get_run(execution_arn) or {}
+    if "muted" in run:
+        record = MuteRecord.model_validate(run["muted"])
+        logger.info("re-applying the recorded mute", extra={"alarms": record.alarms, "rules": record.rules})
+    else:
+        record = MuteRecord(alarms=select_alarms(cloudwatch, alarms), rules=select_rules(events, rules))
+        table.set_run_fields(execution_arn, muted=record.model_dump(), mutedAt=timeutil.iso_now())
+    for chunk in _chunks(record.alarms, ALARM_BATCH):
+        cloudwatch.disable_alarm_actions(AlarmNames=chunk)
+    for name in record.rules:
+        events.disable_rule(Name=name)
+    logger.info("muted", extra={"alarms": record.alarms, "rules": record.rules})
+    return record
+
+
+def restore(table: RunTable, execution_arn: str) -> MuteRecord | None:
+    """Re-enable what the run muted; None when the run muted nothing (or never started)."""
+    run = table.get_run(execution_arn)
+    if not run or "muted" not in run:
+        return None
+    record = MuteRecord.model_validate(run["muted"])
+    cloudwatch, events = clients.client("cloudwatch"), clients.client("events")
+    for chunk in _chunks(record.alarms, ALARM_BATCH):
+        cloudwatch.enable_alarm_actions(AlarmNames=chunk)
+    for name in record.rules:
+        try:
+            events.enable_rule(Name=name)
+        except events.exceptions.ResourceNotFoundException:
+            logger.warning("rule deleted during the run, nothing to restore", extra={"rule": name})
+    table.set_run_fields(execution_arn, restoredAt=timeutil.iso_now())
+    logger.info("restored", extra={"alarms": record.alarms, "rules": record.rules})
+    return record

@@ -1,0 +1,117 @@
+"""The run table: one record per rolling-restart execution, its instance outcomes, and the locks.
+
+Keys (pk / sk):
+- ``run#<executionArn>`` / ``run``          the run: target group, failures so far, mute record
+- ``run#<executionArn>`` / ``instance#<id>`` one instance's outcome and step times
+- ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it)
+
+The state machine writes the run record and takes the lock with DynamoDB service integrations; the
+functions here read and update them, and the restore safety net uses them to clean up after a run
+that was stopped or timed out.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from opsflow import clients
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+RUN_SK = "run"
+LOCK_SK = "lock"
+
+
+def run_pk(execution_arn: str) -> str:
+    return f"run#{execution_arn}"
+
+
+def lock_pk(target_group_arn: str) -> str:
+    return f"lock#{target_group_arn}"
+
+
+def to_item(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in data.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; hand out ints/floats."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class RunTable:
+    table_name: str
+    ddb: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.ddb is None:
+            self.ddb = clients.client("dynamodb")
+
+    def get_run(self, execution_arn: str) -> dict[str, Any] | None:
+        item = self.ddb.get_item(
+            TableName=self.table_name, Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}), ConsistentRead=True
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def set_run_fields(self, execution_arn: str, **fields: Any) -> None:
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": _ser.serialize(v) for i, v in enumerate(fields.values())}
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def count_failure(self, execution_arn: str) -> int:
+        """Add one failure to the run's error budget use; return the new count."""
+        response = self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
+            UpdateExpression="ADD failures :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["failures"]["N"])
+
+    def put_outcome(self, execution_arn: str, instance_id: str, outcome: dict[str, Any]) -> None:
+        item = {"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}", "instanceId": instance_id, **outcome}
+        self.ddb.put_item(TableName=self.table_name, Item=to_item(item))
+
+    def outcomes(self, execution_arn: str) -> list[dict[str, Any]]:
+        pages = self.ddb.get_paginator("query").paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": run_pk(execution_arn)}, ":prefix": {"S": "instance#"}},
+            ConsistentRead=True,
+        )
+        return [from_item(item) for page in pages for item in page["Items"]]
+
+    def release_lock(self, target_group_arn: str, execution_arn: str) -> bool:
+        """Delete the lock if this execution holds it; False if it does not (nothing changed)."""
+        try:
+            self.ddb.delete_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": lock_pk(target_group_arn), "sk": LOCK_SK}),
+                ConditionExpression="ownerExecutionArn = :me",
+                ExpressionAttributeValues={":me": {"S": execution_arn}},
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
