@@ -9,6 +9,7 @@
   session: the real health check code runs, and no socket is opened.
 """
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -209,7 +210,7 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
         )  # fmt: skip
         inst = reservation["Instances"][0]
         instance_ids.append(inst["InstanceId"])
-        fleet.add_instance(inst["InstanceId"], inst["PrivateIpAddress"])
+        fleet.add_instance(inst["InstanceId"], inst["PrivateIpAddress"], name=f"web-{n + 1:03d}")
     tg = elbv2.create_target_group(
         Name="web", Protocol="HTTP", Port=spec.health_port, VpcId=vpc, TargetType="instance",
         HealthCheckPath=spec.health_path, HealthCheckIntervalSeconds=spec.health_check_interval,
@@ -220,4 +221,34 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
         Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(spec.deregistration_delay)}],
     )
     elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids])
+    create_monitoring(region, tg)
     return {"TargetGroupArn": tg, "VpcId": vpc, "SubnetIds": ",".join(subnets), "SecurityGroupId": sg}
+
+
+# The tier's monitoring, as a team would have it: what a restart must mute, and what it must not touch.
+MONITORING_ALARMS = {
+    "web-5xx-errors": True,  # actions enabled: muted during a restart
+    "web-unhealthy-hosts": True,
+    "web-target-latency-p99": True,
+    "web-disk-almost-full": False,  # already disabled by someone: must stay disabled
+    "db-cpu-high": True,  # another tier: must not be touched
+}
+MONITORING_RULES = {"web-instance-state-change-pager": True, "web-nightly-report": False, "db-backup": True}
+
+
+def create_monitoring(region: str, target_group_arn: str) -> None:
+    cloudwatch = boto3.client("cloudwatch", region_name=region)
+    events = boto3.client("events", region_name=region)
+    pager = f"arn:aws:sns:{region}:123456789012:pager"
+    for name, enabled in MONITORING_ALARMS.items():
+        cloudwatch.put_metric_alarm(
+            AlarmName=name, Namespace="AWS/ApplicationELB", MetricName="HTTPCode_Target_5XX_Count",
+            Dimensions=[{"Name": "TargetGroup", "Value": target_group_arn.split(":")[-1]}],
+            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=5, ComparisonOperator="GreaterThanThreshold",
+            AlarmActions=[pager], ActionsEnabled=enabled, Tags=[{"Key": "tier", "Value": name.split("-")[0]}],
+        )  # fmt: skip
+    for name, enabled in MONITORING_RULES.items():
+        events.put_rule(
+            Name=name, EventPattern=json.dumps({"source": ["aws.ec2"]}), State="ENABLED" if enabled else "DISABLED",
+            Tags=[{"Key": "tier", "Value": name.split("-")[0]}],
+        )

@@ -113,11 +113,13 @@ class Fleet:
         self.registrations: dict[str, list[Registration]] = {}
         self.events: list[FleetEvent] = []
         self.dropped_requests = 0.0
+        self.names: dict[str, str] = {}  # instance id -> Name tag, for people
 
     # -- set-up ----------------------------------------------------------------------------
-    def add_instance(self, instance_id: str, private_ip: str, registered: bool = True) -> Instance:
+    def add_instance(self, instance_id: str, private_ip: str, name: str = "", registered: bool = True) -> Instance:
         with self._lock:
             inst = Instance(instance_id, private_ip)
+            self.names[instance_id] = name or instance_id
             self.instances[instance_id] = inst
             # Registered and healthy long before the run starts.
             self.registrations[instance_id] = [Registration(self.start - 3600)] if registered else []
@@ -244,6 +246,16 @@ class Fleet:
             left = (reg.drain_end - t) / span if span > 0 else 0.0
             return in_flight_total / max(1, len(self._routable(reg.deregistered_at)) + 1) * max(0.0, left)
         return 0.0
+
+    def phase(self, instance_id: str, t: float) -> str:
+        """One word for what an instance is doing at ``t`` (for live progress)."""
+        inst = self.instances[instance_id]
+        state = self.target_state(instance_id, t)
+        if not inst.os_up(t):
+            return "booting"
+        if not inst.app_up(t):
+            return "starting app" if state == "unused" else f"{state}, app down"
+        return {"healthy": "in service", "unused": "out of service"}.get(state, state)
 
     def timeline(self, t0: float, t1: float, step: float = 1.0) -> "Timeline":
         """Sample capacity and count requests routed to dead instances over [t0, t1]."""

@@ -81,7 +81,11 @@ class LambdaRuntime:
         self.invocations: list[Invocation] = []
 
     def add(self, spec: FunctionSpec) -> None:
+        """Register the function and import it now (its cold start), so that import time is not
+        stretched into minutes of simulated time in the middle of a run."""
         self.functions[spec.function_name] = spec
+        with self._lock, self._environment(spec):
+            self._module(spec)
 
     def by_logical_id(self, logical_id: str) -> FunctionSpec:
         for spec in self.functions.values():

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.events.models import EventPattern
 
@@ -256,8 +257,9 @@ class Sandbox:
             self.client("stepfunctions").create_state_machine(
                 name=ids["Name"], definition=self.definition(logical_id), roleArn=self._role_arn()
             )
-        except self.client("stepfunctions").exceptions.InvalidDefinition as exc:
-            raise TemplateError(f"{source}: {exc.response['Error']['Message']}") from exc
+        except ClientError as exc:  # moto answers InvalidDefinition, or a bare error naming the parser's
+            message = exc.response["Error"].get("Message", str(exc)).split(" in definition '", 1)[0]
+            raise TemplateError(f"{source}: rejected by the ASL parser: {message}") from exc
 
     # -- using it --------------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -336,6 +338,17 @@ class Sandbox:
 
     def stop(self, execution_arn: str, cause: str = "stopped by an operator") -> None:
         self.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Sandbox.Stopped", cause=cause)
+
+    def monitoring_state(self) -> dict[str, str]:
+        """Every alarm's actions and every rule's state: compare before and after a run."""
+        state: dict[str, str] = {}
+        for page in self.client("cloudwatch").get_paginator("describe_alarms").paginate():
+            for alarm in page["MetricAlarms"] + page.get("CompositeAlarms", []):
+                state[f"alarm:{alarm['AlarmName']}"] = "actions enabled" if alarm["ActionsEnabled"] else "actions disabled"
+        for page in self.client("events").get_paginator("list_rules").paginate():
+            for rule in page["Rules"]:
+                state[f"rule:{rule['Name']}"] = rule["State"]
+        return state
 
     def inject_api_error(self, service: str, operation: str, code: str, count: int = 1) -> None:
         """The next ``count`` calls of ``service``.``operation`` fail with ``code``."""

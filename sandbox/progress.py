@@ -1,0 +1,116 @@
+"""Live progress of an execution in the sandbox, and the report at its end."""
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.runtime import ExecutionResult, Sandbox
+from sandbox.timeline import render
+
+PLAN_STATE = "Validate the input and plan the restart"
+BUSY_LISTED = 6  # beyond this many instances out of service, progress shows counts per phase
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+class Progress:
+    def __init__(self, sb: Sandbox, execution_arn: str, quiet: bool = False, stop_after: float | None = None) -> None:
+        self.sb = sb
+        self.arn = execution_arn
+        self.quiet = quiet
+        self.stop_after = stop_after
+        self.started = sb.clock.now()
+
+    def line(self, now: float) -> str:
+        fleet = self.sb.fleet
+        busy = {fleet.names[i]: fleet.phase(i, now) for i in fleet.instances}
+        busy = {name: phase for name, phase in sorted(busy.items()) if phase != "in service"}
+        if len(busy) > BUSY_LISTED:
+            counts: dict[str, int] = {}
+            for phase in busy.values():
+                counts[phase] = counts.get(phase, 0) + 1
+            detail = ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items()))
+        else:
+            detail = ", ".join(f"{name} {phase}" for name, phase in busy.items())
+        return f"serving {fleet.serving(now)}/{len(fleet.instances)}  {detail or 'all in service'}"
+
+    def follow(self, timeout: float) -> ExecutionResult:
+        sfn = self.sb.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        last = ""
+        while (described := sfn.describe_execution(executionArn=self.arn))["status"] == "RUNNING":
+            now = self.sb.clock.now()
+            if self.stop_after is not None and now - self.started >= self.stop_after:
+                self.sb.stop(self.arn, cause=f"stopped by the operator after {duration(self.stop_after)}")
+                self.stop_after = None
+            if time.monotonic() > deadline:
+                self.sb.stop(self.arn, cause="the sandbox's wall-clock timeout")
+            line = self.line(now)
+            if line != last and not self.quiet:
+                print(f"+{_clock(now - self.started)}  {line}", flush=True)
+                last = line
+            time.sleep(0.1)
+        return self.sb.result(self.arn, described)
+
+    def floor(self, result: ExecutionResult) -> int | None:
+        for event in result.events:
+            details = event.get("stateExitedEventDetails")
+            if details and details["name"] == PLAN_STATE:
+                output = json.loads(details.get("output") or "{}")
+                floor = output.get("floor")
+                return int(floor) if floor is not None else None
+        return None
+
+    def report(
+        self, result: ExecutionResult, before: dict[str, str], after: dict[str, str], wall: float, out: Path
+    ) -> str:
+        sb, fleet = self.sb, self.sb.fleet
+        start = result.events[0]["timestamp"].timestamp() if result.events else self.started
+        end = result.events[-1]["timestamp"].timestamp() if result.events else sb.clock.now()
+        floor = self.floor(result)
+        # Settle: a failed instance taken out at the end still counts until the end of the picture.
+        tl = fleet.timeline(start, end)
+        lines = [
+            "",
+            f"{result.arn.rsplit(':', 1)[-1]}: {result.status} after {duration(end - start)} simulated "
+            f"({wall:.1f} s wall at {sb.speed:g}x)",
+        ]
+        if result.error:
+            lines.append(f"  {result.error}: {result.cause}")
+        if isinstance(result.output, dict):
+            lines.append("  output: " + json.dumps(result.output)[:300])
+        floor_text = "" if floor is None else f" (floor {floor}: {'held' if tl.min_serving >= floor else 'BROKEN'})"
+        lines.append(f"Serving capacity: at least {tl.min_serving} of {len(fleet.instances)}{floor_text}")
+        lines.append(f"Requests dropped: {math.ceil(tl.dropped_requests)}")
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        if changed:
+            lines.append("Alarms and rules CHANGED by the run: " + "; ".join(
+                f"{k}: {before.get(k)} -> {after.get(k)}" for k in changed))  # fmt: skip
+        else:
+            lines.append(f"Alarms and rules: all {len(after)} as before the run")
+        published = sb.bridge.calls_to("sns", "Publish")
+        lines.append(f"Notifications published: {len(published)}")
+        lines += [f"  - {c.params.get('Subject', '(no subject)')}" for c in published]
+        out.mkdir(parents=True, exist_ok=True)
+        history = out / "history.json"
+        history.write_text(json.dumps(result.events, indent=1, default=str), encoding="utf-8")
+        picture = render(fleet, start, end, floor, out / "timeline.png", f"{result.arn.rsplit(':', 1)[-1]}: {result.status}")
+        if published:
+            (out / "last-notification.txt").write_text(
+                f"Subject: {published[-1].params.get('Subject')}\n\n{published[-1].params.get('Message')}", encoding="utf-8"
+            )
+        lines.append(f"History ({len(result.events)} events): {history}")
+        lines.append(f"Timeline picture: {picture}")
+        if published:
+            lines.append(f"Last notification: {out / 'last-notification.txt'}")
+        return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Project checks run by `make test` (see the Makefile)."""

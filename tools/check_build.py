@@ -1,0 +1,104 @@
+"""The `sam build` output is what Lambda will run: layer under python/, functions importable.
+
+- the layer has our package and its dependencies directly under ``python/`` (not ``python/python``),
+  and its compiled modules are built for the expected architecture;
+- with ``--import``, each built function is imported by python3.13 in isolation (no site-packages),
+  with only its own folder, the built layer and the SDK the Lambda runtime bundles on ``sys.path``.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from sandbox.template import _CfnLoader
+
+ELF_MACHINES = {0xB7: "arm64", 0x3E: "x86_64"}
+# What the Lambda Python runtime provides besides the standard library and that the layer does not.
+RUNTIME_PACKAGES: tuple[str, ...] = ()  # the layer ships its own pinned boto3/botocore
+
+
+def elf_arch(path: Path) -> str | None:
+    header = path.read_bytes()[:20]
+    if header[:4] != b"\x7fELF":
+        return None
+    return ELF_MACHINES.get(int.from_bytes(header[18:20], "little"), "other")
+
+
+def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str, Path], Path | None]:
+    errors: list[str] = []
+    template = yaml.load((build_dir / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506
+    functions: dict[str, Path] = {}
+    layer: Path | None = None
+    for logical_id, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::Serverless::Function":
+            functions[logical_id] = build_dir / props["CodeUri"]
+        elif res["Type"] == "AWS::Serverless::LayerVersion":
+            layer = build_dir / props["ContentUri"] / "python"
+    if layer is None:
+        return ["no layer in the built template"], functions, None
+    for wanted in ("opsflow/__init__.py", "aws_lambda_powertools/__init__.py", "requests/__init__.py", "boto3/__init__.py"):
+        if not (layer / wanted).exists():
+            errors.append(f"layer: python/{wanted} missing")
+    if (layer / "python").exists():
+        errors.append("layer: python/python exists (the package would not be importable)")
+    arches = {elf_arch(so) for so in layer.rglob("*.so")} - {None}
+    if arches and arches != {expect_arch}:
+        errors.append(f"layer: compiled modules are {sorted(a or '' for a in arches)}, expected {expect_arch}")
+    for logical_id, path in functions.items():
+        if not (path / "app.py").exists():
+            errors.append(f"{logical_id}: {path}/app.py missing")
+    return errors, functions, layer
+
+
+def check_imports(functions: dict[str, Path], layer: Path) -> list[str]:
+    errors = []
+    site = Path(next(p for p in sys.path if p.endswith("site-packages")))
+    python = getattr(sys, "_base_executable", sys.executable)
+    with tempfile.TemporaryDirectory() as runtime:
+        for name in RUNTIME_PACKAGES:
+            os.symlink(site / name, Path(runtime) / name)
+        for logical_id, path in sorted(functions.items()):
+            code = (
+                "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2], sys.argv[3]]; "
+                "import app; assert callable(app.lambda_handler), 'no lambda_handler'"
+            )
+            env = {"AWS_DEFAULT_REGION": "eu-west-1", "PATH": os.environ.get("PATH", "")}
+            done = subprocess.run(
+                [python, "-I", "-S", "-c", code, str(path), str(layer), runtime],
+                capture_output=True, text=True, env=env, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["?"])[-1]
+                errors.append(f"{logical_id}: import failed under {python}: {last}")
+            else:
+                print(f"  {logical_id}: imports")
+    return errors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--build-dir", type=Path, required=True)
+    parser.add_argument("--expect-arch", choices=sorted(set(ELF_MACHINES.values())), required=True)
+    parser.add_argument("--import", dest="do_import", action="store_true")
+    args = parser.parse_args()
+    errors, functions, layer = check_layout(args.build_dir, args.expect_arch)
+    if not errors and args.do_import and layer is not None:
+        if sys.version_info[:2] != (3, 13):
+            errors.append(f"the import check needs python3.13, this is {sys.version.split()[0]}")
+        else:
+            errors += check_imports(functions, layer)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if not errors:
+        print(f"{args.build_dir}: layer and {len(functions)} functions OK ({args.expect_arch})")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
