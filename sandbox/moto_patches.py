@@ -9,7 +9,11 @@ moto is pinned to an exact version (requirements/dev.txt): these patches name it
 
 import contextlib
 import datetime as _dt
+import importlib
 import json
+import pkgutil
+import re
+import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -32,6 +36,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function import tim
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
 from moto.stepfunctions.parser.asl.eval.event import event_manager
+from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend import execution as backend_execution
 from moto.stepfunctions.parser.backend import execution_worker
 
@@ -70,6 +75,37 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
+
+
+# A JSONPath is indefinite (its result is a list) when it has a wildcard, slice, filter, union or
+# deep scan; otherwise AWS returns the one value, e.g. ``$.Reservations[0].Instances[0].LaunchTime``.
+_INDEFINITE = re.compile(r"\[[^\]]*[*:?,][^\]]*\]|\.\.|\.\*")
+
+
+def extract_json(path: str, data: Any) -> Any:
+    """moto returns ``$.a[0].b`` as a one-element list; AWS returns the value."""
+    if _INDEFINITE.search(path):
+        return _original_extract_json(path, data)
+    matches = json_path.parse(path).find(data)
+    if not matches:
+        raise json_path.NoSuchJsonPathError(json_path=path, data=data)
+    return matches[0].value
+
+
+_original_extract_json = json_path.extract_json
+
+
+def _modules_using(name: str, original: Any) -> list[types.ModuleType]:
+    """Every module of moto's ASL interpreter that imported ``original`` under ``name``."""
+    package = importlib.import_module("moto.stepfunctions.parser.asl")
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(info.name)
+    return [
+        module
+        for module_name, module in list(sys.modules.items())
+        if module_name.startswith("moto.stepfunctions.parser") and getattr(module, name, None) is original
+    ]
 
 
 def _sim_datetime_module(clock: SimClock) -> types.ModuleType:
@@ -151,6 +187,9 @@ def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
         p(mock.patch.object(state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task))
         # 3b. $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
         p(mock.patch.object(execution_worker, "ExecutionData", execution_data))
+        # 3c. Definite JSONPaths with an array index yield the value, not a one-element list.
+        for module in _modules_using("extract_json", _original_extract_json):
+            p(mock.patch.object(module, "extract_json", extract_json))
         # 4. Lambda tasks run the project's handlers in-process instead of in Docker.
         p(mock.patch.object(LambdaFunction, "_invoke_lambda", invoke))
         # 5. Time: Wait, Retry, timeouts, callbacks and timestamps run on the simulated clock.

@@ -1,0 +1,120 @@
+"""The fleet model: target lifecycle, draining, boot and readiness, dropped requests."""
+
+import pytest
+
+from sandbox.fleet import Fleet, FleetSpec, Spread
+
+T0 = 1_000_000.0
+
+
+@pytest.fixture
+def fleet() -> Fleet:
+    spec = FleetSpec(
+        size=4, boot=Spread(40), readiness=Spread(20), deregistration_delay=60, health_check_interval=10,
+        healthy_threshold=3, unhealthy_threshold=2, requests_per_second=40, request_seconds=0.5,
+        longest_request_seconds=8,
+    )  # fmt: skip
+    model = Fleet(spec, T0)
+    for n in range(4):
+        model.add_instance(f"i-{n}", f"10.0.0.{n}")
+    return model
+
+
+def test_registered_instances_start_healthy_and_serving(fleet: Fleet) -> None:
+    assert {fleet.target_state(i, T0) for i in fleet.instances} == {"healthy"}
+    assert fleet.serving(T0) == 4
+
+
+def test_a_deregistered_target_drains_until_its_requests_finish_then_is_unused(fleet: Fleet) -> None:
+    fleet.deregister("i-0", T0)
+    drain_end = fleet.registrations["i-0"][-1].drain_end
+    assert T0 < drain_end <= T0 + 8  # early: well before the 60 s delay
+    assert fleet.target_state("i-0", T0 + 0.1) == "draining"
+    assert fleet.target_state("i-0", drain_end) == "unused"
+    assert "i-0" not in fleet.registered_targets(drain_end)
+
+
+def test_draining_never_outlasts_the_deregistration_delay() -> None:
+    model = Fleet(FleetSpec(size=1, deregistration_delay=3, longest_request_seconds=30), T0)
+    model.add_instance("i-0", "10.0.0.1")
+    model.deregister("i-0", T0)
+    assert model.registrations["i-0"][-1].drain_end == T0 + 3
+
+
+def test_a_reboot_takes_boot_then_readiness_time(fleet: Fleet) -> None:
+    fleet.deregister("i-0", T0)
+    fleet.reboot("i-0", T0 + 10)
+    assert fleet.health_endpoint("i-0", T0 + 49) is None  # booting: connection refused
+    assert fleet.health_endpoint("i-0", T0 + 51) == 503  # OS up, application starting
+    assert fleet.health_endpoint("i-0", T0 + 71) == 200
+    assert not fleet.status_checks_ok("i-0", T0 + 49) and fleet.status_checks_ok("i-0", T0 + 51)
+
+
+def test_a_registered_target_is_initial_until_enough_checks_pass(fleet: Fleet) -> None:
+    fleet.deregister("i-0", T0)
+    fleet.reboot("i-0", T0 + 10)
+    fleet.register("i-0", T0 + 80)  # application up since T0 + 70
+    assert fleet.target_state("i-0", T0 + 81) == "initial"
+    assert fleet.target_state("i-0", T0 + 109) == "initial"
+    assert fleet.target_state("i-0", T0 + 110) == "healthy"
+
+
+def test_a_target_registered_while_down_turns_unhealthy(fleet: Fleet) -> None:
+    fleet.inject("i-0", "never_ready")
+    fleet.deregister("i-0", T0)
+    fleet.reboot("i-0", T0 + 10)
+    fleet.register("i-0", T0 + 20)
+    assert fleet.target_state("i-0", T0 + 25) == "initial"
+    assert fleet.target_state("i-0", T0 + 60) == "unhealthy"
+    assert fleet.serving(T0 + 60) == 3
+
+
+def test_rebooting_after_the_drain_drops_no_request(fleet: Fleet) -> None:
+    fleet.deregister("i-0", T0)
+    fleet.reboot("i-0", fleet.registrations["i-0"][-1].drain_end)
+    assert fleet.timeline(T0 - 10, T0 + 200).dropped_requests == 0
+
+
+def test_rebooting_a_serving_instance_drops_its_requests_and_those_routed_to_it(fleet: Fleet) -> None:
+    fleet.reboot("i-0", T0)  # no deregistration: the original design's failure mode
+    timeline = fleet.timeline(T0 - 10, T0 + 200)
+    in_flight = 40 * 0.5 / 4
+    routed_until_unhealthy = 40 / 4 * 2 * 10  # the ALB needs 2 failing checks, 10 s apart
+    assert timeline.dropped_requests == pytest.approx(in_flight + routed_until_unhealthy, rel=0.1)
+    assert timeline.min_serving == 3
+
+
+def test_rebooting_while_draining_drops_the_requests_still_in_flight(fleet: Fleet) -> None:
+    fleet.deregister("i-0", T0)
+    fleet.reboot("i-0", T0 + 0.01)
+    assert 0 < fleet.dropped_requests < 40 * 0.5 / 3
+
+
+def test_with_no_healthy_target_the_load_balancer_fails_open(fleet: Fleet) -> None:
+    for instance_id in fleet.instances:
+        fleet.inject(instance_id, "never_ready")
+        fleet.reboot(instance_id, T0)
+    assert fleet.target_state("i-0", T0 + 30) == "unhealthy"
+    assert fleet._routable(T0 + 30) == list(fleet.instances)
+
+
+def test_throttled_reboot_calls_are_used_up_one_call_at_a_time(fleet: Fleet) -> None:
+    fleet.inject("i-1", "throttle_reboot", count=2)
+    assert fleet.reboot_is_throttled("i-1", T0)
+    assert fleet.reboot_is_throttled("i-1", T0)
+    assert not fleet.reboot_is_throttled("i-1", T0)
+
+
+def test_the_same_seed_gives_the_same_fleet() -> None:
+    def drains(seed: int) -> list[float]:
+        model = Fleet(FleetSpec(size=3, seed=seed, boot=Spread(40, 0.5)), T0)
+        for n in range(3):
+            model.add_instance(f"i-{n}", f"10.0.0.{n}")
+            model.deregister(f"i-{n}", T0)
+            model.reboot(f"i-{n}", T0 + 10)
+        return [model.registrations[f"i-{n}"][-1].drain_end for n in range(3)] + [
+            model.instances[f"i-{n}"].reboots[0][1] for n in range(3)
+        ]
+
+    assert drains(5) == drains(5)
+    assert drains(5) != drains(6)
