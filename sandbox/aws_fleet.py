@@ -76,7 +76,7 @@ class AwsBridge:
 
     # -- recording -------------------------------------------------------------------------
     def _record(self, params: dict[str, Any], model: Any, event_name: str, **_: Any) -> None:
-        _, service, operation = event_name.split(".", 2)
+        service, operation = _service_and_operation(event_name)
         self._local.params = params
         with self._lock:
             self.calls.append(ApiCall(service, operation, dict(params), self.now()))
@@ -86,7 +86,7 @@ class AwsBridge:
 
     # -- faults ----------------------------------------------------------------------------
     def _inject_error(self, event_name: str, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
-        _, service, operation = event_name.split(".", 2)
+        service, operation = _service_and_operation(event_name)
         with self._lock:
             for err in self.errors:
                 if err.count > 0 and (err.service, err.operation) == (service, operation):
@@ -133,13 +133,19 @@ class AwsBridge:
             if state == "unused":
                 health.update(Reason="Target.NotRegistered", Description="Target is not registered")
             elif state == "draining":
-                health.update(Reason="Target.DeregistrationInProgress", Description="Deregistration in progress")
+                health.update(
+                    Reason="Target.DeregistrationInProgress", Description="Deregistration in progress"
+                )
             elif state == "initial":
                 health.update(Reason="Elb.RegistrationInProgress", Description="Registration in progress")
             elif state == "unhealthy":
                 health.update(Reason="Target.FailedHealthChecks", Description="Health checks failed")
             descriptions.append(
-                {"Target": {"Id": instance_id, "Port": port}, "HealthCheckPort": str(port), "TargetHealth": health}
+                {
+                    "Target": {"Id": instance_id, "Port": port},
+                    "HealthCheckPort": str(port),
+                    "TargetHealth": health,
+                }
             )
         parsed["TargetHealthDescriptions"] = descriptions
 
@@ -151,7 +157,16 @@ class AwsBridge:
             instance_id = status["InstanceId"]
             if instance_id in self.fleet.instances and not self.fleet.status_checks_ok(instance_id, t):
                 for key in ("SystemStatus", "InstanceStatus"):
-                    status[key] = {"Status": "initializing", "Details": [{"Name": "reachability", "Status": "initializing"}]}
+                    status[key] = {
+                        "Status": "initializing",
+                        "Details": [{"Name": "reachability", "Status": "initializing"}],
+                    }
+
+
+def _service_and_operation(event_name: str) -> tuple[str, str]:
+    """``before-call.ec2.RebootInstances`` -> ("ec2", "RebootInstances")."""
+    _, service, operation = event_name.split(".", 2)
+    return service, operation
 
 
 def _error(code: str, message: str) -> tuple[_Response, dict[str, Any]]:
@@ -177,7 +192,9 @@ class FleetHttpAdapter(BaseAdapter):
             raise requests.ConnectionError(f"sandbox: no simulated host at {url.hostname}", request=request)
         status = self.fleet.health_endpoint(inst.instance_id, self.now())
         if url.port != self.fleet.spec.health_port or status is None:
-            raise requests.ConnectionError(f"connection refused by {url.hostname}:{url.port}", request=request)
+            raise requests.ConnectionError(
+                f"connection refused by {url.hostname}:{url.port}", request=request
+            )
         response = requests.Response()
         response.status_code = status
         response._content = b"OK" if status == 200 else b"starting"
@@ -195,7 +212,9 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     elbv2 = boto3.client("elbv2", region_name=region)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"][
+            "SubnetId"
+        ]
         for i, az in enumerate("ab")
     ]
     sg = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=vpc)["GroupId"]
@@ -203,24 +222,43 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     instance_ids: list[str] = []
     for n in range(spec.size):
         reservation = ec2.run_instances(
-            ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t4g.small",
-            SubnetId=subnets[n % 2], SecurityGroupIds=[sg],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [
-                {"Key": TAG_KEY, "Value": TAG_VALUE}, {"Key": "Name", "Value": f"web-{n + 1:03d}"}]}],
-        )  # fmt: skip
+            ImageId="ami-12c6146b",
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t4g.small",
+            SubnetId=subnets[n % 2],
+            SecurityGroupIds=[sg],
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [
+                        {"Key": TAG_KEY, "Value": TAG_VALUE},
+                        {"Key": "Name", "Value": f"web-{n + 1:03d}"},
+                    ],
+                }
+            ],
+        )
         inst = reservation["Instances"][0]
         instance_ids.append(inst["InstanceId"])
         fleet.add_instance(inst["InstanceId"], inst["PrivateIpAddress"], name=f"web-{n + 1:03d}")
     tg = elbv2.create_target_group(
-        Name="web", Protocol="HTTP", Port=spec.health_port, VpcId=vpc, TargetType="instance",
-        HealthCheckPath=spec.health_path, HealthCheckIntervalSeconds=spec.health_check_interval,
-        HealthyThresholdCount=spec.healthy_threshold, UnhealthyThresholdCount=spec.unhealthy_threshold,
-    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+        Name="web",
+        Protocol="HTTP",
+        Port=spec.health_port,
+        VpcId=vpc,
+        TargetType="instance",
+        HealthCheckPath=spec.health_path,
+        HealthCheckIntervalSeconds=spec.health_check_interval,
+        HealthyThresholdCount=spec.healthy_threshold,
+        UnhealthyThresholdCount=spec.unhealthy_threshold,
+    )["TargetGroups"][0]["TargetGroupArn"]
     elbv2.modify_target_group_attributes(
         TargetGroupArn=tg,
         Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(spec.deregistration_delay)}],
     )
-    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids])
+    elbv2.register_targets(
+        TargetGroupArn=tg, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids]
+    )
     create_monitoring(region, tg)
     return {"TargetGroupArn": tg, "VpcId": vpc, "SubnetIds": ",".join(subnets), "SecurityGroupId": sg}
 
@@ -242,13 +280,23 @@ def create_monitoring(region: str, target_group_arn: str) -> None:
     pager = f"arn:aws:sns:{region}:123456789012:pager"
     for name, enabled in MONITORING_ALARMS.items():
         cloudwatch.put_metric_alarm(
-            AlarmName=name, Namespace="AWS/ApplicationELB", MetricName="HTTPCode_Target_5XX_Count",
-            Dimensions=[{"Name": "TargetGroup", "Value": target_group_arn.split(":")[-1]}],
-            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=5, ComparisonOperator="GreaterThanThreshold",
-            AlarmActions=[pager], ActionsEnabled=enabled, Tags=[{"Key": "tier", "Value": name.split("-")[0]}],
-        )  # fmt: skip
+            AlarmName=name,
+            Namespace="AWS/ApplicationELB",
+            MetricName="HTTPCode_Target_5XX_Count",
+            Dimensions=[{"Name": "TargetGroup", "Value": target_group_arn.rsplit(":", maxsplit=1)[-1]}],
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=5,
+            ComparisonOperator="GreaterThanThreshold",
+            AlarmActions=[pager],
+            ActionsEnabled=enabled,
+            Tags=[{"Key": "tier", "Value": name.split("-")[0]}],
+        )
     for name, enabled in MONITORING_RULES.items():
         events.put_rule(
-            Name=name, EventPattern=json.dumps({"source": ["aws.ec2"]}), State="ENABLED" if enabled else "DISABLED",
+            Name=name,
+            EventPattern=json.dumps({"source": ["aws.ec2"]}),
+            State="ENABLED" if enabled else "DISABLED",
             Tags=[{"Key": "tier", "Value": name.split("-")[0]}],
         )

@@ -20,11 +20,17 @@ from sandbox.fleet import FleetSpec, Spread
 from sandbox.template import TemplateError
 
 FLEET_KEYS = {
-    "size": ("size", int), "boot": ("boot", float), "readiness": ("readiness", float),
-    "spread": ("spread", float), "delay": ("deregistration_delay", int), "interval": ("health_check_interval", int),
-    "healthy": ("healthy_threshold", int), "unhealthy": ("unhealthy_threshold", int),
-    "rps": ("requests_per_second", float), "port": ("health_port", int),
-}  # fmt: skip
+    "size": ("size", int),
+    "boot": ("boot", float),
+    "readiness": ("readiness", float),
+    "spread": ("spread", float),
+    "delay": ("deregistration_delay", int),
+    "interval": ("health_check_interval", int),
+    "healthy": ("healthy_threshold", int),
+    "unhealthy": ("unhealthy_threshold", int),
+    "rps": ("requests_per_second", float),
+    "port": ("health_port", int),
+}
 INSTANCE_FAULTS = ("never_ready", "slow", "throttle_reboot")
 SERVICE_ALIASES = {"elbv2": "elastic-load-balancing-v2", "stepfunctions": "sfn", "events": "eventbridge"}
 
@@ -65,13 +71,19 @@ def _default(name: str) -> Spread:
 
 def parse_input(text: str) -> Any:
     path = Path(text)
-    source = path.read_text(encoding="utf-8") if not text.lstrip().startswith(("{", "[")) and path.exists() else text
+    source = (
+        path.read_text(encoding="utf-8")
+        if not text.lstrip().startswith(("{", "[")) and path.exists()
+        else text
+    )
     if source is text and not text.lstrip().startswith(("{", "[")):
         raise UsageError(f"--input: {text!r} is neither a file nor JSON")
     try:
         return json.loads(source)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--input: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise UsageError(
+            f"--input: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,13 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("state_machine", help="logical id in template.yaml, e.g. RollingRestartStateMachine")
     run.add_argument("--input", default="{}", help="execution input: a JSON file or inline JSON")
     run.add_argument("--fleet", default="12", help="size, or key=value list: " + ",".join(FLEET_KEYS))
-    run.add_argument("--fault", action="append", default=[], metavar="FAULT",
-                     help="never_ready:N | slow:N | throttle_reboot:N[:count] (N = instance number), "
-                          "api:SERVICE.Operation:Code[:count], lambda:FunctionLogicalId:ErrorType[:count], "
-                          "stop_after:SECONDS")  # fmt: skip
+    run.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="FAULT",
+        help="never_ready:N | slow:N | throttle_reboot:N[:count] (N = instance number), "
+        "api:SERVICE.Operation:Code[:count], lambda:FunctionLogicalId:ErrorType[:count], "
+        "stop_after:SECONDS",
+    )
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="template parameter")
     run.add_argument("--seed", type=int, default=1, help="seed of the fleet's randomness")
-    run.add_argument("--speed", type=float, default=200.0, help="simulated seconds per wall second (100-1000)")
+    run.add_argument(
+        "--speed", type=float, default=200.0, help="simulated seconds per wall second (100-1000)"
+    )
     run.add_argument("--out", type=Path, default=Path("build/sandbox"), help="where history and picture go")
     run.add_argument("--timeout", type=float, default=600.0, help="wall seconds to wait for the execution")
     run.add_argument("--quiet", action="store_true", help="no live progress")
@@ -113,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _faults(specs: list[str], size: int) -> tuple[list[tuple[str, ...]], float | None]:
-    parsed, stop_after = [], None
+    parsed: list[tuple[str, ...]] = []
+    stop_after: float | None = None
     for spec in specs:
         kind, _, rest = spec.partition(":")
         parts = rest.split(":") if rest else []
@@ -127,7 +147,15 @@ def _faults(specs: list[str], size: int) -> tuple[list[tuple[str, ...]], float |
                 service, _, operation = parts[0].partition(".")
                 if not operation or len(parts) < 2:
                     raise UsageError(f"--fault {spec}: expected api:SERVICE.Operation:Code[:count]")
-                parsed.append(("api", SERVICE_ALIASES.get(service, service), operation, parts[1], parts[2] if len(parts) > 2 else "1"))
+                parsed.append(
+                    (
+                        "api",
+                        SERVICE_ALIASES.get(service, service),
+                        operation,
+                        parts[1],
+                        parts[2] if len(parts) > 2 else "1",
+                    )
+                )
             elif kind == "lambda":
                 if len(parts) < 2:
                     raise UsageError(f"--fault {spec}: expected lambda:FunctionLogicalId:ErrorType[:count]")

@@ -20,8 +20,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import moto
+from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from moto.awslambda.models import LambdaFunction
+from moto.core.responses import EmptyResult
 from moto.stepfunctions import models as sfn_models
+from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
@@ -86,7 +89,7 @@ def extract_json(path: str, data: Any) -> Any:
     """moto returns ``$.a[0].b`` as a one-element list; AWS returns the value."""
     if _INDEFINITE.search(path):
         return _original_extract_json(path, data)
-    matches = json_path.parse(path).find(data)
+    matches = jsonpath_parse(path).find(data)
     if not matches:
         raise json_path.NoSuchJsonPathError(json_path=path, data=data)
     return matches[0].value
@@ -155,13 +158,19 @@ def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
         original_eval(self, env, *args, **kwargs)
         env.stack.append(_jsonable(env.stack.pop()))
 
-    original_execution_data = execution_worker.ExecutionData
+    original_execution_data = execution_worker.ExecutionData  # type: ignore[attr-defined]
 
     def execution_data(**fields: Any) -> Any:
         start = fields.get("StartTime")
         if isinstance(start, _dt.datetime):
             fields["StartTime"] = start.astimezone(_dt.UTC).isoformat()
         return original_execution_data(**fields)
+
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
 
     def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         # One interruptible wait in simulated time (StopExecution sets the event).
@@ -178,18 +187,28 @@ def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
         # 1. SDK integration service names moto does not map to boto3 names.
         overrides = dict(state_task_service.StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES)
         overrides.update(SDK_SERVICE_NAMES)
-        p(mock.patch.object(state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", overrides))
+        p(
+            mock.patch.object(
+                state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", overrides
+            )
+        )
         # 2. AWS-style error names for SDK integrations.
         names = dict(state_task_service_aws_sdk._SERVICE_ERROR_NAMES)
         names.update(SDK_ERROR_SERVICE_NAMES)
         p(mock.patch.object(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", names))
         # 3. Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
-        p(mock.patch.object(state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task))
+        p(
+            mock.patch.object(
+                state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task
+            )
+        )
         # 3b. $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
         p(mock.patch.object(execution_worker, "ExecutionData", execution_data))
         # 3c. Definite JSONPaths with an array index yield the value, not a one-element list.
         for module in _modules_using("extract_json", _original_extract_json):
             p(mock.patch.object(module, "extract_json", extract_json))
+        # 3d. SendTaskFailure passes its cause on (moto's API layer drops it).
+        p(mock.patch.object(sfn_responses.StepFunctionResponse, "send_task_failure", send_task_failure))
         # 4. Lambda tasks run the project's handlers in-process instead of in Docker.
         p(mock.patch.object(LambdaFunction, "_invoke_lambda", invoke))
         # 5. Time: Wait, Retry, timeouts, callbacks and timestamps run on the simulated clock.
@@ -202,12 +221,21 @@ def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
         p(mock.patch.object(state_module, "datetime", sim_datetime))
         p(mock.patch.object(map_run_record, "datetime", sim_datetime))
         p(mock.patch.object(backend_execution, "datetime", sim_datetime))
-        p(mock.patch.object(sfn_models, "utcnow", lambda: clock.now_datetime().replace(tzinfo=None)))
+        p(
+            mock.patch.object(
+                sfn_models, "utcnow", side_effect=lambda: clock.now_datetime().replace(tzinfo=None)
+            )
+        )
         yield
 
 
 def lambda_error_payload(exc: BaseException, request_id: str, trace: list[str]) -> str:
     """The payload the Lambda service returns for an unhandled exception."""
     return json.dumps(
-        {"errorMessage": str(exc), "errorType": type(exc).__name__, "requestId": request_id, "stackTrace": trace}
+        {
+            "errorMessage": str(exc),
+            "errorType": type(exc).__name__,
+            "requestId": request_id,
+            "stackTrace": trace,
+        }
     )

@@ -4,7 +4,6 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 from sandbox.runtime import ExecutionResult, Sandbox
 from sandbox.timeline import render
@@ -24,7 +23,9 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, sb: Sandbox, execution_arn: str, quiet: bool = False, stop_after: float | None = None) -> None:
+    def __init__(
+        self, sb: Sandbox, execution_arn: str, quiet: bool = False, stop_after: float | None = None
+    ) -> None:
         self.sb = sb
         self.arn = execution_arn
         self.quiet = quiet
@@ -89,13 +90,17 @@ class Progress:
             lines.append(f"  {result.error}: {result.cause}")
         if isinstance(result.output, dict):
             lines.append("  output: " + json.dumps(result.output)[:300])
-        floor_text = "" if floor is None else f" (floor {floor}: {'held' if tl.min_serving >= floor else 'BROKEN'})"
+        floor_text = (
+            "" if floor is None else f" (floor {floor}: {'held' if tl.min_serving >= floor else 'BROKEN'})"
+        )
         lines.append(f"Serving capacity: at least {tl.min_serving} of {len(fleet.instances)}{floor_text}")
         lines.append(f"Requests dropped: {math.ceil(tl.dropped_requests)}")
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         if changed:
-            lines.append("Alarms and rules CHANGED by the run: " + "; ".join(
-                f"{k}: {before.get(k)} -> {after.get(k)}" for k in changed))  # fmt: skip
+            lines.append(
+                "Alarms and rules CHANGED by the run: "
+                + "; ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in changed)
+            )
         else:
             lines.append(f"Alarms and rules: all {len(after)} as before the run")
         published = sb.bridge.calls_to("sns", "Publish")
@@ -104,10 +109,12 @@ class Progress:
         out.mkdir(parents=True, exist_ok=True)
         history = out / "history.json"
         history.write_text(json.dumps(result.events, indent=1, default=str), encoding="utf-8")
-        picture = render(fleet, start, end, floor, out / "timeline.png", f"{result.arn.rsplit(':', 1)[-1]}: {result.status}")
+        title = f"{result.arn.rsplit(':', 1)[-1]}: {result.status}"
+        picture = render(fleet, start, end, floor=floor, path=out / "timeline.png", title=title)
         if published:
             (out / "last-notification.txt").write_text(
-                f"Subject: {published[-1].params.get('Subject')}\n\n{published[-1].params.get('Message')}", encoding="utf-8"
+                f"Subject: {published[-1].params.get('Subject')}\n\n{published[-1].params.get('Message')}",
+                encoding="utf-8",
             )
         lines.append(f"History ({len(result.events)} events): {history}")
         lines.append(f"Timeline picture: {picture}")

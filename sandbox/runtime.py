@@ -9,6 +9,7 @@ topics, queues, tables, buckets, keys), so adding a resource there needs no chan
 """
 
 import json
+import logging
 import os
 import re
 import time
@@ -32,6 +33,7 @@ from sandbox.template import ROOT, TEMPLATE_PATH, Stack, TemplateError, load_tem
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
+QUIET_LOGGERS = ("moto.stepfunctions", "aws_lambda_powertools.tracing")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
@@ -52,7 +54,7 @@ class ExecutionResult:
         """Simulated duration from the first to the last history event."""
         if not self.events:
             return 0.0
-        return (self.events[-1]["timestamp"] - self.events[0]["timestamp"]).total_seconds()
+        return float((self.events[-1]["timestamp"] - self.events[0]["timestamp"]).total_seconds())
 
 
 def fill_definition(text: str, substitutions: dict[str, Any], source: str) -> str:
@@ -97,10 +99,17 @@ class Sandbox:
     def start(self) -> None:
         self._saved_env = dict(os.environ)
         os.environ.update(
-            AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
-        )  # fmt: skip
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_SESSION_TOKEN="testing",
+        )
         os.environ.pop("AWS_PROFILE", None)
+        # Caught errors are part of the workflows; moto and the tracer would log each with a traceback.
+        self._quieted = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         self.clock = SimClock(self.speed)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
@@ -120,6 +129,7 @@ class Sandbox:
             self.fleet_resources = create_fleet_resources(self.fleet, REGION) if self.fleet_spec else {}
             self.stack = Stack(load_template(self.template_path), self._stack_parameters(), REGION, ACCOUNT)
             self._deploy()
+            self.bridge.calls.clear()  # count what runs do, not the set-up
         except BaseException:
             self.close()
             raise
@@ -138,6 +148,8 @@ class Sandbox:
         clients.reset()
         os.environ.clear()
         os.environ.update(self._saved_env)
+        for name, level in self._quieted.items():
+            logging.getLogger(name).setLevel(level)
         self._started = False
 
     def _lambda_env(self) -> dict[str, str]:
@@ -210,9 +222,11 @@ class Sandbox:
         elif kind == "AWS::DynamoDB::Table":
             resolved = self.stack.resolve(props)
             self.client("dynamodb").create_table(
-                TableName=ids["Ref"], KeySchema=resolved["KeySchema"],
-                AttributeDefinitions=resolved["AttributeDefinitions"], BillingMode="PAY_PER_REQUEST",
-            )  # fmt: skip
+                TableName=ids["Ref"],
+                KeySchema=resolved["KeySchema"],
+                AttributeDefinitions=resolved["AttributeDefinitions"],
+                BillingMode="PAY_PER_REQUEST",
+            )
         elif kind == "AWS::S3::Bucket":
             self.client("s3").create_bucket(
                 Bucket=ids["Ref"], CreateBucketConfiguration={"LocationConstraint": REGION}
@@ -225,23 +239,33 @@ class Sandbox:
     def _role_arn(self) -> str:
         if not hasattr(self, "_role"):
             iam = self.client("iam")
-            self._role = iam.create_role(RoleName="sandbox-execution-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+            self._role = iam.create_role(RoleName="sandbox-execution-role", AssumeRolePolicyDocument="{}")[
+                "Role"
+            ]["Arn"]
         return str(self._role)
 
     def _create_function(self, logical_id: str, props: dict[str, Any], ids: dict[str, str]) -> None:
         env = self.stack.resolve(props.get("Environment", {}).get("Variables", {}))
         spec = FunctionSpec(
-            logical_id=logical_id, function_name=ids["Ref"], arn=ids["Arn"],
+            logical_id=logical_id,
+            function_name=ids["Ref"],
+            arn=ids["Arn"],
             code_dir=(self.template_path.parent / str(props["CodeUri"])).resolve(),
-            handler=str(props["Handler"]), environment={k: str(v) for k, v in env.items()},
-            timeout=int(props.get("Timeout", 3)), memory=int(props.get("MemorySize", 128)),
-        )  # fmt: skip
+            handler=str(props["Handler"]),
+            environment={k: str(v) for k, v in env.items()},
+            timeout=int(props.get("Timeout", 3)),
+            memory=int(props.get("MemorySize", 128)),
+        )
         self.lambdas.add(spec)
         self.client("lambda").create_function(
-            FunctionName=spec.function_name, Runtime=str(props.get("Runtime", "python3.13")),
-            Role=self._role_arn(), Handler=spec.handler, Code={"ZipFile": _EMPTY_ZIP},
-            Timeout=spec.timeout, MemorySize=spec.memory,
-        )  # fmt: skip
+            FunctionName=spec.function_name,
+            Runtime=str(props.get("Runtime", "python3.13")),
+            Role=self._role_arn(),
+            Handler=spec.handler,
+            Code={"ZipFile": _EMPTY_ZIP},
+            Timeout=spec.timeout,
+            MemorySize=spec.memory,
+        )
 
     def definition(self, logical_id: str) -> str:
         """The state machine's ASL with its DefinitionSubstitutions filled in."""
@@ -263,7 +287,7 @@ class Sandbox:
 
     # -- using it --------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+        return boto3.client(service, region_name=REGION)
 
     def state_machine_arn(self, logical_id: str) -> str:
         return self.stack.get_att(logical_id, "Arn")
@@ -294,9 +318,13 @@ class Sandbox:
             self._deliver_status_change(described)
         output = json.loads(described["output"]) if described.get("output") else None
         return ExecutionResult(
-            execution_arn, described["status"], output, described.get("error"), described.get("cause"),
+            execution_arn,
+            described["status"],
+            output,
+            described.get("error"),
+            described.get("cause"),
             self.history(execution_arn),
-        )  # fmt: skip
+        )
 
     def run(self, logical_id: str, payload: Any, timeout: float = 120.0) -> ExecutionResult:
         return self.wait(self.start_execution(logical_id, payload), timeout)
@@ -311,17 +339,27 @@ class Sandbox:
             return
         self._delivered.add(arn)
         event = {
-            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Step Functions Execution Status Change",
-            "source": "aws.states", "account": ACCOUNT, "time": self.clock.now_datetime().isoformat(),
-            "region": REGION, "resources": [arn],
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": ACCOUNT,
+            "time": self.clock.now_datetime().isoformat(),
+            "region": REGION,
+            "resources": [arn],
             "detail": {
-                "executionArn": arn, "stateMachineArn": described["stateMachineArn"], "name": described.get("name"),
-                "status": described["status"], "input": described.get("input"), "output": described.get("output"),
-                "error": described.get("error"), "cause": described.get("cause"),
+                "executionArn": arn,
+                "stateMachineArn": described["stateMachineArn"],
+                "name": described.get("name"),
+                "status": described["status"],
+                "input": described.get("input"),
+                "output": described.get("output"),
+                "error": described.get("error"),
+                "cause": described.get("cause"),
             },
-        }  # fmt: skip
+        }
         for function_name, pattern in self._event_rules():
-            if EventPattern.load(json.dumps(pattern)).matches_event(event):
+            if EventPattern.load(json.dumps(pattern)).matches_event(event):  # type: ignore[arg-type]
                 self.lambdas.invoke(function_name, json.dumps(event))
 
     def _event_rules(self) -> list[tuple[str, dict[str, Any]]]:
@@ -329,7 +367,12 @@ class Sandbox:
         for logical_id, res in self.stack.resources("AWS::Serverless::Function").items():
             for source in res["Properties"].get("Events", {}).values():
                 if source.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
-                    rules.append((self.stack.physical[logical_id]["Ref"], self.stack.resolve(source["Properties"]["Pattern"])))
+                    rules.append(
+                        (
+                            self.stack.physical[logical_id]["Ref"],
+                            self.stack.resolve(source["Properties"]["Pattern"]),
+                        )
+                    )
         return rules
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
@@ -337,14 +380,18 @@ class Sandbox:
         return [e for page in pages.paginate(executionArn=execution_arn) for e in page["events"]]
 
     def stop(self, execution_arn: str, cause: str = "stopped by an operator") -> None:
-        self.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Sandbox.Stopped", cause=cause)
+        self.client("stepfunctions").stop_execution(
+            executionArn=execution_arn, error="Sandbox.Stopped", cause=cause
+        )
 
     def monitoring_state(self) -> dict[str, str]:
         """Every alarm's actions and every rule's state: compare before and after a run."""
         state: dict[str, str] = {}
         for page in self.client("cloudwatch").get_paginator("describe_alarms").paginate():
             for alarm in page["MetricAlarms"] + page.get("CompositeAlarms", []):
-                state[f"alarm:{alarm['AlarmName']}"] = "actions enabled" if alarm["ActionsEnabled"] else "actions disabled"
+                state[f"alarm:{alarm['AlarmName']}"] = (
+                    "actions enabled" if alarm["ActionsEnabled"] else "actions disabled"
+                )
         for page in self.client("events").get_paginator("list_rules").paginate():
             for rule in page["Rules"]:
                 state[f"rule:{rule['Name']}"] = rule["State"]

@@ -15,12 +15,28 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
 
 _SHORT_TAGS = (
-    "Ref", "Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Join", "Select", "Split",
-    "FindInMap", "Base64", "ImportValue", "GetAZs", "Condition", "Cidr", "ToJsonString",
-)  # fmt: skip
+    "Ref",
+    "Sub",
+    "GetAtt",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "Join",
+    "Select",
+    "Split",
+    "FindInMap",
+    "Base64",
+    "ImportValue",
+    "GetAZs",
+    "Condition",
+    "Cidr",
+    "ToJsonString",
+)
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]
     """SafeLoader that turns ``!Ref x`` into ``{"Ref": "x"}`` and so on."""
 
 
@@ -35,7 +51,7 @@ def _tag_constructor(tag: str) -> Callable[[yaml.SafeLoader, yaml.Node], Any]:
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+            value = loader.construct_mapping(node, deep=True)
         return {key: value}
 
     return construct
@@ -47,7 +63,7 @@ for _tag in _SHORT_TAGS:
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as fh:
-        doc = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(fh, Loader=_CfnLoader)
     if not isinstance(doc, dict) or "Resources" not in doc:
         raise ValueError(f"{path}: not a CloudFormation template (no Resources)")
     return doc
@@ -152,7 +168,7 @@ class Stack:
         if not isinstance(value, Mapping):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             handler = _INTRINSICS.get(key)
             if handler is not None:
                 return handler(self, arg)

@@ -5,9 +5,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 
-from sandbox.fleet import Fleet  # noqa: E402
+from sandbox.fleet import Fleet
 
 COLOURS = {
     "draining": "#f2a541",
@@ -17,7 +18,7 @@ COLOURS = {
 }
 
 
-def render(fleet: Fleet, t0: float, t1: float, floor: int | None, path: Path, title: str) -> Path:
+def render(fleet: Fleet, t0: float, t1: float, *, floor: int | None, path: Path, title: str) -> Path:
     names = fleet.names
     ids = sorted(fleet.instances, key=lambda i: names.get(i, i))
     tl = fleet.timeline(t0, t1, step=max(1.0, (t1 - t0) / 2000))
@@ -28,14 +29,16 @@ def render(fleet: Fleet, t0: float, t1: float, floor: int | None, path: Path, ti
         2, 1, figsize=(11, height + 2.4), sharex=True, gridspec_kw={"height_ratios": [height, 2.4]}
     )
     for row, instance_id in enumerate(ids):
-        for phase, start, end in fleet.phases(instance_id):
-            start, end = max(start, t0), min(end, t1)
+        for phase, began, ended in fleet.phases(instance_id):
+            start, end = max(began, t0), min(ended, t1)
             if end > start:
-                bars.broken_barh([((start - t0) / 60, (end - start) / 60)], (row - 0.4, 0.8), color=COLOURS[phase])
+                bars.broken_barh(
+                    [((start - t0) / 60, (end - start) / 60)], (row - 0.4, 0.8), color=COLOURS[phase]
+                )
     bars.set_yticks(range(len(ids)), [names.get(i, i) for i in ids], fontsize=7)
     bars.invert_yaxis()
     bars.set_title(title, fontsize=10)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS.values()]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in COLOURS.values()]
     bars.legend(handles, list(COLOURS), loc="upper right", fontsize=7, ncols=4)
     bars.grid(axis="x", alpha=0.3)
 

@@ -10,6 +10,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+# Before anything imports Powertools: quiet logs in tests (levels are read when a Logger is created).
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+
 from moto import mock_aws
 
 from opsflow import clients, timeutil
@@ -51,7 +56,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         raise NetworkBlocked(f"tests may not connect to {address!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(NetworkBlocked(str(a))))
+    monkeypatch.setattr(
+        socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(NetworkBlocked(str(a)))
+    )
 
 
 @pytest.fixture
@@ -104,11 +111,11 @@ def run_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
     boto3.client("dynamodb", region_name=REGION).create_table(
         TableName="runs",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     monkeypatch.setenv("TABLE_NAME", "runs")
     return "runs"
-
-
-os.environ.setdefault("AWS_DEFAULT_REGION", REGION)

@@ -31,7 +31,7 @@ def elf_arch(path: Path) -> str | None:
 
 def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str, Path], Path | None]:
     errors: list[str] = []
-    template = yaml.load((build_dir / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506
+    template = yaml.load((build_dir / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)
     functions: dict[str, Path] = {}
     layer: Path | None = None
     for logical_id, res in template["Resources"].items():
@@ -42,14 +42,21 @@ def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str
             layer = build_dir / props["ContentUri"] / "python"
     if layer is None:
         return ["no layer in the built template"], functions, None
-    for wanted in ("opsflow/__init__.py", "aws_lambda_powertools/__init__.py", "requests/__init__.py", "boto3/__init__.py"):
+    for wanted in (
+        "opsflow/__init__.py",
+        "aws_lambda_powertools/__init__.py",
+        "requests/__init__.py",
+        "boto3/__init__.py",
+    ):
         if not (layer / wanted).exists():
             errors.append(f"layer: python/{wanted} missing")
     if (layer / "python").exists():
         errors.append("layer: python/python exists (the package would not be importable)")
     arches = {elf_arch(so) for so in layer.rglob("*.so")} - {None}
     if arches and arches != {expect_arch}:
-        errors.append(f"layer: compiled modules are {sorted(a or '' for a in arches)}, expected {expect_arch}")
+        errors.append(
+            f"layer: compiled modules are {sorted(a or '' for a in arches)}, expected {expect_arch}"
+        )
     for logical_id, path in functions.items():
         if not (path / "app.py").exists():
             errors.append(f"{logical_id}: {path}/app.py missing")
@@ -71,8 +78,11 @@ def check_imports(functions: dict[str, Path], layer: Path) -> list[str]:
             env = {"AWS_DEFAULT_REGION": "eu-west-1", "PATH": os.environ.get("PATH", "")}
             done = subprocess.run(
                 [python, "-I", "-S", "-c", code, str(path), str(layer), runtime],
-                capture_output=True, text=True, env=env, check=False,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["?"])[-1]
                 errors.append(f"{logical_id}: import failed under {python}: {last}")

@@ -29,7 +29,9 @@ from opsflow.settings import EnvSettings, load_settings
 from opsflow.targets import HEALTHY, target_states
 from opsflow.validation import parse_event
 
-TARGET_GROUP_ARN = r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
+TARGET_GROUP_ARN = (
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
+)
 INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 BATCH_SIZE = r"^([1-9][0-9]{0,3}|([1-9][0-9]?|100)%)$"
 DESCRIBE_CHUNK = 200
@@ -76,7 +78,10 @@ class RestartRequest(_Model):
 
     target_group_arn: Annotated[str, Field(pattern=TARGET_GROUP_ARN)] | None = None
     batch_size: StrictInt | Annotated[str, Field(pattern=BATCH_SIZE)] | None = None
-    instance_ids: Annotated[list[Annotated[str, Field(pattern=INSTANCE_ID)]], Field(min_length=1, max_length=1000)] | None = None  # fmt: skip
+    instance_ids: (
+        Annotated[list[Annotated[str, Field(pattern=INSTANCE_ID)]], Field(min_length=1, max_length=1000)]
+        | None
+    ) = None
     alarms: Selector | None = None
     rules: Selector | None = None
     health: HealthOverride | None = None
@@ -165,7 +170,9 @@ def _target_group(arn: str) -> tuple[dict[str, Any], int]:
     except elbv2.exceptions.TargetGroupNotFoundException as exc:
         raise TargetGroupNotFoundError(f"target group {arn} does not exist") from exc
     attributes = elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
-    delay = next((int(a["Value"]) for a in attributes if a["Key"] == "deregistration_delay.timeout_seconds"), 300)
+    delay = next(
+        (int(a["Value"]) for a in attributes if a["Key"] == "deregistration_delay.timeout_seconds"), 300
+    )
     return group, delay
 
 
@@ -175,7 +182,9 @@ def _instances(instance_ids: list[str], cfg: Settings) -> list[Instance]:
     found: dict[str, dict[str, Any]] = {}
     for i in range(0, len(instance_ids), DESCRIBE_CHUNK):
         chunk = instance_ids[i : i + DESCRIBE_CHUNK]
-        pages = ec2.get_paginator("describe_instances").paginate(Filters=[{"Name": "instance-id", "Values": chunk}])
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "instance-id", "Values": chunk}]
+        )
         for page in pages:
             for reservation in page["Reservations"]:
                 for inst in reservation["Instances"]:
@@ -204,7 +213,9 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         raise TargetGroupNotAllowedError(f"this stack may only restart {cfg.target_group_arn}, not {arn}")
     group, delay = _target_group(arn)
     if group.get("TargetType", "instance") != "instance":
-        raise InvalidInputError(f"target group {arn} has {group['TargetType']} targets; only instances can reboot")
+        raise InvalidInputError(
+            f"target group {arn} has {group['TargetType']} targets; only instances can reboot"
+        )
 
     states = target_states(arn)
     if not states:
@@ -229,11 +240,15 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     instances = _instances(selected, cfg)
 
     health = HealthCheck(
-        port=cfg.health_port, path=cfg.health_path,
-        expected_status=cfg.health_expected_status, timeout_seconds=cfg.health_timeout_seconds,
-    ).model_copy(update=request.health.model_dump(exclude_none=True) if request.health else {})  # fmt: skip
+        port=cfg.health_port,
+        path=cfg.health_path,
+        expected_status=cfg.health_expected_status,
+        timeout_seconds=cfg.health_timeout_seconds,
+    ).model_copy(update=request.health.model_dump(exclude_none=True) if request.health else {})
     HealthCheck.model_validate(health.model_dump())
-    boot = cfg.expected_boot_seconds if request.expected_boot_seconds is None else request.expected_boot_seconds
+    boot = (
+        cfg.expected_boot_seconds if request.expected_boot_seconds is None else request.expected_boot_seconds
+    )
     to_healthy = group["HealthCheckIntervalSeconds"] * group["HealthyThresholdCount"]
     per_instance = delay + boot + to_healthy
     batches = [selected[i : i + batch] for i in range(0, len(selected), batch)]
@@ -248,19 +263,34 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     now = int(timeutil.epoch())
     approval = request.approval_timeout_seconds or cfg.approval_timeout_seconds
     return RestartRun(
-        execution_arn=execution_arn, target_group_arn=arn, batch_size=batch, floor=floor,
-        error_budget=request.error_budget or cfg.error_budget, instances=instances, health=health,
+        execution_arn=execution_arn,
+        target_group_arn=arn,
+        batch_size=batch,
+        floor=floor,
+        error_budget=request.error_budget or cfg.error_budget,
+        instances=instances,
+        health=health,
         expected_boot_seconds=boot,
-        alarms=request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else []),
+        alarms=request.alarms
+        or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else []),
         rules=request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else []),
-        dry_run=request.dry_run, require_approval=request.require_approval, approval_timeout_seconds=approval,
+        dry_run=request.dry_run,
+        require_approval=request.require_approval,
+        approval_timeout_seconds=approval,
         plan=Plan(
-            batches=batches, healthy_targets=tier, floor=floor, deregistration_delay_seconds=delay,
-            seconds_to_healthy_after_boot=to_healthy, seconds_per_instance_at_most=per_instance,
-            predicted_seconds_at_most=predicted, summary=summary,
+            batches=batches,
+            healthy_targets=tier,
+            floor=floor,
+            deregistration_delay_seconds=delay,
+            seconds_to_healthy_after_boot=to_healthy,
+            seconds_per_instance_at_most=per_instance,
+            predicted_seconds_at_most=predicted,
+            summary=summary,
         ),
-        lock_expires_at=now + 2 * predicted + approval + 3600, record_expires_at=now + RECORD_DAYS * 86400, now=now,
-    )  # fmt: skip
+        lock_expires_at=now + 2 * predicted + approval + 3600,
+        record_expires_at=now + RECORD_DAYS * 86400,
+        now=now,
+    )
 
 
 @logger.inject_lambda_context

@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, timeutil
+from opsflow import clients
 from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.observability import logger, metrics, tracer
@@ -121,13 +121,19 @@ def put_back_safely(event: InstanceFailedEvent) -> str:
     if not registered and up:
         elbv2.register_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
         return "registered again: its application answers"
-    return "left in the target group" if registered else "left out of the target group: its application does not answer"
+    return (
+        "left in the target group"
+        if registered
+        else "left out of the target group: its application does not answer"
+    )
 
 
 def publish(subject: str, message: str) -> None:
     if len(message) > MESSAGE_MAX:
         message = message[:MESSAGE_MAX] + "\n... (truncated: the full list is in the run table)"
-    clients.client("sns").publish(TopicArn=settings().topic_arn, Subject=subject[:SUBJECT_MAX], Message=message)
+    clients.client("sns").publish(
+        TopicArn=settings().topic_arn, Subject=subject[:SUBJECT_MAX], Message=message
+    )
 
 
 def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
@@ -136,10 +142,17 @@ def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
     failures = table.count_failure(event.run.execution_arn)
     placement = put_back_safely(event)
     table.put_outcome(
-        event.run.execution_arn, event.instance_id,
-        {"outcome": "failed", "step": step, "error": event.failure.Error, "cause": cause[:2000],
-         "placement": placement, "times": {k: _at(event.times, k) for k, _ in STEPS if k in event.times}},
-    )  # fmt: skip
+        event.run.execution_arn,
+        event.instance_id,
+        {
+            "outcome": "failed",
+            "step": step,
+            "error": event.failure.Error,
+            "cause": cause[:2000],
+            "placement": placement,
+            "times": {k: _at(event.times, k) for k, _ in STEPS if k in event.times},
+        },
+    )
     publish(
         f"opsflow: {event.instance_id} failed to restart ({event.failure.Error})",
         f"Instance {event.instance_id} failed at step '{step}'.\n"
@@ -163,7 +176,9 @@ def _out_of_service(times: dict[str, Any]) -> str:
 
 
 def summary(event: SummaryEvent) -> dict[str, Any]:
-    outcomes = sorted(RunTable(settings().table_name).outcomes(event.run.execution_arn), key=lambda o: o["instanceId"])
+    outcomes = sorted(
+        RunTable(settings().table_name).outcomes(event.run.execution_arn), key=lambda o: o["instanceId"]
+    )
     counts = {"restarted": 0, "failed": 0, "skipped": 0}
     for outcome in outcomes:
         counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
@@ -177,18 +192,25 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
     lines = [
         f"Rolling restart of {group}: {'succeeded' if ok else 'FAILED'}",
         f"Execution: {event.run.execution_arn}",
-        f"Instances: {counts['restarted']} restarted, {counts['failed']} failed, {counts['skipped']} skipped, "
-        f"{not_started} not started",
+        f"Instances: {counts['restarted']} restarted, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped, {not_started} not started",
     ]
     if event.error is not None:
         lines.append(f"The run stopped early: {event.error.Error}: {_cause_text(event.error)}")
-    lines += ["", f"{'instance':<21} {'outcome':<10} " + " ".join(f"{k:<12}" for k, _ in STEPS) + " out of service"]
+    lines += [
+        "",
+        f"{'instance':<21} {'outcome':<10} " + " ".join(f"{k:<12}" for k, _ in STEPS) + " out of service",
+    ]
     for o in outcomes:
         times = o.get("times", {})
-        row = f"{o['instanceId']:<21} {o['outcome']:<10} " + " ".join(f"{_clock(times.get(k)):<12}" for k, _ in STEPS)
+        row = f"{o['instanceId']:<21} {o['outcome']:<10} " + " ".join(
+            f"{_clock(times.get(k)):<12}" for k, _ in STEPS
+        )
         lines.append(f"{row} {_out_of_service(times)}")
         if o["outcome"] != "restarted":
-            lines.append(f"    {o.get('step', '')}: {o.get('error', '')}: {o.get('cause', o.get('reason', ''))}")
+            lines.append(
+                f"    {o.get('step', '')}: {o.get('error', '')}: {o.get('cause', o.get('reason', ''))}"
+            )
     publish(subject, "\n".join(lines) + "\n")
     metrics.add_metric(name="InstancesRestarted", unit=MetricUnit.Count, value=counts["restarted"])
     return {**counts, "notStarted": not_started, "succeeded": ok, "subject": subject}

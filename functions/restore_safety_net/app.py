@@ -33,7 +33,9 @@ def settings() -> Settings:
     return load_settings(Settings)
 
 
-def put_back_instances(run: dict[str, Any], table: RunTable, execution_arn: str) -> tuple[list[str], list[str]]:
+def put_back_instances(
+    run: dict[str, Any], table: RunTable, execution_arn: str
+) -> tuple[list[str], list[str]]:
     """Register again the run's instances that are out of the target group and healthy.
 
     A stopped run can leave instances deregistered (draining, rebooting...). Those whose application
@@ -54,7 +56,9 @@ def put_back_instances(run: dict[str, Any], table: RunTable, execution_arn: str)
         except OpsflowError:
             left_out.append(instance_id)
             continue
-        clients.client("elbv2").register_targets(TargetGroupArn=run["targetGroupArn"], Targets=[{"Id": instance_id}])
+        clients.client("elbv2").register_targets(
+            TargetGroupArn=run["targetGroupArn"], Targets=[{"Id": instance_id}]
+        )
         put_back.append(instance_id)
     return put_back, left_out
 
@@ -77,13 +81,15 @@ def clean_up(execution_arn: str, status: str) -> dict[str, Any]:
         f"Alarms restored: {', '.join(restored.alarms) if restored and restored.alarms else 'none'}\n"
         f"Rules restored: {', '.join(restored.rules) if restored and restored.rules else 'none'}\n"
         f"Instances registered again (their application answers): {', '.join(put_back) or 'none'}\n"
-        f"Instances left OUT of the target group (their application does not answer): {', '.join(left_out) or 'none'}\n"
+        f"Instances left OUT of the target group (their application does not answer): "
+        f"{', '.join(left_out) or 'none'}\n"
         f"Target group lock {'released' if released else 'was not held'}.\n"
     )
     clients.client("sns").publish(
-        TopicArn=settings().topic_arn, Subject=f"opsflow safety net: rolling restart ended {status}"[:100],
+        TopicArn=settings().topic_arn,
+        Subject=f"opsflow safety net: rolling restart ended {status}"[:100],
         Message=message,
-    )  # fmt: skip
+    )
     return {"executionArn": execution_arn, "action": "restored", "lockReleased": released}
 
 

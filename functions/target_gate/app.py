@@ -48,7 +48,10 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     run = RunTable(settings().table_name).get_run(gate.execution_arn) or {}
     failures = int(run.get("failures", 0))
     if failures >= gate.error_budget:
-        return {"proceed": False, "reason": f"error budget used up ({failures} of {gate.error_budget} failures)"}
+        return {
+            "proceed": False,
+            "reason": f"error budget used up ({failures} of {gate.error_budget} failures)",
+        }
     states = target_states(gate.target_group_arn)
     healthy = sum(1 for s in states.values() if s == HEALTHY)
     leaving = 1 if states.get(gate.instance_id) == HEALTHY else 0

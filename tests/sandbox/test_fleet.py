@@ -10,10 +10,17 @@ T0 = 1_000_000.0
 @pytest.fixture
 def fleet() -> Fleet:
     spec = FleetSpec(
-        size=4, boot=Spread(40), readiness=Spread(20), deregistration_delay=60, health_check_interval=10,
-        healthy_threshold=3, unhealthy_threshold=2, requests_per_second=40, request_seconds=0.5,
+        size=4,
+        boot=Spread(40),
+        readiness=Spread(20),
+        deregistration_delay=60,
+        health_check_interval=10,
+        healthy_threshold=3,
+        unhealthy_threshold=2,
+        requests_per_second=40,
+        request_seconds=0.5,
         longest_request_seconds=8,
-    )  # fmt: skip
+    )
     model = Fleet(spec, T0)
     for n in range(4):
         model.add_instance(f"i-{n}", f"10.0.0.{n}")

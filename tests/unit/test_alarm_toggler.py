@@ -19,11 +19,18 @@ def monitoring(run_table: str) -> dict[str, Any]:
 
     def alarm(name: str, enabled: bool = True, tier: str = "web") -> None:
         cloudwatch.put_metric_alarm(
-            AlarmName=name, Namespace="AWS/EC2", MetricName="CPUUtilization", Statistic="Average", Period=60,
-            EvaluationPeriods=1, Threshold=90, ComparisonOperator="GreaterThanThreshold",
-            AlarmActions=["arn:aws:sns:eu-west-1:123456789012:pager"], ActionsEnabled=enabled,
+            AlarmName=name,
+            Namespace="AWS/EC2",
+            MetricName="CPUUtilization",
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=90,
+            ComparisonOperator="GreaterThanThreshold",
+            AlarmActions=["arn:aws:sns:eu-west-1:123456789012:pager"],
+            ActionsEnabled=enabled,
             Tags=[{"Key": "tier", "Value": tier}],
-        )  # fmt: skip
+        )
 
     for i in range(150):  # more than one DescribeAlarms page and more than 100 names a call
         alarm(f"web-cpu-{i:03d}")

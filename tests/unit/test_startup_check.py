@@ -79,5 +79,8 @@ def test_a_malformed_event_is_refused(aws, lambda_context, payload) -> None:
 def test_the_sample_event_is_valid(instance, http, lambda_context) -> None:
     sample = event("startup_check", "instance.json")
     sample["instanceId"] = instance["InstanceId"]
-    http.get(f"http://{instance['PrivateIpAddress']}:{sample['health']['port']}{sample['health']['path']}", status=200)
+    http.get(
+        f"http://{instance['PrivateIpAddress']}:{sample['health']['port']}{sample['health']['path']}",
+        status=200,
+    )
     assert load_function("startup_check").lambda_handler(sample, lambda_context)["statusCode"] == 200

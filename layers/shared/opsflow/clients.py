@@ -8,7 +8,7 @@ Handlers ask this module for clients instead of calling ``boto3.client`` themsel
 """
 
 import threading
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -29,9 +29,9 @@ def client(service: str) -> Any:
     return injected if injected is not None else _boto3_client(service)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _boto3_client(service: str) -> Any:
-    return boto3.client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=RETRY_CONFIG)
 
 
 def inject(service: str, instance: Any) -> None:
@@ -48,7 +48,7 @@ def reset() -> None:
     http_session.cache_clear()
 
 
-@lru_cache(maxsize=None)
+@cache
 def http_session() -> requests.Session:
     """One pooled HTTP session per process; the sandbox mounts its simulated fleet on it."""
     return requests.Session()

@@ -64,7 +64,9 @@ class RunTable:
 
     def get_run(self, execution_arn: str) -> dict[str, Any] | None:
         item = self.ddb.get_item(
-            TableName=self.table_name, Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}), ConsistentRead=True
+            TableName=self.table_name,
+            Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
+            ConsistentRead=True,
         ).get("Item")
         return from_item(item) if item else None
 
@@ -91,7 +93,12 @@ class RunTable:
         return int(response["Attributes"]["failures"]["N"])
 
     def put_outcome(self, execution_arn: str, instance_id: str, outcome: dict[str, Any]) -> None:
-        item = {"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}", "instanceId": instance_id, **outcome}
+        item = {
+            "pk": run_pk(execution_arn),
+            "sk": f"instance#{instance_id}",
+            "instanceId": instance_id,
+            **outcome,
+        }
         self.ddb.put_item(TableName=self.table_name, Item=to_item(item))
 
     def outcomes(self, execution_arn: str) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ variable fails the cold start with a message naming the variable, instead of a K
 
 import os
 from collections.abc import Mapping
-from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -24,16 +23,13 @@ class EnvSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
-SettingsT = TypeVar("SettingsT", bound=EnvSettings)
-
-
-def load_settings(model: type[SettingsT], environ: Mapping[str, str] | None = None) -> SettingsT:
+def load_settings[SettingsT: EnvSettings](
+    model: type[SettingsT], environ: Mapping[str, str] | None = None
+) -> SettingsT:
     """Validate ``environ`` (default: ``os.environ``) against ``model``."""
     env = os.environ if environ is None else environ
     try:
         return model.model_validate(dict(env))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise SettingsError(f"invalid function configuration: {problems}") from exc

@@ -4,21 +4,22 @@ import datetime as _dt
 import time
 from collections.abc import Callable
 
-_source: Callable[[], float] = time.time
+
+class _Clock:
+    source: Callable[[], float] = time.time
 
 
 def set_source(source: Callable[[], float] | None) -> None:
     """Read time from ``source`` (epoch seconds); None restores the real clock."""
-    global _source
-    _source = source or time.time
+    _Clock.source = source or time.time
 
 
 def epoch() -> float:
-    return _source()
+    return _Clock.source()
 
 
 def now() -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(_source(), _dt.UTC)
+    return _dt.datetime.fromtimestamp(epoch(), _dt.UTC)
 
 
 def iso_now() -> str:

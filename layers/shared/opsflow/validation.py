@@ -1,13 +1,11 @@
 """Turn an event into a typed model, or raise InvalidInputError naming every bad field."""
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from opsflow.errors import InvalidInputError
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -19,7 +17,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_event(model: type[ModelT], event: Mapping[str, Any] | Any) -> ModelT:
+def parse_event[ModelT: BaseModel](model: type[ModelT], event: Mapping[str, Any] | Any) -> ModelT:
     """Validate ``event`` against ``model``; a malformed event raises InvalidInputError."""
     try:
         return model.model_validate(event)

@@ -1,0 +1,131 @@
+"""Given a simulated fleet, when the rolling restart runs, then these invariants hold."""
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from sandbox.fleet import FleetSpec, Spread
+from sandbox.runtime import ExecutionResult, Sandbox
+
+SM = "RollingRestartStateMachine"
+MUTATING = {
+    ("elastic-load-balancing-v2", "DeregisterTargets"),
+    ("elastic-load-balancing-v2", "RegisterTargets"),
+    ("ec2", "RebootInstances"),
+    ("cloudwatch", "DisableAlarmActions"),
+    ("eventbridge", "DisableRule"),
+}
+
+
+def web_input(**fields: Any) -> dict[str, Any]:
+    """The execution input for the simulated tier: mute its web-* alarms and rules, probe port 8080."""
+    payload: dict[str, Any] = {
+        "alarms": {"namePrefixes": ["web-"]},
+        "rules": {"namePrefixes": ["web-"]},
+        "health": {"port": 8080, "path": "/health"},
+        "expectedBootSeconds": 45,
+    }
+    payload.update(fields)
+    return payload
+
+
+@dataclass
+class Tier:
+    """A sandbox with its fleet, and the monitoring state from before the run."""
+
+    sb: Sandbox
+    before: dict[str, str]
+
+    @property
+    def instances(self) -> list[str]:
+        return sorted(self.sb.fleet.instances, key=lambda i: self.sb.fleet.names[i])
+
+    @property
+    def target_group_arn(self) -> str:
+        return self.sb.fleet_resources["TargetGroupArn"]
+
+    def run(self, payload: Any, timeout: float = 120) -> ExecutionResult:
+        return self.sb.run(SM, payload, timeout=timeout)
+
+    def mutating_calls(self) -> list[tuple[str, str]]:
+        return [
+            (c.service, c.operation) for c in self.sb.bridge.calls if (c.service, c.operation) in MUTATING
+        ]
+
+    def notifications(self) -> list[dict[str, Any]]:
+        return [c.params for c in self.sb.bridge.calls_to("sns", "Publish")]
+
+    def lock_held(self) -> bool:
+        table = self.sb.stack.physical["RunTable"]["Ref"]
+        key = {"pk": {"S": f"lock#{self.target_group_arn}"}, "sk": {"S": "lock"}}
+        return "Item" in self.sb.client("dynamodb").get_item(TableName=table, Key=key)
+
+    def outcomes(self, result: ExecutionResult) -> dict[str, dict[str, Any]]:
+        from opsflow.runs import RunTable
+
+        table = RunTable(self.sb.stack.physical["RunTable"]["Ref"], self.sb.client("dynamodb"))
+        return {o["instanceId"]: o for o in table.outcomes(result.arn)}
+
+    def target_states(self) -> dict[str, str]:
+        descriptions = self.sb.client("elbv2").describe_target_health(TargetGroupArn=self.target_group_arn)
+        return {
+            d["Target"]["Id"]: d["TargetHealth"]["State"] for d in descriptions["TargetHealthDescriptions"]
+        }
+
+    def sqs_message(self, timeout: float = 30) -> dict[str, Any]:
+        sqs = self.sb.client("sqs")
+        url = self.sb.stack.physical["ApprovalQueue"]["Ref"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # long polls: a hot loop would starve the interpreter
+            messages = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+            if messages:
+                return dict(json.loads(messages[0]["Body"]))
+        raise AssertionError("no approval request arrived")
+
+    def assert_invariants(self, result: ExecutionResult, floor: int | None = None) -> None:
+        """What must hold after every run, whatever its outcome."""
+        assert self.sb.monitoring_state() == self.before, "alarms and rules are as before the run"
+        assert not self.lock_held(), "the target group lock is released"
+        start, end = result.events[0]["timestamp"].timestamp(), result.events[-1]["timestamp"].timestamp()
+        timeline = self.sb.fleet.timeline(start, end)
+        if floor is not None:
+            assert timeline.min_serving >= floor, f"serving capacity fell to {timeline.min_serving} < {floor}"
+        assert math.ceil(timeline.dropped_requests) == 0, f"{timeline.dropped_requests:.1f} requests dropped"
+        assert "unhealthy" not in self.target_states().values(), "no unhealthy instance in the target group"
+        failed = [o for o in self.outcomes(result).values() if o["outcome"] == "failed"]
+        alerts = [n for n in self.notifications() if "failed to restart" in n["Subject"]]
+        assert len(alerts) == len(failed), "each failed instance produced one alert"
+
+    def assert_refused(self, result: ExecutionResult, error: str, cause_mentions: str) -> None:
+        """A refused run fails with a specific error and a cause a person can act on, and changes nothing."""
+        assert result.status == "FAILED"
+        assert result.error == error, f"{result.error}: {result.cause}"
+        assert cause_mentions in (result.cause or ""), result.cause
+        assert self.mutating_calls() == []
+        assert not self.lock_held()
+        assert self.sb.monitoring_state() == self.before
+        assert set(self.target_states().values()) == {"healthy"}
+
+
+@pytest.fixture
+def tier() -> Iterator[Callable[..., Tier]]:
+    """Factory: a simulated tier of ``size`` instances (deterministic timings unless ``spread``)."""
+    opened: list[Sandbox] = []
+
+    def make(
+        size: int = 6, spread: float = 0.0, parameters: dict[str, str] | None = None, **spec: Any
+    ) -> Tier:
+        fleet = FleetSpec(size=size, boot=Spread(45, spread), readiness=Spread(30, spread), seed=3, **spec)
+        sb = Sandbox(fleet, speed=500, parameters=parameters)
+        sb.start()
+        opened.append(sb)
+        return Tier(sb, sb.monitoring_state())
+
+    yield make
+    for sb in opened:
+        sb.close()
