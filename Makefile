@@ -81,9 +81,17 @@ unit: $(VENV)/.installed ## pytest only
 test: lint validate check-asl check-build unit ## every check, in order, failing on the first error (CI runs this)
 
 .PHONY: demo
-demo: $(VENV)/.installed ## the rolling restart of 12 simulated instances, batch of 3, in the sandbox
+demo: $(VENV)/.installed ## the rolling restart of 12 simulated instances, 3 at a time, in the sandbox
 	$(PY) -m sandbox run RollingRestartStateMachine --input events/rolling_restart/demo.json \
-	  --fleet 12 --seed 7 --out build/demo
+	  --fleet size=12,boot=60,readiness=40,spread=0.3,delay=300,interval=10,healthy=3 --seed 7 --out build/demo
+
+# Deployed stack helpers (need the AWS CLI and credentials): make start-restart INPUT=events/rolling_restart/production.json
+STACK ?= opsflow
+INPUT ?= events/rolling_restart/production.json
+.PHONY: start-restart
+start-restart: ## start a rolling restart of the deployed stack STACK with INPUT
+	aws stepfunctions start-execution --input file://$(INPUT) --state-machine-arn "$$(aws cloudformation describe-stacks \
+	  --stack-name $(STACK) --query "Stacks[0].Outputs[?OutputKey=='RollingRestartStateMachineArn'].OutputValue" --output text)"
 
 .PHONY: lock
 lock: python ## re-pin requirements/*.txt from requirements/dev.in and the SAM CLI version
