@@ -74,7 +74,7 @@ check-build: build ## import every built function with its built layer under pyt
 	$(PY) -m tools.check_build --build-dir .aws-sam/build-host --expect-arch $(HOST_ARCH) --import
 
 .PHONY: unit
-unit: $(VENV)/.installed ## pytest only
+unit: $(VENV)/.installed node_modules/.installed ## pytest only
 	$(VENV)/bin/pytest
 
 .PHONY: test

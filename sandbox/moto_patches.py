@@ -18,10 +18,12 @@ import threading
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import moto
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from moto.awslambda.models import LambdaFunction
+from moto.core.exceptions import AWSError
 from moto.core.responses import EmptyResult
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
@@ -63,6 +65,14 @@ SDK_ERROR_SERVICE_NAMES = {
     "s3": "S3",
     "lambda": "Lambda",
 }
+
+
+class TaskTimedOut(AWSError):
+    """What AWS answers when a task token is used after its task ended."""
+
+    TYPE = "TaskTimedOut"
+    STATUS = 400
+
 
 LambdaInvoker = Callable[[str, bytes | str | None], tuple[str, bool, str]]
 
@@ -140,92 +150,115 @@ def _sim_event_class(clock: SimClock) -> type[threading.Event]:
     return SimEvent
 
 
-@contextlib.contextmanager
-def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
-    """Apply every patch; undo them on exit."""
-    if moto.__version__ != MOTO_VERSION:
-        raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
+_original_eval_service_task = state_task_service_aws_sdk.StateTaskServiceAwsSdk._eval_service_task
+_original_execution_data = execution_worker.ExecutionData  # type: ignore[attr-defined]
+_original_notify = callback_module.CallbackPoolManager.notify
+
+
+def _eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+    _original_eval_service_task(self, env, *args, **kwargs)
+    env.stack.append(_jsonable(env.stack.pop()))
+
+
+def _execution_data(**fields: Any) -> Any:
+    start = fields.get("StartTime")
+    if isinstance(start, _dt.datetime):
+        fields["StartTime"] = start.astimezone(_dt.UTC).isoformat()
+    return _original_execution_data(**fields)
+
+
+def _notify(self: Any, callback_id: str, outcome: Any) -> bool:
+    endpoint = self.get(callback_id)
+    if endpoint is not None and endpoint.get_outcome() is not None:
+        raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
+    return bool(_original_notify(self, callback_id, outcome))
+
+
+def _send_task_failure(self: Any) -> Any:
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return EmptyResult()
+
+
+def _api_patches() -> list[Any]:
+    """Where moto's interpreter or API answers differently from AWS."""
+    service_names = {
+        **state_task_service.StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES,
+        **SDK_SERVICE_NAMES,
+    }
+    error_names = {**state_task_service_aws_sdk._SERVICE_ERROR_NAMES, **SDK_ERROR_SERVICE_NAMES}
+    return [
+        # SDK integration service names moto does not map to boto3 names.
+        mock.patch.object(
+            state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", service_names
+        ),
+        # AWS-style error names for SDK integrations.
+        mock.patch.object(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", error_names),
+        # Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
+        mock.patch.object(
+            state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _eval_service_task
+        ),
+        # $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
+        mock.patch.object(execution_worker, "ExecutionData", _execution_data),
+        # SendTaskFailure passes its cause on (moto's API layer drops it).
+        mock.patch.object(sfn_responses.StepFunctionResponse, "send_task_failure", _send_task_failure),
+        # A task token answers once: a second SendTaskSuccess/Failure is TaskTimedOut.
+        mock.patch.object(callback_module.CallbackPoolManager, "notify", _notify),
+        # Definite JSONPaths with an array index yield the value, not a one-element list.
+        *(
+            mock.patch.object(module, "extract_json", extract_json)
+            for module in _modules_using("extract_json", _original_extract_json)
+        ),
+    ]
+
+
+def _lambda_patch(invoke_lambda: LambdaInvoker) -> Any:
+    """Lambda tasks run the project's handlers in-process instead of in Docker."""
+
+    def invoke(self: LambdaFunction, event: bytes | str | None = None) -> tuple[str, bool, str]:
+        return invoke_lambda(self.function_name, event)
+
+    return mock.patch.object(LambdaFunction, "_invoke_lambda", invoke)
+
+
+def _time_patches(clock: SimClock) -> list[Any]:
+    """Wait, Retry, timeouts, callbacks and timestamps run on the simulated clock."""
     sim_datetime = _sim_datetime_module(clock)
     sim_event = _sim_event_class(clock)
     sim_threading = types.ModuleType("threading")
     sim_threading.__dict__.update(threading.__dict__)
     sim_threading.Event = sim_event  # type: ignore[attr-defined]
-    sim_time = types.SimpleNamespace(sleep=clock.sleep, time=clock.now)
-
-    original_eval = state_task_service_aws_sdk.StateTaskServiceAwsSdk._eval_service_task
-
-    def eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
-        original_eval(self, env, *args, **kwargs)
-        env.stack.append(_jsonable(env.stack.pop()))
-
-    original_execution_data = execution_worker.ExecutionData  # type: ignore[attr-defined]
-
-    def execution_data(**fields: Any) -> Any:
-        start = fields.get("StartTime")
-        if isinstance(start, _dt.datetime):
-            fields["StartTime"] = start.astimezone(_dt.UTC).isoformat()
-        return original_execution_data(**fields)
-
-    def send_task_failure(self: Any) -> Any:
-        self.stepfunction_backend.send_task_failure(
-            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
-        )
-        return EmptyResult()
 
     def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         # One interruptible wait in simulated time (StopExecution sets the event).
         if wait_seconds > 0:
             clock.wait(env.program_state_event, wait_seconds)
 
-    def invoke(self: LambdaFunction, event: bytes | str | None = None) -> tuple[str, bool, str]:
-        return invoke_lambda(self.function_name, event)
+    return [
+        mock.patch.object(retrier_decl, "time", types.SimpleNamespace(sleep=clock.sleep, time=clock.now)),
+        mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval),
+        mock.patch.object(wait_timestamp, "datetime", sim_datetime),
+        mock.patch.object(execute_state, "threading", sim_threading),
+        mock.patch.object(callback_module, "Event", sim_event),
+        *(
+            mock.patch.object(module, "datetime", sim_datetime)
+            for module in (event_manager, state_module, map_run_record, backend_execution)
+        ),
+        mock.patch.object(
+            sfn_models, "utcnow", side_effect=lambda: clock.now_datetime().replace(tzinfo=None)
+        ),
+    ]
 
+
+@contextlib.contextmanager
+def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
+    """Apply every patch; undo them on exit."""
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
     with contextlib.ExitStack() as stack:
-        p = stack.enter_context
-        from unittest import mock
-
-        # 1. SDK integration service names moto does not map to boto3 names.
-        overrides = dict(state_task_service.StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES)
-        overrides.update(SDK_SERVICE_NAMES)
-        p(
-            mock.patch.object(
-                state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", overrides
-            )
-        )
-        # 2. AWS-style error names for SDK integrations.
-        names = dict(state_task_service_aws_sdk._SERVICE_ERROR_NAMES)
-        names.update(SDK_ERROR_SERVICE_NAMES)
-        p(mock.patch.object(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", names))
-        # 3. Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
-        p(
-            mock.patch.object(
-                state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task
-            )
-        )
-        # 3b. $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
-        p(mock.patch.object(execution_worker, "ExecutionData", execution_data))
-        # 3c. Definite JSONPaths with an array index yield the value, not a one-element list.
-        for module in _modules_using("extract_json", _original_extract_json):
-            p(mock.patch.object(module, "extract_json", extract_json))
-        # 3d. SendTaskFailure passes its cause on (moto's API layer drops it).
-        p(mock.patch.object(sfn_responses.StepFunctionResponse, "send_task_failure", send_task_failure))
-        # 4. Lambda tasks run the project's handlers in-process instead of in Docker.
-        p(mock.patch.object(LambdaFunction, "_invoke_lambda", invoke))
-        # 5. Time: Wait, Retry, timeouts, callbacks and timestamps run on the simulated clock.
-        p(mock.patch.object(retrier_decl, "time", sim_time))
-        p(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
-        p(mock.patch.object(wait_timestamp, "datetime", sim_datetime))
-        p(mock.patch.object(execute_state, "threading", sim_threading))
-        p(mock.patch.object(callback_module, "Event", sim_event))
-        p(mock.patch.object(event_manager, "datetime", sim_datetime))
-        p(mock.patch.object(state_module, "datetime", sim_datetime))
-        p(mock.patch.object(map_run_record, "datetime", sim_datetime))
-        p(mock.patch.object(backend_execution, "datetime", sim_datetime))
-        p(
-            mock.patch.object(
-                sfn_models, "utcnow", side_effect=lambda: clock.now_datetime().replace(tzinfo=None)
-            )
-        )
+        for patch in [*_api_patches(), _lambda_patch(invoke_lambda), *_time_patches(clock)]:
+            stack.enter_context(patch)
         yield
 
 

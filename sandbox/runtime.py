@@ -175,6 +175,8 @@ class Sandbox:
             stack.physical[logical_id] = self._physical_ids(logical_id, res)
         for logical_id, res in stack.resources().items():
             self._create(logical_id, res)
+        for logical_id, res in stack.resources("AWS::Serverless::Function").items():
+            self._wire_function(logical_id, res["Properties"])
 
     def _name(self, logical_id: str, props: dict[str, Any], key: str) -> str:
         explicit = props.get(key)
@@ -204,7 +206,11 @@ class Sandbox:
             name = self._name(logical_id, props, "BucketName").lower()
             return {"Ref": name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
         if kind == "AWS::KMS::Key":
-            key_id = self.client("kms").create_key(Description=logical_id)["KeyMetadata"]["KeyId"]
+            key_id = self.client("kms").create_key(
+                Description=logical_id,
+                KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+                KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            )["KeyMetadata"]["KeyId"]
             return {"Ref": key_id, "KeyId": key_id, "Arn": arn.format("kms", f"key/{key_id}")}
         if kind == "AWS::Serverless::LayerVersion":
             return {"Ref": arn.format("lambda", f"layer:{logical_id}:1")}
@@ -266,6 +272,52 @@ class Sandbox:
             Timeout=spec.timeout,
             MemorySize=spec.memory,
         )
+
+    def _wire_function(self, logical_id: str, props: dict[str, Any]) -> None:
+        """Function URLs and SQS event sources, as the template declares them.
+
+        moto invokes a function synchronously when a message reaches a queue it is mapped to.
+        """
+        name = self.stack.physical[logical_id]["Ref"]
+        lam = self.client("lambda")
+        if "FunctionUrlConfig" in props:
+            lam.create_function_url_config(
+                FunctionName=name, AuthType=props["FunctionUrlConfig"].get("AuthType", "NONE")
+            )
+        for source in props.get("Events", {}).values():
+            if source.get("Type") == "SQS":
+                spec = self.stack.resolve(source["Properties"])
+                lam.create_event_source_mapping(
+                    EventSourceArn=spec["Queue"], FunctionName=name, BatchSize=int(spec.get("BatchSize", 10))
+                )
+
+    def invoke_url(
+        self, logical_id: str, method: str = "GET", query: str = "", body: str = ""
+    ) -> dict[str, Any]:
+        """An HTTP request to the function's URL (payload format 2.0), as a browser would send it."""
+        spec = self.lambdas.by_logical_id(logical_id)
+        event = {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": "/",
+            "rawQueryString": query,
+            "headers": {"content-type": "application/x-www-form-urlencoded"},
+            "body": body,
+            "isBase64Encoded": False,
+            "requestContext": {
+                "http": {
+                    "method": method,
+                    "path": "/",
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "192.0.2.1",
+                    "userAgent": "sandbox",
+                },
+                "requestId": str(uuid.uuid4()),
+                "stage": "$default",
+            },
+        }
+        payload, _, _ = self.lambdas.invoke(spec.function_name, json.dumps(event))
+        return dict(json.loads(payload))
 
     def definition(self, logical_id: str) -> str:
         """The state machine's ASL with its DefinitionSubstitutions filled in."""

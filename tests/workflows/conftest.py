@@ -87,6 +87,20 @@ class Tier:
                 return dict(json.loads(messages[0]["Body"]))
         raise AssertionError("no approval request arrived")
 
+    def approval_links(self, timeout: float = 30) -> dict[str, str]:
+        """The query strings of the approve and reject links in the approval email."""
+        import re
+        from urllib.parse import urlparse
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for mail in self.notifications():
+                if "approve the rolling restart" in mail["Subject"]:
+                    found = dict(re.findall(r"^(Approve|Reject): (\S+)$", mail["Message"], re.MULTILINE))
+                    return {k.lower(): urlparse(v).query for k, v in found.items()}
+            time.sleep(0.1)
+        raise AssertionError("no approval email was sent")
+
     def assert_invariants(self, result: ExecutionResult, floor: int | None = None) -> None:
         """What must hold after every run, whatever its outcome."""
         assert self.sb.monitoring_state() == self.before, "alarms and rules are as before the run"

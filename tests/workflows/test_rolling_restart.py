@@ -173,8 +173,11 @@ def test_a_dry_run_returns_the_plan_and_changes_nothing(tier: TierFactory) -> No
     assert given.mutating_calls() == [] and not given.lock_held()
 
 
+EXTERNAL_APPROVAL = {"ApprovalByEmail": "false"}  # the queue is left to the team's own system
+
+
 def test_an_approved_restart_runs(tier: TierFactory) -> None:
-    given = tier(size=3)
+    given = tier(size=3, parameters=EXTERNAL_APPROVAL)
     arn = given.sb.start_execution(SM, web_input(batchSize=1, requireApproval=True))
 
     request = given.sqs_message()
@@ -189,7 +192,7 @@ def test_an_approved_restart_runs(tier: TierFactory) -> None:
 
 
 def test_a_rejected_restart_changes_nothing(tier: TierFactory) -> None:
-    given = tier(size=3)
+    given = tier(size=3, parameters=EXTERNAL_APPROVAL)
     arn = given.sb.start_execution(SM, web_input(batchSize=1, requireApproval=True))
 
     request = given.sqs_message()
@@ -199,6 +202,49 @@ def test_a_rejected_restart_changes_nothing(tier: TierFactory) -> None:
 
     result = given.sb.wait(arn)
     given.assert_refused(result, "RestartNotApproved", "change freeze")
+
+
+def test_the_approval_email_link_approves_after_confirmation(tier: TierFactory) -> None:
+    given = tier(size=3)
+    arn = given.sb.start_execution(SM, web_input(batchSize=1, requireApproval=True))
+    links = given.approval_links()
+
+    shown = given.sb.invoke_url("ApprovalFunction", "GET", query=links["approve"])
+    assert shown["statusCode"] == 200 and '<form method="post">' in shown["body"]
+    assert given.sb.result(arn).status == "RUNNING", "opening the link decides nothing"
+    assert given.mutating_calls() == []
+
+    tampered = links["approve"].replace("decision=approve", "decision=reject")
+    assert given.sb.invoke_url("ApprovalFunction", "POST", body=tampered)["statusCode"] == 403
+    approved = given.sb.invoke_url("ApprovalFunction", "POST", body=links["approve"])
+    assert approved["statusCode"] == 200 and "approved" in approved["body"]
+    replayed = given.sb.invoke_url("ApprovalFunction", "POST", body=links["reject"])
+    assert replayed["statusCode"] == 410, "a link works once: the task token is used"
+
+    result = given.sb.wait(arn)
+    assert result.status == "SUCCEEDED", result.cause
+    given.assert_invariants(result, floor=2)
+
+
+def test_the_approval_email_link_rejects(tier: TierFactory) -> None:
+    given = tier(size=3)
+    arn = given.sb.start_execution(SM, web_input(batchSize=1, requireApproval=True))
+
+    given.sb.invoke_url("ApprovalFunction", "POST", body=given.approval_links()["reject"])
+
+    given.assert_refused(given.sb.wait(arn), "RestartNotApproved", "rejected with the email link")
+
+
+def test_a_link_of_another_request_is_refused(tier: TierFactory) -> None:
+    given = tier(size=3)
+    arn = given.sb.start_execution(SM, web_input(batchSize=1, requireApproval=True))
+    links = given.approval_links()
+    other_run = links["approve"].replace("execution=arn", "execution=xarn")
+
+    assert given.sb.invoke_url("ApprovalFunction", "POST", body=other_run)["statusCode"] == 403
+    assert given.sb.invoke_url("ApprovalFunction", "GET", query="decision=approve")["statusCode"] == 400
+    given.sb.invoke_url("ApprovalFunction", "POST", body=links["reject"])
+    assert given.sb.wait(arn).error == "RestartNotApproved"
 
 
 def test_an_unanswered_approval_times_out_and_changes_nothing(tier: TierFactory) -> None:
@@ -211,7 +257,7 @@ def test_an_unanswered_approval_times_out_and_changes_nothing(tier: TierFactory)
 
 
 def test_a_second_run_on_the_same_target_group_is_refused(tier: TierFactory) -> None:
-    given = tier(size=3)
+    given = tier(size=3, parameters=EXTERNAL_APPROVAL)
     first = given.sb.start_execution(SM, web_input(batchSize=1, requireApproval=True))
     request = given.sqs_message()  # the first run holds the lock while it waits for approval
 
