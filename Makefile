@@ -93,6 +93,10 @@ start-restart: ## start a rolling restart of the deployed stack STACK with INPUT
 	aws stepfunctions start-execution --input file://$(INPUT) --state-machine-arn "$$(aws cloudformation describe-stacks \
 	  --stack-name $(STACK) --query "Stacks[0].Outputs[?OutputKey=='RollingRestartStateMachineArn'].OutputValue" --output text)"
 
+.PHONY: docs
+docs: $(VENV)/.installed ## rewrite the README's parameter table from template.yaml
+	$(PY) -m tools.readme_parameters
+
 .PHONY: lock
 lock: python ## re-pin requirements/*.txt from requirements/dev.in and the SAM CLI version
 	rm -rf .venv-lock && $(PYTHON313) -m venv .venv-lock

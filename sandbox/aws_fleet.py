@@ -21,6 +21,7 @@ import requests
 from requests.adapters import BaseAdapter
 
 from sandbox.fleet import Fleet
+from sandbox.patches import PatchService, SimulatedApiError
 
 TAG_KEY = "opsflow:tier"
 TAG_VALUE = "web"
@@ -42,6 +43,12 @@ class InjectedApiError:
     code: str
     message: str
     count: int = 1
+    match: dict[str, Any] | None = None  # only calls with these parameters, e.g. {"InstanceId": "i-1"}
+
+    def applies(self, service: str, operation: str, params: dict[str, Any]) -> bool:
+        if self.count <= 0 or (self.service, self.operation) != (service, operation):
+            return False
+        return all(params.get(k) == v for k, v in (self.match or {}).items())
 
 
 class _Response:
@@ -58,6 +65,7 @@ class _Response:
 class AwsBridge:
     fleet: Fleet
     now: Callable[[], float]
+    patches: PatchService | None = None
     calls: list[ApiCall] = field(default_factory=list)
     errors: list[InjectedApiError] = field(default_factory=list)
     _local: threading.local = field(default_factory=threading.local)
@@ -66,12 +74,12 @@ class AwsBridge:
     def install(self, session: Any) -> None:
         events = session.events
         events.register("before-parameter-build.*.*", self._record)
-        events.register("before-call.*.*", self._inject_error)
+        events.register("before-call.*.*", self._before_call)
         events.register(f"after-call.{ELBV2}.RegisterTargets", self._registered)
         events.register(f"after-call.{ELBV2}.DeregisterTargets", self._deregistered)
         events.register(f"after-call.{ELBV2}.DescribeTargetHealth", self._target_health)
-        events.register("before-call.ec2.RebootInstances", self._reboot_throttle)
         events.register("after-call.ec2.RebootInstances", self._rebooted)
+        events.register("after-call.ssm.GetMaintenanceWindow", self._next_window)
         events.register("after-call.ec2.DescribeInstanceStatus", self._instance_status)
 
     # -- recording -------------------------------------------------------------------------
@@ -84,21 +92,32 @@ class AwsBridge:
     def calls_to(self, service: str, operation: str) -> list[ApiCall]:
         return [c for c in self.calls if c.service == service and c.operation == operation]
 
-    # -- faults ----------------------------------------------------------------------------
-    def _inject_error(self, event_name: str, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+    # -- answers before moto: injected faults, then the operations moto does not implement -----
+    def _before_call(self, event_name: str, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
         service, operation = _service_and_operation(event_name)
+        params = getattr(self._local, "params", {})
         with self._lock:
             for err in self.errors:
-                if err.count > 0 and (err.service, err.operation) == (service, operation):
+                if err.applies(service, operation, params):
                     err.count -= 1
                     return _error(err.code, err.message)
-        return None
+        if (service, operation) == ("ec2", "RebootInstances"):
+            if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
+                return _error("RequestLimitExceeded", "Request limit exceeded.")
+            return None
+        simulated = SSM_OPERATIONS.get(operation) if service == "ssm" and self.patches else None
+        if simulated is None:
+            return None
+        try:
+            return _Response(200), {**getattr(self.patches, simulated)(params), "ResponseMetadata": _OK}
+        except SimulatedApiError as exc:
+            return _error(exc.code, str(exc))
 
-    def _reboot_throttle(self, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
-        ids = self._local.params.get("InstanceIds", [])
-        if any(self.fleet.reboot_is_throttled(i, self.now()) for i in ids):
-            return _error("RequestLimitExceeded", "Request limit exceeded.")
-        return None
+    def _next_window(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        """moto leaves out NextExecutionTime; the sandbox knows when its windows run."""
+        next_run = self.patches.window_next.get(parsed.get("WindowId", "")) if self.patches else None
+        if http_response.status_code < 300 and next_run is not None:
+            parsed["NextExecutionTime"] = next_run.strftime("%Y-%m-%dT%H:%MZ")
 
     # -- the model learns --------------------------------------------------------------------
     def _targets(self) -> list[str]:
@@ -133,9 +152,7 @@ class AwsBridge:
             if state == "unused":
                 health.update(Reason="Target.NotRegistered", Description="Target is not registered")
             elif state == "draining":
-                health.update(
-                    Reason="Target.DeregistrationInProgress", Description="Deregistration in progress"
-                )
+                health.update(Reason="Target.DeregistrationInProgress", Description="Deregistration in progress")
             elif state == "initial":
                 health.update(Reason="Elb.RegistrationInProgress", Description="Registration in progress")
             elif state == "unhealthy":
@@ -161,6 +178,15 @@ class AwsBridge:
                         "Status": "initializing",
                         "Details": [{"Name": "reachability", "Status": "initializing"}],
                     }
+
+
+# SSM operations the sandbox answers itself (moto 5.2.5 does not implement them).
+SSM_OPERATIONS = {
+    "DescribeInstancePatches": "describe_instance_patches",
+    "DescribeInstancePatchStates": "describe_instance_patch_states",
+    "DescribeInstanceInformation": "describe_instance_information",
+}
+_OK = {"HTTPStatusCode": 200, "RequestId": "sandbox"}
 
 
 def _service_and_operation(event_name: str) -> tuple[str, str]:
@@ -192,9 +218,7 @@ class FleetHttpAdapter(BaseAdapter):
             raise requests.ConnectionError(f"sandbox: no simulated host at {url.hostname}", request=request)
         status = self.fleet.health_endpoint(inst.instance_id, self.now())
         if url.port != self.fleet.spec.health_port or status is None:
-            raise requests.ConnectionError(
-                f"connection refused by {url.hostname}:{url.port}", request=request
-            )
+            raise requests.ConnectionError(f"connection refused by {url.hostname}:{url.port}", request=request)
         response = requests.Response()
         response.status_code = status
         response._content = b"OK" if status == 200 else b"starting"
@@ -207,40 +231,37 @@ class FleetHttpAdapter(BaseAdapter):
 
 
 def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
-    """Create the VPC, instances and target group in moto and tell the model about the instances."""
+    """Create the VPC, instances, target group and maintenance window in moto; tell the model."""
     ec2 = boto3.client("ec2", region_name=region)
     elbv2 = boto3.client("elbv2", region_name=region)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"][
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i * 32}.0/19", AvailabilityZone=f"{region}{az}")["Subnet"][
             "SubnetId"
         ]
         for i, az in enumerate("ab")
     ]
     sg = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=vpc)["GroupId"]
     spec = fleet.spec
-    instance_ids: list[str] = []
-    for n in range(spec.size):
-        reservation = ec2.run_instances(
+    tags = [{"Key": TAG_KEY, "Value": TAG_VALUE}, {"Key": "Patch Group", "Value": "web"}]
+    launched: list[dict[str, Any]] = []
+    for batch, start in enumerate(range(0, spec.size, 100)):  # one call per 100 instances
+        count = min(100, spec.size - start)
+        launched += ec2.run_instances(
             ImageId="ami-12c6146b",
-            MinCount=1,
-            MaxCount=1,
+            MinCount=count,
+            MaxCount=count,
             InstanceType="t4g.small",
-            SubnetId=subnets[n % 2],
+            SubnetId=subnets[batch % 2],
             SecurityGroupIds=[sg],
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [
-                        {"Key": TAG_KEY, "Value": TAG_VALUE},
-                        {"Key": "Name", "Value": f"web-{n + 1:03d}"},
-                    ],
-                }
-            ],
-        )
-        inst = reservation["Instances"][0]
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )["Instances"]
+    instance_ids = []
+    for n, inst in enumerate(launched):
+        name = f"web-{n + 1:03d}"
+        ec2.create_tags(Resources=[inst["InstanceId"]], Tags=[{"Key": "Name", "Value": name}])
+        fleet.add_instance(inst["InstanceId"], inst["PrivateIpAddress"], name=name)
         instance_ids.append(inst["InstanceId"])
-        fleet.add_instance(inst["InstanceId"], inst["PrivateIpAddress"], name=f"web-{n + 1:03d}")
     tg = elbv2.create_target_group(
         Name="web",
         Protocol="HTTP",
@@ -256,11 +277,22 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
         TargetGroupArn=tg,
         Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(spec.deregistration_delay)}],
     )
-    elbv2.register_targets(
-        TargetGroupArn=tg, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids]
-    )
+    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids])
     create_monitoring(region, tg)
-    return {"TargetGroupArn": tg, "VpcId": vpc, "SubnetIds": ",".join(subnets), "SecurityGroupId": sg}
+    window = boto3.client("ssm", region_name=region).create_maintenance_window(
+        Name="web-patching",
+        Schedule="cron(0 3 ? * SUN *)",
+        Duration=3,
+        Cutoff=1,
+        AllowUnassociatedTargets=False,
+    )["WindowId"]
+    return {
+        "TargetGroupArn": tg,
+        "VpcId": vpc,
+        "SubnetIds": ",".join(subnets),
+        "SecurityGroupId": sg,
+        "MaintenanceWindowId": window,
+    }
 
 
 # The tier's monitoring, as a team would have it: what a restart must mute, and what it must not touch.

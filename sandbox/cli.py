@@ -71,19 +71,13 @@ def _default(name: str) -> Spread:
 
 def parse_input(text: str) -> Any:
     path = Path(text)
-    source = (
-        path.read_text(encoding="utf-8")
-        if not text.lstrip().startswith(("{", "[")) and path.exists()
-        else text
-    )
+    source = path.read_text(encoding="utf-8") if not text.lstrip().startswith(("{", "[")) and path.exists() else text
     if source is text and not text.lstrip().startswith(("{", "[")):
         raise UsageError(f"--input: {text!r} is neither a file nor JSON")
     try:
         return json.loads(source)
     except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"--input: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
+        raise UsageError(f"--input: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,9 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="template parameter")
     run.add_argument("--seed", type=int, default=1, help="seed of the fleet's randomness")
-    run.add_argument(
-        "--speed", type=float, default=200.0, help="simulated seconds per wall second (100-1000)"
-    )
+    run.add_argument("--speed", type=float, default=200.0, help="simulated seconds per wall second (100-1000)")
     run.add_argument("--out", type=Path, default=Path("build/sandbox"), help="where history and picture go")
     run.add_argument("--timeout", type=float, default=600.0, help="wall seconds to wait for the execution")
     run.add_argument("--quiet", action="store_true", help="no live progress")

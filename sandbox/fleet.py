@@ -116,9 +116,7 @@ class Fleet:
         self.names: dict[str, str] = {}  # instance id -> Name tag, for people
 
     # -- set-up ----------------------------------------------------------------------------
-    def add_instance(
-        self, instance_id: str, private_ip: str, name: str = "", registered: bool = True
-    ) -> Instance:
+    def add_instance(self, instance_id: str, private_ip: str, name: str = "", registered: bool = True) -> Instance:
         with self._lock:
             inst = Instance(instance_id, private_ip)
             self.names[instance_id] = name or instance_id

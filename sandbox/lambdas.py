@@ -11,6 +11,7 @@ milliseconds of work, so serialising them changes no timing that matters.
 """
 
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 from sandbox.moto_patches import lambda_error_payload
 
@@ -65,6 +66,30 @@ class LambdaContext:
         return self.timeout_seconds * 1000
 
 
+class RoutedStdout(io.TextIOBase):
+    """sys.stdout that sends what a handler prints to that function's log, and the rest on.
+
+    Per thread: the command line keeps printing progress while handlers run in the interpreter's threads.
+    """
+
+    def __init__(self, real: TextIO) -> None:
+        self.real = real
+        self._local = threading.local()
+
+    def route(self, log: list[str] | None) -> None:
+        self._local.log = log
+
+    def write(self, text: str) -> int:
+        log = getattr(self._local, "log", None)
+        if log is None:
+            return self.real.write(text)
+        log.extend(line for line in text.splitlines() if line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+
 class SimulatedFunctionError(Exception):
     """Base of the errors raised by injected Lambda faults (subclassed per error name)."""
 
@@ -79,6 +104,23 @@ class LambdaRuntime:
         self._modules: dict[str, ModuleType] = {}
         self._faults: dict[str, list[str]] = {}
         self.invocations: list[Invocation] = []
+        self.logs: dict[str, list[str]] = {}  # logical id -> lines the function printed (its log stream)
+        self._stdout = RoutedStdout(sys.stdout)
+        sys.stdout = self._stdout
+
+    def close(self) -> None:
+        if sys.stdout is self._stdout:
+            sys.stdout = self._stdout.real
+
+    def metrics(self, name: str) -> list[float]:
+        """Values of a metric the functions emitted (Powertools' embedded metric format)."""
+        values: list[float] = []
+        for lines in self.logs.values():
+            for line in lines:
+                if '"_aws"' in line and f'"{name}"' in line:
+                    value = json.loads(line)[name]
+                    values += value if isinstance(value, list) else [value]
+        return values
 
     def add(self, spec: FunctionSpec) -> None:
         """Register the function and import it now (its cold start), so that import time is not
@@ -131,6 +173,7 @@ class LambdaRuntime:
         spec = self.functions[function_name]
         payload = json.loads(event) if isinstance(event, (bytes, str)) and event else (event or {})
         context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout)
+        self._stdout.route(self.logs.setdefault(spec.logical_id, []))
         with self._lock, self._environment(spec), warnings.catch_warnings():
             # Powertools warns on every invocation that emits no metric; on AWS that is a log line.
             warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -144,5 +187,7 @@ class LambdaRuntime:
                 self.invocations.append(Invocation(spec.logical_id, payload, type(exc).__name__, self._now()))
                 trace = traceback.format_exception(exc)
                 return lambda_error_payload(exc, context.aws_request_id, trace), True, "".join(trace)
+            finally:
+                self._stdout.route(None)
         self.invocations.append(Invocation(spec.logical_id, payload, None, self._now()))
         return json.dumps(result), False, ""

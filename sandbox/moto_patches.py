@@ -190,15 +190,11 @@ def _api_patches() -> list[Any]:
     error_names = {**state_task_service_aws_sdk._SERVICE_ERROR_NAMES, **SDK_ERROR_SERVICE_NAMES}
     return [
         # SDK integration service names moto does not map to boto3 names.
-        mock.patch.object(
-            state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", service_names
-        ),
+        mock.patch.object(state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", service_names),
         # AWS-style error names for SDK integrations.
         mock.patch.object(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", error_names),
         # Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
-        mock.patch.object(
-            state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _eval_service_task
-        ),
+        mock.patch.object(state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _eval_service_task),
         # $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
         mock.patch.object(execution_worker, "ExecutionData", _execution_data),
         # SendTaskFailure passes its cause on (moto's API layer drops it).
@@ -245,9 +241,7 @@ def _time_patches(clock: SimClock) -> list[Any]:
             mock.patch.object(module, "datetime", sim_datetime)
             for module in (event_manager, state_module, map_run_record, backend_execution)
         ),
-        mock.patch.object(
-            sfn_models, "utcnow", side_effect=lambda: clock.now_datetime().replace(tzinfo=None)
-        ),
+        mock.patch.object(sfn_models, "utcnow", side_effect=lambda: clock.now_datetime().replace(tzinfo=None)),
     ]
 
 

@@ -23,9 +23,7 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(
-        self, sb: Sandbox, execution_arn: str, quiet: bool = False, stop_after: float | None = None
-    ) -> None:
+    def __init__(self, sb: Sandbox, execution_arn: str, quiet: bool = False, stop_after: float | None = None) -> None:
         self.sb = sb
         self.arn = execution_arn
         self.quiet = quiet
@@ -90,9 +88,7 @@ class Progress:
             lines.append(f"  {result.error}: {result.cause}")
         if isinstance(result.output, dict):
             lines.append("  output: " + json.dumps(result.output)[:300])
-        floor_text = (
-            "" if floor is None else f" (floor {floor}: {'held' if tl.min_serving >= floor else 'BROKEN'})"
-        )
+        floor_text = "" if floor is None else f" (floor {floor}: {'held' if tl.min_serving >= floor else 'BROKEN'})"
         lines.append(f"Serving capacity: at least {tl.min_serving} of {len(fleet.instances)}{floor_text}")
         lines.append(f"Requests dropped: {math.ceil(tl.dropped_requests)}")
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

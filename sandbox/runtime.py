@@ -8,6 +8,7 @@ Everything is created from template.yaml (functions, state machines with their s
 topics, queues, tables, buckets, keys), so adding a resource there needs no change here.
 """
 
+import datetime as dt
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from sandbox.aws_fleet import AwsBridge, FleetHttpAdapter, InjectedApiError, cre
 from sandbox.clock import SimClock
 from sandbox.fleet import Fleet, FleetSpec
 from sandbox.lambdas import FunctionSpec, LambdaRuntime
+from sandbox.patches import PatchService, PatchSpec, generate
 from sandbox.template import ROOT, TEMPLATE_PATH, Stack, TemplateError, load_template
 
 REGION = "eu-west-1"
@@ -78,8 +80,12 @@ class Sandbox:
         parameters: dict[str, str] | None = None,
         template_path: Path = TEMPLATE_PATH,
         log_level: str = "ERROR",
+        patches: PatchSpec | None = None,
+        window_in_hours: float = 6.0,
     ) -> None:
         self.fleet_spec = fleet
+        self.patch_spec = patches or PatchSpec()
+        self.window_in_hours = window_in_hours
         self.speed = speed
         self._parameters = dict(parameters or {})
         self.template_path = template_path
@@ -127,6 +133,8 @@ class Sandbox:
             clients.http_session().mount("http://", FleetHttpAdapter(self.fleet, self.clock.now))
             clients.http_session().mount("https://", FleetHttpAdapter(self.fleet, self.clock.now))
             self.fleet_resources = create_fleet_resources(self.fleet, REGION) if self.fleet_spec else {}
+            if self.fleet_spec:
+                self.bridge.patches = self._patch_service()
             self.stack = Stack(load_template(self.template_path), self._stack_parameters(), REGION, ACCOUNT)
             self._deploy()
             self.bridge.calls.clear()  # count what runs do, not the set-up
@@ -142,6 +150,8 @@ class Sandbox:
             if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
                 sfn.stop_execution(executionArn=arn, error="Sandbox.Closed", cause="sandbox closed")
         timeutil.set_source(None)
+        if hasattr(self, "lambdas"):
+            self.lambdas.close()
         if hasattr(self, "_patches"):
             self._patches.__exit__(None, None, None)
         self._mock.stop()
@@ -152,11 +162,17 @@ class Sandbox:
             logging.getLogger(name).setLevel(level)
         self._started = False
 
+    def _patch_service(self) -> PatchService:
+        now = self.clock.now_datetime()
+        data = generate(sorted(self.fleet.instances), self.patch_spec, now)
+        ips = {i: inst.private_ip for i, inst in self.fleet.instances.items()}
+        window = self.fleet_resources["MaintenanceWindowId"]
+        return PatchService(data, ips, {window: now + dt.timedelta(hours=self.window_in_hours)})
+
     def _lambda_env(self) -> dict[str, str]:
         return {
             "AWS_REGION": REGION,
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self.log_level,
         }
 
@@ -234,9 +250,7 @@ class Sandbox:
                 BillingMode="PAY_PER_REQUEST",
             )
         elif kind == "AWS::S3::Bucket":
-            self.client("s3").create_bucket(
-                Bucket=ids["Ref"], CreateBucketConfiguration={"LocationConstraint": REGION}
-            )
+            self.client("s3").create_bucket(Bucket=ids["Ref"], CreateBucketConfiguration={"LocationConstraint": REGION})
         elif kind == "AWS::Serverless::Function":
             self._create_function(logical_id, props, ids)
         elif kind == "AWS::Serverless::StateMachine":
@@ -245,9 +259,9 @@ class Sandbox:
     def _role_arn(self) -> str:
         if not hasattr(self, "_role"):
             iam = self.client("iam")
-            self._role = iam.create_role(RoleName="sandbox-execution-role", AssumeRolePolicyDocument="{}")[
-                "Role"
-            ]["Arn"]
+            self._role = iam.create_role(RoleName="sandbox-execution-role", AssumeRolePolicyDocument="{}")["Role"][
+                "Arn"
+            ]
         return str(self._role)
 
     def _create_function(self, logical_id: str, props: dict[str, Any], ids: dict[str, str]) -> None:
@@ -291,9 +305,7 @@ class Sandbox:
                     EventSourceArn=spec["Queue"], FunctionName=name, BatchSize=int(spec.get("BatchSize", 10))
                 )
 
-    def invoke_url(
-        self, logical_id: str, method: str = "GET", query: str = "", body: str = ""
-    ) -> dict[str, Any]:
+    def invoke_url(self, logical_id: str, method: str = "GET", query: str = "", body: str = "") -> dict[str, Any]:
         """An HTTP request to the function's URL (payload format 2.0), as a browser would send it."""
         spec = self.lambdas.by_logical_id(logical_id)
         event = {
@@ -432,9 +444,7 @@ class Sandbox:
         return [e for page in pages.paginate(executionArn=execution_arn) for e in page["events"]]
 
     def stop(self, execution_arn: str, cause: str = "stopped by an operator") -> None:
-        self.client("stepfunctions").stop_execution(
-            executionArn=execution_arn, error="Sandbox.Stopped", cause=cause
-        )
+        self.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Sandbox.Stopped", cause=cause)
 
     def monitoring_state(self) -> dict[str, str]:
         """Every alarm's actions and every rule's state: compare before and after a run."""
@@ -449,9 +459,11 @@ class Sandbox:
                 state[f"rule:{rule['Name']}"] = rule["State"]
         return state
 
-    def inject_api_error(self, service: str, operation: str, code: str, count: int = 1) -> None:
-        """The next ``count`` calls of ``service``.``operation`` fail with ``code``."""
-        self.bridge.errors.append(InjectedApiError(service, operation, code, f"injected {code}", count))
+    def inject_api_error(
+        self, service: str, operation: str, code: str, count: int = 1, match: dict[str, Any] | None = None
+    ) -> None:
+        """The next ``count`` calls of ``service``.``operation`` (with ``match``ing parameters) fail with ``code``."""
+        self.bridge.errors.append(InjectedApiError(service, operation, code, f"injected {code}", count, match))
 
 
 def _empty_zip() -> bytes:

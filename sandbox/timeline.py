@@ -32,9 +32,7 @@ def render(fleet: Fleet, t0: float, t1: float, *, floor: int | None, path: Path,
         for phase, began, ended in fleet.phases(instance_id):
             start, end = max(began, t0), min(ended, t1)
             if end > start:
-                bars.broken_barh(
-                    [((start - t0) / 60, (end - start) / 60)], (row - 0.4, 0.8), color=COLOURS[phase]
-                )
+                bars.broken_barh([((start - t0) / 60, (end - start) / 60)], (row - 0.4, 0.8), color=COLOURS[phase])
     bars.set_yticks(range(len(ids)), [names.get(i, i) for i in ids], fontsize=7)
     bars.invert_yaxis()
     bars.set_title(title, fontsize=10)

@@ -56,9 +56,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         raise NetworkBlocked(f"tests may not connect to {address!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(
-        socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(NetworkBlocked(str(a)))
-    )
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(NetworkBlocked(str(a))))
 
 
 @pytest.fixture

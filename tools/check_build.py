@@ -54,9 +54,7 @@ def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str
         errors.append("layer: python/python exists (the package would not be importable)")
     arches = {elf_arch(so) for so in layer.rglob("*.so")} - {None}
     if arches and arches != {expect_arch}:
-        errors.append(
-            f"layer: compiled modules are {sorted(a or '' for a in arches)}, expected {expect_arch}"
-        )
+        errors.append(f"layer: compiled modules are {sorted(a or '' for a in arches)}, expected {expect_arch}")
     for logical_id, path in functions.items():
         if not (path / "app.py").exists():
             errors.append(f"{logical_id}: {path}/app.py missing")

@@ -73,9 +73,7 @@ class Link(BaseModel):
 
 def sign(link: Link) -> Link:
     kms = clients.client("kms")
-    mac = kms.generate_mac(
-        Message=link.signed_part(), KeyId=settings().approval_key_id, MacAlgorithm=MAC_ALGORITHM
-    )
+    mac = kms.generate_mac(Message=link.signed_part(), KeyId=settings().approval_key_id, MacAlgorithm=MAC_ALGORITHM)
     return link.model_copy(update={"mac": base64.urlsafe_b64encode(mac["Mac"]).decode()})
 
 
@@ -106,9 +104,7 @@ def request_email(request: ApprovalRequest, base_url: str) -> tuple[str, str]:
     expires = int(asked.timestamp()) + request.timeout_seconds
     links = {}
     for decision in ("approve", "reject"):
-        link = Link(
-            decision=decision, execution=request.execution_arn, expires=expires, token=request.task_token
-        )
+        link = Link(decision=decision, execution=request.execution_arn, expires=expires, token=request.task_token)
         links[decision] = base_url + "?" + urlencode(sign(link).model_dump())
     plan = request.plan
     group = request.target_group_arn.split(":")[-1]
@@ -165,9 +161,7 @@ def handle_link(event: LambdaFunctionUrlEvent) -> dict[str, Any]:
     execution = link.execution.rsplit(":", 1)[-1]
     if method != "POST":
         verb = "approve" if link.decision == "approve" else "reject"
-        return page(
-            200, f"Confirm: {verb} rolling restart {execution}?", "Nothing happens until you confirm.", link
-        )
+        return page(200, f"Confirm: {verb} rolling restart {execution}?", "Nothing happens until you confirm.", link)
     sfn = clients.client("stepfunctions")
     try:
         if link.decision == "approve":
@@ -176,15 +170,11 @@ def handle_link(event: LambdaFunctionUrlEvent) -> dict[str, Any]:
                 output=json.dumps({"approvedBy": "email link", "at": timeutil.iso_now()}),
             )
         else:
-            sfn.send_task_failure(
-                taskToken=link.token, error="Rejected", cause="rejected with the email link"
-            )
+            sfn.send_task_failure(taskToken=link.token, error="Rejected", cause="rejected with the email link")
     except (sfn.exceptions.TaskTimedOut, sfn.exceptions.TaskDoesNotExist, sfn.exceptions.InvalidToken):
         return page(410, "Already answered", "This request was already answered, or it timed out.")
     metrics.add_metric(name="ApprovalAnswered", unit=MetricUnit.Count, value=1)
-    done = (
-        "approved: the restart starts now" if link.decision == "approve" else "rejected: nothing was changed"
-    )
+    done = "approved: the restart starts now" if link.decision == "approve" else "rejected: nothing was changed"
     return page(200, f"Rolling restart {execution} {done}.", "You can close this page.")
 
 

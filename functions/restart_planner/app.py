@@ -79,8 +79,7 @@ class RestartRequest(_Model):
     target_group_arn: Annotated[str, Field(pattern=TARGET_GROUP_ARN)] | None = None
     batch_size: StrictInt | Annotated[str, Field(pattern=BATCH_SIZE)] | None = None
     instance_ids: (
-        Annotated[list[Annotated[str, Field(pattern=INSTANCE_ID)]], Field(min_length=1, max_length=1000)]
-        | None
+        Annotated[list[Annotated[str, Field(pattern=INSTANCE_ID)]], Field(min_length=1, max_length=1000)] | None
     ) = None
     alarms: Selector | None = None
     rules: Selector | None = None
@@ -170,9 +169,7 @@ def _target_group(arn: str) -> tuple[dict[str, Any], int]:
     except elbv2.exceptions.TargetGroupNotFoundException as exc:
         raise TargetGroupNotFoundError(f"target group {arn} does not exist") from exc
     attributes = elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
-    delay = next(
-        (int(a["Value"]) for a in attributes if a["Key"] == "deregistration_delay.timeout_seconds"), 300
-    )
+    delay = next((int(a["Value"]) for a in attributes if a["Key"] == "deregistration_delay.timeout_seconds"), 300)
     return group, delay
 
 
@@ -182,9 +179,7 @@ def _instances(instance_ids: list[str], cfg: Settings) -> list[Instance]:
     found: dict[str, dict[str, Any]] = {}
     for i in range(0, len(instance_ids), DESCRIBE_CHUNK):
         chunk = instance_ids[i : i + DESCRIBE_CHUNK]
-        pages = ec2.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "instance-id", "Values": chunk}]
-        )
+        pages = ec2.get_paginator("describe_instances").paginate(Filters=[{"Name": "instance-id", "Values": chunk}])
         for page in pages:
             for reservation in page["Reservations"]:
                 for inst in reservation["Instances"]:
@@ -213,9 +208,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         raise TargetGroupNotAllowedError(f"this stack may only restart {cfg.target_group_arn}, not {arn}")
     group, delay = _target_group(arn)
     if group.get("TargetType", "instance") != "instance":
-        raise InvalidInputError(
-            f"target group {arn} has {group['TargetType']} targets; only instances can reboot"
-        )
+        raise InvalidInputError(f"target group {arn} has {group['TargetType']} targets; only instances can reboot")
 
     states = target_states(arn)
     if not states:
@@ -246,9 +239,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         timeout_seconds=cfg.health_timeout_seconds,
     ).model_copy(update=request.health.model_dump(exclude_none=True) if request.health else {})
     HealthCheck.model_validate(health.model_dump())
-    boot = (
-        cfg.expected_boot_seconds if request.expected_boot_seconds is None else request.expected_boot_seconds
-    )
+    boot = cfg.expected_boot_seconds if request.expected_boot_seconds is None else request.expected_boot_seconds
     to_healthy = group["HealthCheckIntervalSeconds"] * group["HealthyThresholdCount"]
     per_instance = delay + boot + to_healthy
     batches = [selected[i : i + batch] for i in range(0, len(selected), batch)]
@@ -271,8 +262,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         instances=instances,
         health=health,
         expected_boot_seconds=boot,
-        alarms=request.alarms
-        or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else []),
+        alarms=request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else []),
         rules=request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else []),
         dry_run=request.dry_run,
         require_approval=request.require_approval,

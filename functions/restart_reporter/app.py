@@ -121,19 +121,13 @@ def put_back_safely(event: InstanceFailedEvent) -> str:
     if not registered and up:
         elbv2.register_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
         return "registered again: its application answers"
-    return (
-        "left in the target group"
-        if registered
-        else "left out of the target group: its application does not answer"
-    )
+    return "left in the target group" if registered else "left out of the target group: its application does not answer"
 
 
 def publish(subject: str, message: str) -> None:
     if len(message) > MESSAGE_MAX:
         message = message[:MESSAGE_MAX] + "\n... (truncated: the full list is in the run table)"
-    clients.client("sns").publish(
-        TopicArn=settings().topic_arn, Subject=subject[:SUBJECT_MAX], Message=message
-    )
+    clients.client("sns").publish(TopicArn=settings().topic_arn, Subject=subject[:SUBJECT_MAX], Message=message)
 
 
 def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
@@ -176,9 +170,7 @@ def _out_of_service(times: dict[str, Any]) -> str:
 
 
 def summary(event: SummaryEvent) -> dict[str, Any]:
-    outcomes = sorted(
-        RunTable(settings().table_name).outcomes(event.run.execution_arn), key=lambda o: o["instanceId"]
-    )
+    outcomes = sorted(RunTable(settings().table_name).outcomes(event.run.execution_arn), key=lambda o: o["instanceId"])
     counts = {"restarted": 0, "failed": 0, "skipped": 0}
     for outcome in outcomes:
         counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
@@ -203,14 +195,10 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
     ]
     for o in outcomes:
         times = o.get("times", {})
-        row = f"{o['instanceId']:<21} {o['outcome']:<10} " + " ".join(
-            f"{_clock(times.get(k)):<12}" for k, _ in STEPS
-        )
+        row = f"{o['instanceId']:<21} {o['outcome']:<10} " + " ".join(f"{_clock(times.get(k)):<12}" for k, _ in STEPS)
         lines.append(f"{row} {_out_of_service(times)}")
         if o["outcome"] != "restarted":
-            lines.append(
-                f"    {o.get('step', '')}: {o.get('error', '')}: {o.get('cause', o.get('reason', ''))}"
-            )
+            lines.append(f"    {o.get('step', '')}: {o.get('error', '')}: {o.get('cause', o.get('reason', ''))}")
     publish(subject, "\n".join(lines) + "\n")
     metrics.add_metric(name="InstancesRestarted", unit=MetricUnit.Count, value=counts["restarted"])
     return {**counts, "notStarted": not_started, "succeeded": ok, "subject": subject}

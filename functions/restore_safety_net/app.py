@@ -33,9 +33,7 @@ def settings() -> Settings:
     return load_settings(Settings)
 
 
-def put_back_instances(
-    run: dict[str, Any], table: RunTable, execution_arn: str
-) -> tuple[list[str], list[str]]:
+def put_back_instances(run: dict[str, Any], table: RunTable, execution_arn: str) -> tuple[list[str], list[str]]:
     """Register again the run's instances that are out of the target group and healthy.
 
     A stopped run can leave instances deregistered (draining, rebooting...). Those whose application
@@ -56,9 +54,7 @@ def put_back_instances(
         except OpsflowError:
             left_out.append(instance_id)
             continue
-        clients.client("elbv2").register_targets(
-            TargetGroupArn=run["targetGroupArn"], Targets=[{"Id": instance_id}]
-        )
+        clients.client("elbv2").register_targets(TargetGroupArn=run["targetGroupArn"], Targets=[{"Id": instance_id}])
         put_back.append(instance_id)
     return put_back, left_out
 

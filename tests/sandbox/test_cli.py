@@ -7,9 +7,7 @@ import pytest
 from sandbox.cli import main
 
 
-def test_a_run_reports_and_writes_history_and_picture(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_run_reports_and_writes_history_and_picture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [
             "run",
@@ -67,9 +65,7 @@ def test_a_failed_execution_exits_non_zero(tmp_path: Path, capsys: pytest.Captur
         (["--speed", "0"], "--speed must be between 1 and 5000"),
     ],
 )
-def test_bad_arguments_get_one_line(
-    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_arguments_get_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", "RollingRestartStateMachine", *args])
 
     err = capsys.readouterr().err

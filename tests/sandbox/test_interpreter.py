@@ -14,9 +14,7 @@ SM = "FeaturesStateMachine"
 
 
 def entered(result: ExecutionResult, name: str) -> list[dt.datetime]:
-    return [
-        e["timestamp"] for e in result.events if e.get("stateEnteredEventDetails", {}).get("name") == name
-    ]
+    return [e["timestamp"] for e in result.events if e.get("stateEnteredEventDetails", {}).get("name") == name]
 
 
 def of_type(result: ExecutionResult, kind: str) -> list[dict[str, Any]]:
@@ -55,9 +53,7 @@ def test_map_runs_at_most_max_concurrency_iterations_at_once(features: Sandbox) 
 
     spans: dict[int, list[dt.datetime]] = {}
     for event in result.events:
-        details = event.get("mapIterationStartedEventDetails") or event.get(
-            "mapIterationSucceededEventDetails"
-        )
+        details = event.get("mapIterationStartedEventDetails") or event.get("mapIterationSucceededEventDetails")
         if details:
             spans.setdefault(details["index"], []).append(event["timestamp"])
     assert len(spans) == 6

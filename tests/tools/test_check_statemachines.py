@@ -66,9 +66,7 @@ def test_asl_validator_names_the_file_and_a_missing_state(project: Path) -> None
     assert validator.exists(), "node_modules is installed by the Makefile (make test / make unit)"
     edit(project, lambda d: d["States"]["Is this a dry run?"].update(Default="Record the rnu"))
 
-    done = subprocess.run(
-        [validator, "--json-path", str(project / ASL)], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([validator, "--json-path", str(project / ASL)], capture_output=True, text=True, check=False)
 
     assert done.returncode != 0
     assert str(project / ASL) in done.stderr + done.stdout

@@ -53,9 +53,7 @@ class Tier:
         return self.sb.run(SM, payload, timeout=timeout)
 
     def mutating_calls(self) -> list[tuple[str, str]]:
-        return [
-            (c.service, c.operation) for c in self.sb.bridge.calls if (c.service, c.operation) in MUTATING
-        ]
+        return [(c.service, c.operation) for c in self.sb.bridge.calls if (c.service, c.operation) in MUTATING]
 
     def notifications(self) -> list[dict[str, Any]]:
         return [c.params for c in self.sb.bridge.calls_to("sns", "Publish")]
@@ -73,9 +71,7 @@ class Tier:
 
     def target_states(self) -> dict[str, str]:
         descriptions = self.sb.client("elbv2").describe_target_health(TargetGroupArn=self.target_group_arn)
-        return {
-            d["Target"]["Id"]: d["TargetHealth"]["State"] for d in descriptions["TargetHealthDescriptions"]
-        }
+        return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in descriptions["TargetHealthDescriptions"]}
 
     def sqs_message(self, timeout: float = 30) -> dict[str, Any]:
         sqs = self.sb.client("sqs")
@@ -131,9 +127,7 @@ def tier() -> Iterator[Callable[..., Tier]]:
     """Factory: a simulated tier of ``size`` instances (deterministic timings unless ``spread``)."""
     opened: list[Sandbox] = []
 
-    def make(
-        size: int = 6, spread: float = 0.0, parameters: dict[str, str] | None = None, **spec: Any
-    ) -> Tier:
+    def make(size: int = 6, spread: float = 0.0, parameters: dict[str, str] | None = None, **spec: Any) -> Tier:
         fleet = FleetSpec(size=size, boot=Spread(45, spread), readiness=Spread(30, spread), seed=3, **spec)
         sb = Sandbox(fleet, speed=500, parameters=parameters)
         sb.start()

@@ -18,9 +18,7 @@ def test_every_instance_restarts_a_batch_at_a_time_with_zero_downtime(tier: Tier
 
     assert result.status == "SUCCEEDED", result.cause
     assert result.output["restarted"] == 6 and result.output["succeeded"] is True
-    reboots = Counter(
-        i for c in given.sb.bridge.calls_to("ec2", "RebootInstances") for i in c.params["InstanceIds"]
-    )
+    reboots = Counter(i for c in given.sb.bridge.calls_to("ec2", "RebootInstances") for i in c.params["InstanceIds"])
     assert reboots == dict.fromkeys(given.instances, 1)
     given.assert_invariants(result, floor=4)
     summary = given.notifications()[-1]
@@ -34,9 +32,7 @@ def test_alarms_are_muted_during_the_restart_and_restored_after(tier: TierFactor
     result = given.run(web_input(batchSize=1))
 
     muted = {
-        name
-        for c in given.sb.bridge.calls_to("cloudwatch", "DisableAlarmActions")
-        for name in c.params["AlarmNames"]
+        name for c in given.sb.bridge.calls_to("cloudwatch", "DisableAlarmActions") for name in c.params["AlarmNames"]
     }
     assert muted == {"web-5xx-errors", "web-unhealthy-hosts", "web-target-latency-p99"}
     assert [c.params["Name"] for c in given.sb.bridge.calls_to("eventbridge", "DisableRule")] == [
@@ -127,9 +123,7 @@ def test_a_throttled_reboot_call_is_retried(tier: TierFactory) -> None:
 
     assert result.status == "SUCCEEDED", result.cause
     calls = [
-        c
-        for c in given.sb.bridge.calls_to("ec2", "RebootInstances")
-        if c.params["InstanceIds"] == [given.instances[0]]
+        c for c in given.sb.bridge.calls_to("ec2", "RebootInstances") if c.params["InstanceIds"] == [given.instances[0]]
     ]
     assert len(calls) == 3
     given.assert_invariants(result, floor=2)
@@ -182,9 +176,7 @@ def test_an_approved_restart_runs(tier: TierFactory) -> None:
 
     request = given.sqs_message()
     assert request["plan"]["floor"] == 2 and request["executionArn"] == arn
-    given.sb.client("stepfunctions").send_task_success(
-        taskToken=request["taskToken"], output='{"approvedBy": "ops"}'
-    )
+    given.sb.client("stepfunctions").send_task_success(taskToken=request["taskToken"], output='{"approvedBy": "ops"}')
 
     result = given.sb.wait(arn)
     assert result.status == "SUCCEEDED", result.cause
@@ -265,9 +257,7 @@ def test_a_second_run_on_the_same_target_group_is_refused(tier: TierFactory) -> 
 
     assert second.status == "FAILED" and second.error == "RestartAlreadyRunning"
     assert given.mutating_calls() == []
-    given.sb.client("stepfunctions").send_task_failure(
-        taskToken=request["taskToken"], error="Rejected", cause="test"
-    )
+    given.sb.client("stepfunctions").send_task_failure(taskToken=request["taskToken"], error="Rejected", cause="test")
     assert given.sb.wait(first).error == "RestartNotApproved"
     assert not given.lock_held()
 
@@ -306,9 +296,7 @@ def test_the_safety_net_leaves_a_run_that_cleaned_up_after_itself_alone(tier: Ti
 def test_a_batch_size_that_would_take_the_whole_tier_down_is_refused(tier: TierFactory) -> None:
     given = tier(size=4)
     given.assert_refused(given.run(web_input(batchSize=4)), "UnsafeBatchSizeError", "use at most 3")
-    given.assert_refused(
-        given.run(web_input(batchSize="100%")), "UnsafeBatchSizeError", "all 4 healthy targets"
-    )
+    given.assert_refused(given.run(web_input(batchSize="100%")), "UnsafeBatchSizeError", "all 4 healthy targets")
 
 
 def test_a_target_group_with_an_unhealthy_target_is_refused(tier: TierFactory) -> None:
@@ -326,9 +314,7 @@ def test_a_target_group_with_an_unhealthy_target_is_refused(tier: TierFactory) -
 def test_a_missing_target_group_is_refused(tier: TierFactory) -> None:
     given = tier(size=2, parameters={"TargetGroupArn": ""})  # a stack not tied to one target group
     missing = given.target_group_arn[:-16] + "0123456789abcdef"
-    given.assert_refused(
-        given.run(web_input(targetGroupArn=missing)), "TargetGroupNotFoundError", "does not exist"
-    )
+    given.assert_refused(given.run(web_input(targetGroupArn=missing)), "TargetGroupNotFoundError", "does not exist")
 
 
 def test_another_target_group_than_the_stack_s_is_refused(tier: TierFactory) -> None:
@@ -348,9 +334,7 @@ def test_instances_outside_the_target_group_are_refused(tier: TierFactory) -> No
 def test_an_instance_without_the_restart_tag_is_refused(tier: TierFactory) -> None:
     given = tier(size=3)
     given.sb.client("ec2").delete_tags(Resources=[given.instances[2]], Tags=[{"Key": "opsflow:tier"}])
-    given.assert_refused(
-        given.run(web_input()), "InstanceNotRestartableError", f"{given.instances[2]} lacks the tag"
-    )
+    given.assert_refused(given.run(web_input()), "InstanceNotRestartableError", f"{given.instances[2]} lacks the tag")
 
 
 MALFORMED = [
@@ -373,12 +357,8 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("payload", "named"), MALFORMED, ids=[m[1] + str(i) for i, m in enumerate(MALFORMED)]
-)
-def test_malformed_input_is_refused_naming_the_field(
-    tier: TierFactory, payload: dict[str, object], named: str
-) -> None:
+@pytest.mark.parametrize(("payload", "named"), MALFORMED, ids=[m[1] + str(i) for i, m in enumerate(MALFORMED)])
+def test_malformed_input_is_refused_naming_the_field(tier: TierFactory, payload: dict[str, object], named: str) -> None:
     given = tier(size=2)
     given.assert_refused(given.run(payload), "InvalidInputError", named)
 

@@ -1,0 +1,182 @@
+"""Collect every item of a paginated AWS read API in one task, with bounded memory.
+
+Looping over pages in ASL bills a state transition per page and is clumsy; this function uses
+botocore's own paginators (they know each API's token names) and streams the items:
+- small results come back inline;
+- results that would not fit the Step Functions payload limit (or ``destination: s3``) are written to
+  the stack's bucket as JSON Lines, and the function returns where and how many.
+Only read operations (Describe*, List*, Get*) on the configured allowlist are allowed; the IAM role
+allows exactly those. Throttling is retried by botocore (standard mode); other service errors surface
+with the service's error name as the error type, so the state machine can match them.
+"""
+
+import datetime as dt
+import json
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import IO, Any, Literal
+
+import jmespath
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore import xform_name
+from botocore.exceptions import ClientError, ParamValidationError, UnknownServiceError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from opsflow import clients
+from opsflow.errors import InvalidInputError, OpsflowError
+from opsflow.observability import logger, metrics, tracer
+from opsflow.settings import EnvSettings, load_settings
+from opsflow.validation import parse_event
+
+READ_PREFIXES = ("Describe", "List", "Get")
+# boto3 service name -> IAM action prefix, where they differ (the allowlist speaks IAM).
+IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "logs": "logs"}
+
+
+class Settings(EnvSettings):
+    allowed_operations: str = Field(alias="COLLECTOR_ALLOWED_OPERATIONS", min_length=1)
+    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
+    inline_limit_bytes: int = Field(default=200_000, alias="INLINE_LIMIT_BYTES", ge=1_000, le=250_000)
+
+    @property
+    def allowlist(self) -> set[str]:
+        return {op.strip() for op in self.allowed_operations.split(",") if op.strip()}
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings(Settings)
+
+
+class OperationNotAllowedError(OpsflowError):
+    """Not a read operation, or not on the allowlist."""
+
+
+class CollectorServiceError(OpsflowError):
+    """Base of the errors raised with the service's own error name."""
+
+
+class CollectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(pattern=r"^[a-z0-9-]{2,40}$")
+    operation: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{2,80}$")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    collect: str = Field(min_length=1, max_length=200, description="JMESPath of the items in one page")
+    limit: int | None = Field(default=None, ge=1, le=10_000_000)
+    destination: Literal["auto", "s3"] = "auto"
+    key: str | None = Field(default=None, pattern=r"^[\w!\-.*'()/]+$", max_length=900)
+    label: str | None = Field(default=None, max_length=200, description="echoed back, to tell results apart")
+
+    @field_validator("collect")
+    @classmethod
+    def _jmespath(cls, value: str) -> str:
+        try:
+            jmespath.compile(value)
+        except jmespath.exceptions.JMESPathError as exc:
+            raise ValueError(f"not a JMESPath expression: {exc}") from exc
+        return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+class Sink:
+    """Items in memory while they fit inline; past that (or when asked), JSON Lines in a temporary file."""
+
+    def __init__(self, inline_limit: int, spill: bool) -> None:
+        self.inline_limit = inline_limit
+        self.items: list[str] = []
+        self.size = 2
+        self.count = 0
+        self.file: IO[bytes] | None = tempfile.TemporaryFile() if spill else None  # noqa: SIM115
+
+    def add(self, item: Any) -> None:
+        line = json.dumps(item, default=_json_default, separators=(",", ":"))
+        self.count += 1
+        if self.file is None:
+            self.size += len(line.encode()) + 1
+            if self.size <= self.inline_limit:
+                self.items.append(line)
+                return
+            self.file = tempfile.TemporaryFile()  # noqa: SIM115
+            for kept in self.items:
+                self.file.write(kept.encode() + b"\n")
+            self.items = []
+        self.file.write(line.encode() + b"\n")
+
+
+def pages_of(client: Any, method: str, parameters: dict[str, Any], expression: str) -> Iterator[Any]:
+    if client.can_paginate(method):
+        yield from (
+            item for item in client.get_paginator(method).paginate(**parameters).search(expression) if item is not None
+        )
+        return
+    found = jmespath.search(expression, getattr(client, method)(**parameters))
+    yield from (found if isinstance(found, list) else [] if found is None else [found])
+
+
+def service_error(exc: ClientError) -> CollectorServiceError:
+    code = re.sub(r"\W", "_", exc.response["Error"].get("Code") or "ServiceError")
+    error_class: type[CollectorServiceError] = type(code, (CollectorServiceError,), {})
+    return error_class(exc.response["Error"].get("Message", str(exc)))
+
+
+def collect(request: CollectRequest, cfg: Settings) -> dict[str, Any]:
+    name = f"{IAM_PREFIXES.get(request.service, request.service)}:{request.operation}"
+    if not request.operation.startswith(READ_PREFIXES):
+        raise OperationNotAllowedError(f"{name} is not a read operation (Describe*, List*, Get*)")
+    if name not in cfg.allowlist:
+        raise OperationNotAllowedError(f"{name} is not on the allowlist ({', '.join(sorted(cfg.allowlist))})")
+    try:
+        client = clients.client(request.service)
+    except UnknownServiceError as exc:
+        raise InvalidInputError(f"service: {request.service} is not an AWS service") from exc
+    method = xform_name(request.operation)
+    if not hasattr(client, method):
+        raise InvalidInputError(f"operation: {request.service} has no {request.operation}")
+
+    sink = Sink(cfg.inline_limit_bytes, spill=request.destination == "s3")
+    try:
+        for item in pages_of(client, method, request.parameters, request.collect):
+            sink.add(item)
+            if request.limit is not None and sink.count >= request.limit:
+                break
+    except ParamValidationError as exc:
+        raise InvalidInputError(f"parameters: {exc}") from exc
+    except ClientError as exc:
+        raise service_error(exc) from exc
+
+    result: dict[str, Any] = {"count": sink.count, **({"label": request.label} if request.label else {})}
+    if sink.file is None:
+        result["items"] = [json.loads(line) for line in sink.items]
+        return result
+    key = request.key or f"collected/{uuid.uuid4()}.jsonl"
+    sink.file.seek(0)
+    with sink.file:
+        # upload_fileobj streams (multipart for large files): memory stays bounded.
+        clients.client("s3").upload_fileobj(
+            sink.file, cfg.bucket_name, key, ExtraArgs={"ContentType": "application/x-ndjson"}
+        )
+    result["location"] = {"bucket": cfg.bucket_name, "key": key}
+    return result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse_event(CollectRequest, event)
+    result = collect(request, settings())
+    metrics.add_metric(name="ItemsCollected", unit=MetricUnit.Count, value=result["count"])
+    logger.info("collected", extra={"operation": f"{request.service}:{request.operation}", "count": result["count"]})
+    return result

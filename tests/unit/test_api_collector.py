@@ -1,0 +1,128 @@
+"""The paginating collector: every page, bounded payloads, reads only, the service's error names."""
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from opsflow.errors import InvalidInputError
+from tests.conftest import REGION, event, load_function
+
+ALLOWED = "ec2:DescribeInstances,ssm:DescribeInstancePatches,ec2:TerminateInstances"
+
+
+@pytest.fixture
+def collector(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    boto3.client("s3", region_name=REGION).create_bucket(
+        Bucket="opsflow-data", CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    monkeypatch.setenv("BUCKET_NAME", "opsflow-data")
+    monkeypatch.setenv("COLLECTOR_ALLOWED_OPERATIONS", ALLOWED)
+    return load_function("api_collector")
+
+
+@pytest.fixture
+def instances(aws: None) -> list[str]:
+    ec2 = boto3.client("ec2", region_name=REGION)  # one reservation each: DescribeInstances pages by reservation
+    return [
+        ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        for _ in range(30)
+    ]
+
+
+def describe_calls() -> list[str]:
+    calls: list[str] = []
+    boto3.setup_default_session(region_name=REGION)
+    boto3.DEFAULT_SESSION.events.register("before-call.ec2.DescribeInstances", lambda **_: calls.append("page"))
+    return calls
+
+
+def run(collector: Any, lambda_context: Any, **request: Any) -> dict[str, Any]:
+    payload = {"service": "ec2", "operation": "DescribeInstances", "collect": "Reservations[].Instances[].InstanceId"}
+    return dict(collector.lambda_handler({**payload, **request}, lambda_context))
+
+
+def test_every_page_is_collected_in_one_call(collector, instances, lambda_context) -> None:
+    pages = describe_calls()
+
+    result = run(collector, lambda_context, parameters={"MaxResults": 5})
+
+    assert result["count"] == 30
+    assert sorted(result["items"]) == sorted(instances)
+    assert len(pages) == 6
+
+
+def test_a_limit_stops_early(collector, instances, lambda_context) -> None:
+    pages = describe_calls()
+    result = run(collector, lambda_context, parameters={"MaxResults": 5}, limit=7)
+    assert result["count"] == 7
+    assert len(result["items"]) == 7
+    assert len(pages) == 2
+
+
+def test_a_result_over_the_payload_limit_goes_to_the_bucket(collector, instances, lambda_context, monkeypatch) -> None:
+    monkeypatch.setenv("INLINE_LIMIT_BYTES", "1000")
+    collector.settings.cache_clear()
+
+    result = run(collector, lambda_context, parameters={"MaxResults": 5}, collect="Reservations[].Instances[]")
+
+    assert "items" not in result
+    assert result["count"] == 30
+    body = (
+        boto3.client("s3", region_name=REGION)
+        .get_object(**{"Bucket": result["location"]["bucket"], "Key": result["location"]["key"]})["Body"]
+        .read()
+    )
+    lines = [json.loads(line) for line in body.decode().splitlines()]
+    assert sorted(line["InstanceId"] for line in lines) == sorted(instances)
+    assert isinstance(lines[0]["LaunchTime"], str), "timestamps are ISO strings"
+
+
+def test_the_bucket_can_be_asked_for_with_a_key_and_a_label(collector, instances, lambda_context) -> None:
+    result = run(collector, lambda_context, destination="s3", key="runs/r1/instances.jsonl", label="r1")
+    assert result == {
+        "count": 30,
+        "label": "r1",
+        "location": {"bucket": "opsflow-data", "key": "runs/r1/instances.jsonl"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "message"),
+    [
+        ({"operation": "TerminateInstances"}, "not a read operation"),
+        ({"service": "ssm", "operation": "GetParameter"}, "not on the allowlist"),
+        ({"service": "nosuchservice", "operation": "DescribeThings"}, "not on the allowlist"),
+    ],
+)
+def test_only_allowed_reads_are_collected(collector, lambda_context, request_fields, message) -> None:
+    with pytest.raises(Exception, match=message) as caught:
+        run(collector, lambda_context, **request_fields)
+    assert type(caught.value).__name__ == "OperationNotAllowedError"
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "named"),
+    [
+        ({"collect": "Reservations[?"}, "collect"),
+        ({"parameters": {"NoSuchParameter": 1}}, "parameters"),
+        ({"service": "EC2"}, "service"),
+        ({"limit": 0}, "limit"),
+        ({"destination": "ftp"}, "destination"),
+    ],
+)
+def test_a_malformed_request_names_the_problem(collector, lambda_context, request_fields, named) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        run(collector, lambda_context, **request_fields)
+
+
+def test_service_errors_surface_with_the_service_s_error_name(collector, lambda_context) -> None:
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the class is made from the service's error code
+        run(collector, lambda_context, parameters={"InstanceIds": ["i-00000000000000000"]})
+    assert type(caught.value).__name__ == "InvalidInstanceID_NotFound"
+
+
+def test_the_sample_event_is_accepted(collector, lambda_context) -> None:
+    request = collector.parse_event(collector.CollectRequest, event("api_collector", "instance-patches.json"))
+    assert request.operation == "DescribeInstancePatches"
