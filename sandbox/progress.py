@@ -88,9 +88,10 @@ class Progress:
             lines.append(f"  {result.error}: {result.cause}")
         if isinstance(result.output, dict):
             lines.append("  output: " + json.dumps(result.output)[:300])
-        floor_text = "" if floor is None else f" (floor {floor}: {'held' if tl.min_serving >= floor else 'BROKEN'})"
-        lines.append(f"Serving capacity: at least {tl.min_serving} of {len(fleet.instances)}{floor_text}")
-        lines.append(f"Requests dropped: {math.ceil(tl.dropped_requests)}")
+        if fleet.events:  # the run touched the tier: how it served meanwhile
+            floor_text = "" if floor is None else f" (floor {floor}: {'held' if tl.min_serving >= floor else 'BROKEN'})"
+            lines.append(f"Serving capacity: at least {tl.min_serving} of {len(fleet.instances)}{floor_text}")
+            lines.append(f"Requests dropped: {math.ceil(tl.dropped_requests)}")
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         if changed:
             lines.append(
@@ -105,15 +106,18 @@ class Progress:
         out.mkdir(parents=True, exist_ok=True)
         history = out / "history.json"
         history.write_text(json.dumps(result.events, indent=1, default=str), encoding="utf-8")
-        title = f"{result.arn.rsplit(':', 1)[-1]}: {result.status}"
-        picture = render(fleet, start, end, floor=floor, path=out / "timeline.png", title=title)
+        picture = None
+        if fleet.events:
+            title = f"{result.arn.rsplit(':', 1)[-1]}: {result.status}"
+            picture = render(fleet, start, end, floor=floor, path=out / "timeline.png", title=title)
         if published:
             (out / "last-notification.txt").write_text(
                 f"Subject: {published[-1].params.get('Subject')}\n\n{published[-1].params.get('Message')}",
                 encoding="utf-8",
             )
         lines.append(f"History ({len(result.events)} events): {history}")
-        lines.append(f"Timeline picture: {picture}")
+        if picture is not None:
+            lines.append(f"Timeline picture: {picture}")
         if published:
             lines.append(f"Last notification: {out / 'last-notification.txt'}")
         return "\n".join(lines)

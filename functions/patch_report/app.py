@@ -77,6 +77,12 @@ class PatchGroup:
         return len(self.missing) + len(self.failed)
 
 
+def plural(count: int, noun: str) -> str:
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}es" if noun.endswith(("ch", "sh", "s", "x")) else f"{count} {noun}s"
+
+
 def read_lines(location: Location) -> Iterator[dict[str, Any]]:
     body = clients.client("s3").get_object(Bucket=location.bucket, Key=location.key)["Body"]
     for line in body.iter_lines():
@@ -145,9 +151,10 @@ class Preview:
             f" [{len(self.unreadable)} unreadable]" if self.unreadable else ""
         )
         if not self.groups:
-            return f"Patch preview {self.scope}{self.when}: nothing to install on {len(self.managed)} servers{flags}"
+            servers = plural(len(self.managed), "server")
+            return f"Patch preview {self.scope}{self.when}: nothing to install on {servers}{flags}"
         critical = len(self.by_severity["Critical"])
-        counts = f"{len(self.groups)} patches on {len(self.affected)} servers" + (
+        counts = f"{plural(len(self.groups), 'patch')} on {plural(len(self.affected), 'server')}" + (
             f", {critical} critical" if critical else ""
         )
         return f"Patch preview {self.scope}{self.when}: {counts}{flags}"
@@ -162,20 +169,20 @@ class Preview:
             )
         installs = sum(g.servers for g in self.groups.values())
         lines += [
-            f"{len(self.managed)} servers checked; {len(self.affected)} will get patches: "
-            f"{len(self.groups)} distinct patches, {installs} installations.",
+            f"{plural(len(self.managed), 'server')} checked; {len(self.affected)} will get patches: "
+            f"{plural(len(self.groups), 'distinct patch')}, {plural(installs, 'installation')}.",
             "",
             "By severity:",
         ]
         for severity, items in self.by_severity.items():
             if items:
                 servers = len({i for g in items for i in g.missing + g.failed})
-                lines.append(f"  {severity:<13} {len(items):>4} patches on {servers:>4} servers")
+                lines.append(f"  {severity:<13} {plural(len(items), 'patch'):>12} on {plural(servers, 'server')}")
         reboot = [f for f in self.managed if f["instanceId"] in self.affected or f["pendingReboot"]]
         if reboot:
             waiting = sum(1 for f in reboot if f["pendingReboot"])
             lines.append(
-                f"Will reboot if the window installs with RebootIfNeeded: {len(reboot)} servers "
+                f"Will reboot if the window installs with RebootIfNeeded: {plural(len(reboot), 'server')} "
                 f"({waiting} already waiting for a reboot)."
             )
         return lines + self.warnings()
@@ -202,7 +209,8 @@ class Preview:
         for group in sorted(self.groups.values(), key=_severity_rank):
             cves = f"  {', '.join(sorted(group.cves))}" if group.cves else ""
             lines.append(f"[{group.severity}] {group.title}  ({group.classification}){cves}")
-            lines.append(f"  {group.servers} servers: {', '.join(sorted(self.names.get(i, i) for i in group.missing))}")
+            servers = ", ".join(sorted(self.names.get(i, i) for i in group.missing))
+            lines.append(f"  {plural(group.servers, 'server')}: {servers}")
             if group.failed:
                 retried = ", ".join(sorted(self.names.get(i, i) for i in group.failed))
                 lines.append(f"  failed before, will be retried on: {retried}")

@@ -58,7 +58,8 @@ def test_one_server(fleet: Factory) -> None:
     assert result.status == "SUCCEEDED", result.cause
     [mail] = mails(sb)
     pending = sum(1 for p in next(iter(patch_data(sb).values())).patches if p["State"] in ("Missing", "Failed"))
-    assert mail["Subject"].startswith(f"Patch preview web-patching (in 6 h): {pending} patches on 1 servers")
+    patches = f"{pending} patch" if pending == 1 else f"{pending} patches"
+    assert mail["Subject"].startswith(f"Patch preview web-patching (in 6 h): {patches} on 1 server")
 
 
 def test_the_email_groups_patches_by_severity_with_their_servers(fleet: Factory) -> None:
