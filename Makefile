@@ -75,7 +75,7 @@ check-build: build ## import every built function with its built layer under pyt
 
 .PHONY: unit
 unit: $(VENV)/.installed node_modules/.installed ## pytest only
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 .PHONY: test
 test: lint validate check-asl check-build unit ## every check, in order, failing on the first error (CI runs this)
@@ -84,6 +84,10 @@ test: lint validate check-asl check-build unit ## every check, in order, failing
 demo: $(VENV)/.installed ## the rolling restart of 12 simulated instances, 3 at a time, in the sandbox
 	$(PY) -m sandbox run RollingRestartStateMachine --input events/rolling_restart/demo.json \
 	  --fleet size=12,boot=60,readiness=40,spread=0.3,delay=300,interval=10,healthy=3 --seed 7 --out build/demo
+
+.PHONY: bench
+bench: check-build ## the benchmark matrix in the sandbox: writes bench/results.md and bench/results.png
+	$(PY) bench/run.py --jobs 2
 
 # Deployed stack helpers (need the AWS CLI and credentials): make start-restart INPUT=events/rolling_restart/production.json
 STACK ?= opsflow

@@ -49,7 +49,7 @@ class FleetSpec:
     unhealthy_threshold: int = 2
     requests_per_second: float = 40.0
     request_seconds: float = 0.4  # mean duration of a request (Little's law: in flight = rate x this)
-    longest_request_seconds: float = 8.0  # in-flight requests at deregistration end within this
+    drain: Spread = Spread(5.0, 0.6)  # until the last in-flight request ends (capped by the delay)
     health_port: int = 8080
     health_path: str = "/health"
     seed: int = 1
@@ -145,9 +145,8 @@ class Fleet:
             if reg is None:
                 return
             reg.deregistered_at = t
-            # In-flight requests finish within the longest request time; the delay caps the drain.
-            in_flight_done = self.rng.uniform(0.3, 1.0) * self.spec.longest_request_seconds
-            reg.drain_end = t + min(float(self.spec.deregistration_delay), in_flight_done)
+            # In-flight requests finish after a while; the deregistration delay caps the drain.
+            reg.drain_end = t + min(float(self.spec.deregistration_delay), self.spec.drain.sample(self.rng))
             self.events.append(FleetEvent(t, instance_id, "deregistered"))
 
     def reboot_is_throttled(self, instance_id: str, t: float) -> bool:

@@ -30,6 +30,7 @@ from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import distributed_iteration_component
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
     map_run_record,
 )
@@ -245,13 +246,30 @@ def _time_patches(clock: SimClock) -> list[Any]:
     ]
 
 
+def _map_run_recorder(registry: list[Any]) -> Any:
+    """Keep the event managers of Distributed Map runs: their child executions' histories.
+
+    moto records child iterations in a separate EventManager that nothing exposes; on AWS they are
+    child executions with histories of their own, which is what the quota and billing count.
+    """
+    original = distributed_iteration_component.EventManager  # type: ignore[attr-defined]
+
+    class RecordedEventManager(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            registry.append(self)
+
+    return mock.patch.object(distributed_iteration_component, "EventManager", RecordedEventManager)
+
+
 @contextlib.contextmanager
-def patched(clock: SimClock, invoke_lambda: LambdaInvoker) -> Iterator[None]:
-    """Apply every patch; undo them on exit."""
+def patched(clock: SimClock, invoke_lambda: LambdaInvoker, map_runs: list[Any] | None = None) -> Iterator[None]:
+    """Apply every patch; undo them on exit. Distributed Map histories are collected in ``map_runs``."""
     if moto.__version__ != MOTO_VERSION:
         raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
+    recorder = [_map_run_recorder(map_runs)] if map_runs is not None else []
     with contextlib.ExitStack() as stack:
-        for patch in [*_api_patches(), _lambda_patch(invoke_lambda), *_time_patches(clock)]:
+        for patch in [*_api_patches(), _lambda_patch(invoke_lambda), *_time_patches(clock), *recorder]:
             stack.enter_context(patch)
         yield
 

@@ -6,6 +6,7 @@ operation (a Scan or an Install): patch data is only as fresh as that.
 """
 
 import datetime as dt
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,11 +127,15 @@ class SimulatedApiError(Exception):
         self.code = code
 
 
-def _page(items: list[Any], params: dict[str, Any], default: int, maximum: int) -> tuple[list[Any], str | None]:
+def _page_bounds(params: dict[str, Any], default: int, maximum: int) -> tuple[int, int]:
     size = int(params.get("MaxResults", default))
     if not 1 <= size <= maximum:
         raise SimulatedApiError("ValidationException", f"MaxResults must be 1..{maximum}")
-    start = int(params.get("NextToken") or 0)
+    return size, int(params.get("NextToken") or 0)
+
+
+def _page(items: list[Any], params: dict[str, Any], default: int, maximum: int) -> tuple[list[Any], str | None]:
+    size, start = _page_bounds(params, default, maximum)
     end = start + size
     return items[start:end], (str(end) if end < len(items) else None)
 
@@ -159,9 +164,12 @@ class PatchService:
         for f in params.get("Filters", []):
             if f["Key"] not in allowed:
                 raise SimulatedApiError("InvalidFilter", f"filter key {f['Key']} is not supported")
-        patches = [_parsed_patch(p) for p in info.patches if _filters_match(p, params.get("Filters", []))]
-        page, token = _page(patches, params, default=50, maximum=100)
-        return _with_token({"Patches": page}, token)
+        # Only the page is copied: the simulator must not cost O(all patches) per call.
+        matching = (p for p in info.patches if _filters_match(p, params.get("Filters", [])))
+        size, start = _page_bounds(params, default=50, maximum=100)
+        window = list(itertools.islice(matching, start, start + size + 1))
+        token = str(start + size) if len(window) > size else None
+        return _with_token({"Patches": [_parsed_patch(p) for p in window[:size]]}, token)
 
     def describe_instance_patch_states(self, params: dict[str, Any]) -> dict[str, Any]:
         ids = params.get("InstanceIds", [])

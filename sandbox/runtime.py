@@ -125,7 +125,8 @@ class Sandbox:
             clients.reset()
             timeutil.set_source(self.clock.now)
             self.lambdas = LambdaRuntime(self.clock.now, self._lambda_env(), [ROOT / "layers" / "shared"])
-            self._patches = moto_patches.patched(self.clock, self.lambdas.invoke)
+            self.map_runs: list[Any] = []
+            self._patches = moto_patches.patched(self.clock, self.lambdas.invoke, self.map_runs)
             self._patches.__enter__()
             self.fleet = Fleet(self.fleet_spec or FleetSpec(size=1), self.clock.now())
             self.bridge = AwsBridge(self.fleet, self.clock.now)
@@ -438,6 +439,22 @@ class Sandbox:
                         )
                     )
         return rules
+
+    def child_events(self) -> list[dict[str, Any]]:
+        """Events of every Distributed Map child execution so far (on AWS: their own histories)."""
+        return [dict(e) for manager in self.map_runs for e in manager.get_event_history()]
+
+    def deploy_definition(self, name: str, path: Path, substitutions: dict[str, Any]) -> str:
+        """Create a state machine that is not in the template (e.g. a benchmark baseline).
+
+        ``substitutions`` are CloudFormation values resolved against the stack, like DefinitionSubstitutions.
+        """
+        text = fill_definition(path.read_text(encoding="utf-8"), self.stack.resolve(substitutions), str(path))
+        arn = self.client("stepfunctions").create_state_machine(name=name, definition=text, roleArn=self._role_arn())[
+            "stateMachineArn"
+        ]
+        self.stack.physical[name] = {"Ref": arn, "Arn": arn, "Name": name}
+        return str(arn)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         pages = self.client("stepfunctions").get_paginator("get_execution_history")

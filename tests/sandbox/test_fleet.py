@@ -19,7 +19,7 @@ def fleet() -> Fleet:
         unhealthy_threshold=2,
         requests_per_second=40,
         request_seconds=0.5,
-        longest_request_seconds=8,
+        drain=Spread(5, 0.6),
     )
     model = Fleet(spec, T0)
     for n in range(4):
@@ -42,7 +42,7 @@ def test_a_deregistered_target_drains_until_its_requests_finish_then_is_unused(f
 
 
 def test_draining_never_outlasts_the_deregistration_delay() -> None:
-    model = Fleet(FleetSpec(size=1, deregistration_delay=3, longest_request_seconds=30), T0)
+    model = Fleet(FleetSpec(size=1, deregistration_delay=3, drain=Spread(30)), T0)
     model.add_instance("i-0", "10.0.0.1")
     model.deregister("i-0", T0)
     assert model.registrations["i-0"][-1].drain_end == T0 + 3
