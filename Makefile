@@ -98,8 +98,9 @@ start-restart: ## start a rolling restart of the deployed stack STACK with INPUT
 	  --stack-name $(STACK) --query "Stacks[0].Outputs[?OutputKey=='RollingRestartStateMachineArn'].OutputValue" --output text)"
 
 .PHONY: docs
-docs: $(VENV)/.installed ## rewrite the README's parameter table from template.yaml
+docs: $(VENV)/.installed ## rewrite the README's parameter table and docs/workflows.md from the sources
 	$(PY) -m tools.readme_parameters
+	$(PY) -m tools.diagrams
 
 .PHONY: lock
 lock: python ## re-pin requirements/*.txt from requirements/dev.in and the SAM CLI version

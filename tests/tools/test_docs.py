@@ -25,3 +25,9 @@ def test_the_readme_names_only_make_targets_that_exist() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     targets = set(re.findall(r"^([a-z-]+):", makefile, re.MULTILINE))
     assert set(re.findall(r"`make ([a-z-]+)", readme)) <= targets
+
+
+def test_the_workflow_diagrams_match_the_state_machines() -> None:
+    from tools.diagrams import OUT, document
+
+    assert OUT.read_text(encoding="utf-8") == document(), "run `make docs` to regenerate docs/workflows.md"

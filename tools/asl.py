@@ -1,0 +1,81 @@
+"""Reading state machine definitions: every state (Map and Parallel included) and what its Task calls."""
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox.template import ROOT
+
+# Step Functions' SDK integration service names -> boto3 service names, where they differ.
+BOTO3_NAMES = {"elasticloadbalancingv2": "elbv2", "eventbridge": "events", "sfn": "stepfunctions"}
+# boto3 service names -> IAM action prefixes, where they differ.
+IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "events": "events"}
+# Optimized integrations: the API each one calls.
+OPTIMIZED = {
+    "lambda:invoke": ("lambda", "Invoke"),
+    "dynamodb:putItem": ("dynamodb", "PutItem"),
+    "dynamodb:deleteItem": ("dynamodb", "DeleteItem"),
+    "dynamodb:getItem": ("dynamodb", "GetItem"),
+    "dynamodb:updateItem": ("dynamodb", "UpdateItem"),
+    "sns:publish": ("sns", "Publish"),
+    "sqs:sendMessage": ("sqs", "SendMessage"),
+}
+# IAM actions of API calls whose action name differs from the operation name.
+IAM_ACTION_NAMES = {("lambda", "Invoke"): "InvokeFunction"}
+
+
+@dataclass(frozen=True)
+class Task:
+    path: str  # "State > Map state > Inner state", for messages
+    state: dict[str, Any]
+    service: str  # boto3 name
+    operation: str  # PascalCase API operation
+
+    @property
+    def iam_action(self) -> str:
+        prefix = IAM_PREFIXES.get(self.service, self.service)
+        return f"{prefix}:{IAM_ACTION_NAMES.get((self.service, self.operation), self.operation)}"
+
+
+def definitions(root: Path = ROOT) -> dict[str, dict[str, Any]]:
+    return {
+        p.name.removesuffix(".asl.json"): json.loads(p.read_text())
+        for p in sorted((root / "statemachines").glob("*.asl.json"))
+    }
+
+
+def states(definition: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, depth first, with a readable path."""
+    for name, state in definition["States"].items():
+        path = f"{prefix}{name}"
+        yield path, state
+        inner = state.get("ItemProcessor") or state.get("Iterator")
+        if inner:
+            yield from states(inner, f"{path} > ")
+        for i, branch in enumerate(state.get("Branches", [])):
+            yield from states(branch, f"{path} [{i}] > ")
+
+
+def tasks(definition: dict[str, Any]) -> Iterator[Task]:
+    for path, state in states(definition):
+        if state.get("Type") != "Task":
+            continue
+        resource = re.sub(r"\.(waitForTaskToken|sync(:2)?)$", "", state["Resource"])
+        if resource.startswith("arn:aws:states:::aws-sdk:"):
+            service, action = resource.removeprefix("arn:aws:states:::aws-sdk:").split(":", 1)
+            yield Task(path, state, BOTO3_NAMES.get(service, service), action[0].upper() + action[1:])
+        elif resource.removeprefix("arn:aws:states:::") in OPTIMIZED:
+            yield Task(path, state, *OPTIMIZED[resource.removeprefix("arn:aws:states:::")])
+        else:
+            raise ValueError(f"{path}: unknown Task resource {state['Resource']}")
+
+
+def distributed_maps(definition: dict[str, Any]) -> list[str]:
+    return [
+        path
+        for path, state in states(definition)
+        if state.get("ItemProcessor", {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
+    ]
