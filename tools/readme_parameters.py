@@ -1,4 +1,4 @@
-"""Rewrite the README's configuration table from template.yaml's Parameters (`make docs`)."""
+"""Rewrite the parameter tables (README, operator guide) from template.yaml's Parameters (`make docs`)."""
 
 from pathlib import Path
 
@@ -16,11 +16,19 @@ def table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def main(readme: Path = ROOT / "README.md") -> int:
-    text = readme.read_text(encoding="utf-8")
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "operator-guide.md")
+
+
+def rewrite(document: Path) -> None:
+    text = document.read_text(encoding="utf-8")
     start = text.index(START)
     end = text.index(END, start)
-    readme.write_text(text[:start] + table() + text[end:], encoding="utf-8")
+    document.write_text(text[:start] + table() + text[end:], encoding="utf-8")
+
+
+def main() -> int:
+    for document in DOCUMENTS:
+        rewrite(document)
     return 0
 
 

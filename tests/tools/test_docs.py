@@ -7,12 +7,42 @@ from sandbox.template import load_template
 from tests.conftest import ROOT
 
 
-def test_the_readme_documents_every_template_parameter_with_its_default() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Configuration", 1)[1].split("\n## ", 1)[0]
-    documented = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", section, re.MULTILINE))
+def test_the_docs_document_every_template_parameter_with_its_default() -> None:
+    from tools.readme_parameters import DOCUMENTS, table
+
+    for document in DOCUMENTS:
+        assert table() in document.read_text(encoding="utf-8"), f"run `make docs` ({document.name})"
     parameters = load_template()["Parameters"]
+    documented = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", table(), re.MULTILINE))
     assert documented == {name: str(p.get("Default", "")) for name, p in parameters.items()}
+
+
+def error_names() -> set[str]:
+    """Every error a workflow can end with or report: Fail states, caught refusals, error classes."""
+    import inspect
+
+    import opsflow.errors
+    from tools.asl import definitions, states
+
+    names = {n for n, c in inspect.getmembers(opsflow.errors, inspect.isclass) if c.__module__ == "opsflow.errors"}
+    names -= {"OpsflowError"}
+    for definition in definitions().values():
+        for _, state in states(definition):
+            if state.get("Type") == "Fail" and "Error" in state:
+                names.add(state["Error"])
+            for catch in state.get("Catch", []):
+                names.update(e for e in catch["ErrorEquals"] if not e.startswith("States."))
+            for retry in state.get("Retry", []):
+                names.update(e for e in retry["ErrorEquals"] if not e.startswith(("States.", "DynamoDB.", "SNS.")))
+    for function in (ROOT / "functions").glob("*/app.py"):
+        names.update(re.findall(r"^class (\w+Error)\(", function.read_text(encoding="utf-8"), re.MULTILINE))
+    return names
+
+
+def test_the_operator_guide_explains_every_error_name() -> None:
+    guide = (ROOT / "docs" / "operator-guide.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in error_names() if f"`{name}`" not in guide)
+    assert missing == [], f"explain these in docs/operator-guide.md: {missing}"
 
 
 def test_every_sample_event_is_json() -> None:
