@@ -73,8 +73,12 @@ check-build: build ## import every built function with its built layer under pyt
 	  --parameter-overrides Architecture=$(HOST_ARCH) >/dev/null
 	$(PY) -m tools.check_build --build-dir .aws-sam/build-host --expect-arch $(HOST_ARCH) --import
 
+# The template as deployed (SAM policy templates expanded): the least-privilege tests read it.
+build/template.transformed.json: template.yaml tools/transform_template.py $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/python tools/transform_template.py $@
+
 .PHONY: unit
-unit: $(VENV)/.installed node_modules/.installed ## pytest only
+unit: $(VENV)/.installed node_modules/.installed build/template.transformed.json ## pytest only
 	$(VENV)/bin/pytest -n 2
 
 .PHONY: test

@@ -55,8 +55,9 @@ class Scenario:
         return math.ceil(self.size / self.batch_size()) * PER_BATCH_IDEAL
 
     def speed(self) -> float:
-        """Fast enough to finish in about a minute, slow enough that code time stays small."""
-        return float(min(400, max(100, self.ideal() * 2.5 / 60)))
+        """Simulated seconds per wall second. Every instance in flight adds handler and interpreter work,
+        and code time is stretched by the speed: so the more in flight, the slower the simulation runs."""
+        return float(min(150, max(4, 150 / self.batch_size())))
 
 
 def matrix() -> list[Scenario]:

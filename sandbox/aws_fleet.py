@@ -21,6 +21,7 @@ import requests
 from requests.adapters import BaseAdapter
 
 from sandbox.fleet import Fleet
+from sandbox.lambdas import CURRENT
 from sandbox.patches import PatchService, SimulatedApiError
 
 TAG_KEY = "opsflow:tier"
@@ -34,6 +35,7 @@ class ApiCall:
     operation: str
     params: dict[str, Any]
     at: float
+    caller: str | None = None  # the function (logical id) that made the call; None: the state machine
 
 
 @dataclass
@@ -87,7 +89,7 @@ class AwsBridge:
         service, operation = _service_and_operation(event_name)
         self._local.params = params
         with self._lock:
-            self.calls.append(ApiCall(service, operation, dict(params), self.now()))
+            self.calls.append(ApiCall(service, operation, dict(params), self.now(), getattr(CURRENT, "function", None)))
 
     def calls_to(self, service: str, operation: str) -> list[ApiCall]:
         return [c for c in self.calls if c.service == service and c.operation == operation]

@@ -90,6 +90,10 @@ class RoutedStdout(io.TextIOBase):
         self.real.flush()
 
 
+# Which function the current thread is running (API calls are attributed to it).
+CURRENT = threading.local()
+
+
 class SimulatedFunctionError(Exception):
     """Base of the errors raised by injected Lambda faults (subclassed per error name)."""
 
@@ -174,6 +178,7 @@ class LambdaRuntime:
         payload = json.loads(event) if isinstance(event, (bytes, str)) and event else (event or {})
         context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout)
         self._stdout.route(self.logs.setdefault(spec.logical_id, []))
+        CURRENT.function = spec.logical_id
         with self._lock, self._environment(spec), warnings.catch_warnings():
             # Powertools warns on every invocation that emits no metric; on AWS that is a log line.
             warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -189,5 +194,6 @@ class LambdaRuntime:
                 return lambda_error_payload(exc, context.aws_request_id, trace), True, "".join(trace)
             finally:
                 self._stdout.route(None)
+                CURRENT.function = None
         self.invocations.append(Invocation(spec.logical_id, payload, None, self._now()))
         return json.dumps(result), False, ""

@@ -1,0 +1,211 @@
+"""IAM, as SAM generates it from template.yaml, allows what each workflow and function calls, and no more.
+
+- State machines: the actions their Task states call (from the ASL), plus what their configuration
+  needs (Distributed Map children, logging, tracing, the stack's KMS key).
+- Functions: every AWS call a function was seen making in sandbox runs of the workflows is allowed;
+  every mutating action its role allows is one that code it can reach calls.
+- No role allows a wildcard action.
+"""
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore import xform_name
+
+from sandbox.template import Stack
+from tests.conftest import ROOT
+from tools.asl import IAM_PREFIXES, definitions, distributed_maps, tasks
+
+TRANSFORMED = ROOT / "build" / "template.transformed.json"
+READ_VERBS = ("Describe", "List", "Get", "BatchGet", "Query", "Scan")
+# Needed by configuration rather than by a call in the code: encryption with the stack's key.
+PLATFORM = {"kms:GenerateDataKey", "kms:Decrypt"}
+LOG_DELIVERY = {
+    f"logs:{a}"
+    for a in (
+        "CreateLogDelivery",
+        "GetLogDelivery",
+        "UpdateLogDelivery",
+        "DeleteLogDelivery",
+        "ListLogDeliveries",
+        "PutResourcePolicy",
+        "DescribeResourcePolicies",
+        "DescribeLogGroups",
+    )
+}
+# Service ids as botocore names them in events -> IAM prefixes.
+SERVICE_IDS = {"elastic-load-balancing-v2": "elasticloadbalancing", "eventbridge": "events", "sfn": "states"}
+# API operations authorised by an IAM action of another name.
+ACTION_OF = {
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "lambda:Invoke": "lambda:InvokeFunction",
+}
+
+
+def mutating(action: str) -> bool:
+    return not action.split(":", 1)[1].startswith(READ_VERBS)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    assert TRANSFORMED.exists(), "build it with `make build/template.transformed.json` (make unit does)"
+    return dict(json.loads(TRANSFORMED.read_text(encoding="utf-8")))
+
+
+def allowed_actions(template: dict[str, Any], role: str) -> set[str]:
+    stack = Stack(template, {})
+    actions: set[str] = set()
+    for policy in template["Resources"][role]["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement.get("Effect") == "Allow":
+                action = stack.resolve(statement["Action"])
+                actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+def roles(template: dict[str, Any], kind: str) -> Iterator[tuple[str, str]]:
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == kind and f"{logical_id}Role" in template["Resources"]:
+            yield logical_id, f"{logical_id}Role"
+
+
+def test_no_role_allows_a_wildcard_action(template: dict[str, Any]) -> None:
+    for role, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            assert not [a for a in allowed_actions(template, role) if "*" in a], role
+
+
+def test_state_machines_may_do_what_their_states_call_and_no_more(template: dict[str, Any]) -> None:
+    files = {p.removesuffix(".asl.json"): p for p in definitions()}
+    for logical_id, role in roles(template, "AWS::StepFunctions::StateMachine"):
+        name = template["Resources"][logical_id]["Properties"]["StateMachineName"]["Fn::Sub"].split("}-", 1)[1]
+        definition = definitions()[next(f for f in files if f.replace("_", "-") == name)]
+        needed = {task.iam_action for task in tasks(definition)}
+        if distributed_maps(definition):
+            needed |= {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
+        allowed = allowed_actions(template, role)
+        assert needed - allowed == set(), f"{logical_id} may not call what its states call"
+        extra = {a for a in allowed if mutating(a)} - needed - PLATFORM - LOG_DELIVERY
+        assert extra == set(), f"{logical_id} may do what no state does"
+
+
+def test_reboots_are_limited_to_tagged_instances(template: dict[str, Any]) -> None:
+    role = template["Resources"]["RollingRestartStateMachineRole"]
+    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    [reboot] = [s for s in statements if s.get("Action") == "ec2:RebootInstances"]
+    condition = json.dumps(reboot["Condition"])
+    assert "aws:ResourceTag/${RestartTagKey}" in condition and "RestartTagValue" in condition
+
+
+# -- functions ----------------------------------------------------------------------------------
+MODELS = botocore.session.get_session()
+
+
+def operation_name(service: str, method: str) -> str | None:
+    model = MODELS.get_service_model(service)
+    return next((op for op in model.operation_names if xform_name(op) == method), None)
+
+
+def reachable_modules(app: Path) -> list[Path]:
+    """The function's own module and the shared-layer modules it imports, transitively."""
+    seen: list[Path] = []
+    todo = [app]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.append(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            if isinstance(node, ast.ImportFrom) and node.module == "opsflow":
+                names = [f"opsflow.{alias.name}" for alias in node.names]
+            for name in names:
+                if name.startswith("opsflow."):
+                    todo.append(ROOT / "layers" / "shared" / (name.replace(".", "/") + ".py"))
+    return [p for p in seen if p.exists()]
+
+
+def possible_calls(app: Path) -> set[str]:
+    """IAM actions of every AWS call the reachable code can make (a static over-approximation)."""
+    actions: set[str] = set()
+    for module in reachable_modules(app):
+        source = module.read_text(encoding="utf-8")
+        for service in set(re.findall(r'client\("([a-z0-9-]+)"\)', source)):
+            prefix = IAM_PREFIXES.get(service, service)
+            for method in set(re.findall(r"\.([a-z_]+)\(", source)) | set(
+                re.findall(r'get_paginator\("([a-z_]+)"\)', source)
+            ):
+                op = operation_name(service, method)
+                if op:
+                    actions.add(ACTION_OF.get(f"{prefix}:{op}", f"{prefix}:{op}"))
+            if service == "s3" and "upload_fileobj" in source:  # managed transfer: multipart, aborted on failure
+                actions |= {"s3:PutObject", "s3:AbortMultipartUpload"}
+    return actions
+
+
+@pytest.fixture(scope="module")
+def observed() -> dict[str, set[str]]:
+    """The AWS calls each function made in sandbox runs that take every workflow through its paths."""
+    from sandbox.fleet import FleetSpec
+    from sandbox.runtime import Sandbox
+
+    calls: dict[str, set[str]] = {}
+
+    def keep(sb: Sandbox) -> None:
+        for call in sb.bridge.calls:
+            if call.caller:
+                action = f"{SERVICE_IDS.get(call.service, call.service)}:{call.operation}"
+                calls.setdefault(call.caller, set()).add(ACTION_OF.get(action, action))
+
+    web = {"health": {"port": 8080}, "alarms": {"namePrefixes": ["web-"]}, "rules": {"namePrefixes": ["web-"]}}
+    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # approval by email, a failing instance, the summary
+        sb.fleet.inject(sorted(sb.fleet.instances)[0], "never_ready")
+        arn = sb.start_execution("RollingRestartStateMachine", {**web, "batchSize": 2, "requireApproval": True})
+        from tests.workflows.conftest import Tier
+
+        links = Tier(sb, {}).approval_links()
+        sb.invoke_url("ApprovalFunction", "POST", body=links["approve"])
+        sb.wait(arn, timeout=180)
+        keep(sb)
+    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # stopped midway: the safety net
+        arn = sb.start_execution("RollingRestartStateMachine", {**web, "batchSize": 2})
+        while not sb.bridge.calls_to("ec2", "RebootInstances"):
+            __import__("time").sleep(0.05)
+        sb.stop(arn)
+        sb.wait(arn)
+        keep(sb)
+    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # the patch preview
+        sb.run("PatchPreviewStateMachine", {})
+        keep(sb)
+    return calls
+
+
+FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+
+
+def logical_id(folder: str) -> str:
+    return "".join(part.title() for part in folder.split("_")) + "Function"
+
+
+@pytest.mark.parametrize("folder", FUNCTIONS)
+def test_functions_may_do_what_their_code_does_and_no_more(
+    template: dict[str, Any], observed: dict[str, set[str]], folder: str
+) -> None:
+    function = logical_id(folder)
+    allowed = allowed_actions(template, f"{function}Role")
+    seen = observed.get(function, set())
+    assert seen, f"{function} made no AWS call in the scenarios: extend the `observed` fixture"
+    assert seen - allowed == set(), f"{function} called what its role does not allow"
+    possible = possible_calls(ROOT / "functions" / folder / "app.py")
+    if folder == "api_collector":  # its operations come from its allowlist, which is exactly its IAM policy
+        possible |= {a for a in allowed if not mutating(a)}
+    extra = {a for a in allowed if mutating(a)} - possible - PLATFORM
+    assert extra == set(), f"{function} may do what its code never does"
