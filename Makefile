@@ -10,6 +10,7 @@ PYTHON313 ?= $(shell for p in "$$(command -v python3.13)" \
 	[ -n "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 VENV     := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY       := $(VENV)/bin/python
 SAM      := $(SAM_VENV)/bin/sam
 # `sam build` needs a python3.13 on PATH (its own check); the dev venv has one.
@@ -39,12 +40,18 @@ $(SAM_VENV)/.installed: requirements/sam.txt | python
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt | python
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 .PHONY: setup
-setup: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed ## create the dev, SAM CLI and npm environments
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed ## create every environment
 
 .PHONY: lint
 lint: $(VENV)/.installed ## ruff and mypy
@@ -56,6 +63,10 @@ lint: $(VENV)/.installed ## ruff and mypy
 validate: $(VENV)/.installed $(SAM_VENV)/.installed ## sam validate --lint and cfn-lint on template.yaml
 	$(SAM_ENV) $(SAM) validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
+
+.PHONY: scan
+scan: $(CHECKOV_VENV)/.installed ## checkov over template.yaml (.checkov.yaml says why each skipped check is skipped)
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml
 
 .PHONY: check-asl
 check-asl: $(VENV)/.installed node_modules/.installed ## asl-validator and moto's ASL parser on statemachines/
@@ -82,7 +93,7 @@ unit: $(VENV)/.installed node_modules/.installed build/template.transformed.json
 	$(VENV)/bin/pytest -n 2
 
 .PHONY: test
-test: lint validate check-asl check-build unit ## every check, in order, failing on the first error (CI runs this)
+test: lint validate scan check-asl check-build unit ## every check, in order, failing on the first error (CI runs this)
 
 .PHONY: demo
 demo: $(VENV)/.installed ## the rolling restart of 12 simulated instances, 3 at a time, in the sandbox
@@ -112,8 +123,12 @@ lock: python ## re-pin requirements/*.txt from requirements/dev.in and the SAM C
 	.venv-lock/bin/pip install --quiet -r requirements/dev.in
 	{ echo "# Lock of requirements/dev.in for Python 3.13: every package pinned. Regenerate with 'make lock'."; \
 	  .venv-lock/bin/pip freeze; } > requirements/dev.txt
+	rm -rf .venv-lock && $(PYTHON313) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet "$$(grep -m1 '^checkov==' requirements/checkov.txt)"
+	{ echo "# checkov (IaC scanner) in its own virtualenv: it pins many packages. Regenerate with 'make lock'."; \
+	  .venv-lock/bin/pip freeze; } > requirements/checkov.txt
 	rm -rf .venv-lock
 
 .PHONY: clean
 clean: ## remove build output and environments
-	rm -rf .aws-sam build $(VENV) $(SAM_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .aws-sam build $(VENV) $(SAM_VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

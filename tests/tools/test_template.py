@@ -1,0 +1,49 @@
+"""Properties of template.yaml that a reviewer would otherwise check by hand."""
+
+from typing import Any
+
+from sandbox.template import load_template
+
+
+def resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in load_template()["Resources"].items() if v["Type"] == kind}
+
+
+def test_every_asynchronously_invoked_function_has_a_dead_letter_queue() -> None:
+    asynchronous = {
+        name
+        for name, fn in resources("AWS::Serverless::Function").items()
+        if any(
+            e["Type"] in ("EventBridgeRule", "CloudWatchEvent", "SNS", "S3")
+            for e in fn["Properties"].get("Events", {}).values()
+        )
+    }
+    assert asynchronous == {"RestoreSafetyNetFunction"}
+    for name in asynchronous:
+        assert "DeadLetterQueue" in resources("AWS::Serverless::Function")[name]["Properties"]
+
+
+def test_data_at_rest_is_encrypted_with_the_stack_key() -> None:
+    key = {"Ref": "EncryptionKey"}
+    assert all(q["Properties"]["KmsMasterKeyId"] == key for q in resources("AWS::SQS::Queue").values())
+    assert all(t["Properties"]["KmsMasterKeyId"] == key for t in resources("AWS::SNS::Topic").values())
+    assert resources("AWS::DynamoDB::Table")["RunTable"]["Properties"]["SSESpecification"]["KMSMasterKeyId"] == key
+    bucket = resources("AWS::S3::Bucket")["DataBucket"]["Properties"]
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert rule["KMSMasterKeyID"] == key
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 30
+
+
+def test_the_bucket_refuses_requests_without_tls() -> None:
+    [statement] = resources("AWS::S3::BucketPolicy")["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_every_state_machine_logs_errors_with_data_and_is_traced() -> None:
+    for machine in resources("AWS::Serverless::StateMachine").values():
+        props = machine["Properties"]
+        assert props["Logging"]["Level"] in ("ERROR", "ALL")
+        assert props["Logging"]["IncludeExecutionData"] is True
+        assert props["Tracing"] == {"Enabled": True}
