@@ -4,7 +4,6 @@
 ``{"action": "restore", "executionArn": ...}`` re-enables what was recorded. Both are idempotent.
 """
 
-from functools import lru_cache
 from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -14,17 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from opsflow import muting
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import RunTable
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.validation import parse_event
 
 
-class Settings(EnvSettings):
-    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+class Settings(RunTableSettings):
+    """Only the shared variables."""
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 class ToggleEvent(BaseModel):

@@ -16,7 +16,6 @@ import re
 import tempfile
 import uuid
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import IO, Any, Literal
 
 import jmespath
@@ -29,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from opsflow import clients
 from opsflow.errors import InvalidInputError, OpsflowError
 from opsflow.observability import logger, metrics, tracer
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
 
 READ_PREFIXES = ("Describe", "List", "Get")
@@ -37,9 +36,8 @@ READ_PREFIXES = ("Describe", "List", "Get")
 IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "logs": "logs"}
 
 
-class Settings(EnvSettings):
+class Settings(BucketSettings):
     allowed_operations: str = Field(alias="COLLECTOR_ALLOWED_OPERATIONS", min_length=1)
-    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
     inline_limit_bytes: int = Field(default=200_000, alias="INLINE_LIMIT_BYTES", ge=1_000, le=250_000)
 
     @property
@@ -47,9 +45,7 @@ class Settings(EnvSettings):
         return {op.strip() for op in self.allowed_operations.split(",") if op.strip()}
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 class OperationNotAllowedError(OpsflowError):

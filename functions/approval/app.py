@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import html
 import json
-from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
@@ -25,21 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from opsflow import clients, timeutil
 from opsflow.errors import InvalidInputError
 from opsflow.observability import logger, metrics, tracer
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import NotificationSettings, cached_settings
 from opsflow.validation import parse_event
 
 MAC_ALGORITHM = "HMAC_SHA_256"
 Decision = Literal["approve", "reject"]
 
 
-class Settings(EnvSettings):
-    topic_arn: str = Field(alias="TOPIC_ARN", min_length=20)
+class Settings(NotificationSettings):
     approval_key_id: str = Field(alias="APPROVAL_KEY_ID", min_length=1)
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 class ApprovalRequest(BaseModel):

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -19,21 +18,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients, timeutil
 from opsflow.observability import logger, metrics, tracer
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
 
 SEVERITY_ORDER = ["Critical", "Important", "Medium", "Low", "Informational", "Unspecified"]
 SUBJECT_MAX = 100
 
 
-class Settings(EnvSettings):
-    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
+class Settings(BucketSettings):
     email_limit_chars: int = Field(default=60_000, alias="EMAIL_LIMIT_CHARS", ge=2_000, le=200_000)
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 class Location(BaseModel):

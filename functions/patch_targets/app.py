@@ -10,7 +10,6 @@
 
 import datetime as dt
 import json
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,7 +19,7 @@ from pydantic.alias_generators import to_camel
 from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError
 from opsflow.observability import logger, metrics, tracer
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
 
 BATCH = 50  # DescribeInstancePatchStates and DescribeInstanceInformation take 50 ids a call
@@ -28,8 +27,7 @@ Severity = Literal["Critical", "Important", "Medium", "Low", "Informational", "U
 INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 
 
-class Settings(EnvSettings):
-    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
+class Settings(BucketSettings):
     maintenance_window_id: str = Field(default="", alias="MAINTENANCE_WINDOW_ID")
     patch_group: str = Field(default="", alias="PATCH_GROUP")
     horizon_hours: int = Field(default=24, alias="HORIZON_HOURS", ge=1)
@@ -37,9 +35,7 @@ class Settings(EnvSettings):
     mail_when_nothing_pending: bool = Field(default=True, alias="MAIL_WHEN_NOTHING_PENDING")
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 class MaintenanceWindowNotFoundError(OpsflowError):

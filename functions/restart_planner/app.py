@@ -5,7 +5,6 @@ opsflow.errors); a dry run returns this plan and stops there.
 """
 
 import math
-from functools import lru_cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,7 +24,7 @@ from opsflow.errors import (
 from opsflow.health import HealthCheck
 from opsflow.muting import Selector
 from opsflow.observability import logger, metrics, tracer
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, target_states
 from opsflow.validation import parse_event
 
@@ -38,8 +37,7 @@ DESCRIBE_CHUNK = 200
 RECORD_DAYS = 90  # run records expire (DynamoDB TTL) after this
 
 
-class Settings(EnvSettings):
-    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+class Settings(RunTableSettings):
     target_group_arn: str = Field(default="", alias="TARGET_GROUP_ARN")
     restart_tag_key: str = Field(alias="RESTART_TAG_KEY", min_length=1)
     restart_tag_value: str = Field(alias="RESTART_TAG_VALUE")
@@ -55,9 +53,7 @@ class Settings(EnvSettings):
     approval_timeout_seconds: int = Field(alias="APPROVAL_TIMEOUT_SECONDS", ge=60)
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 class _Model(BaseModel):

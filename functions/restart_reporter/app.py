@@ -8,7 +8,6 @@ application answers, kept out of the target group if it does not.
 
 import datetime as dt
 import json
-from functools import lru_cache
 from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -20,7 +19,7 @@ from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import RunTable
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
 from opsflow.targets import target_states
 from opsflow.validation import parse_event
 
@@ -37,14 +36,11 @@ SUBJECT_MAX = 100
 MESSAGE_MAX = 250_000  # SNS takes 256 KiB
 
 
-class Settings(EnvSettings):
-    table_name: str = Field(alias="TABLE_NAME", min_length=3)
-    topic_arn: str = Field(alias="TOPIC_ARN", min_length=20)
+class Settings(RunTableSettings, NotificationSettings):
+    """Only the shared variables."""
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 class RunRef(BaseModel):

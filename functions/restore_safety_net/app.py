@@ -7,30 +7,25 @@ the same alarms since); anything else is restored from the run record. Idempoten
 """
 
 import json
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field
 
 from opsflow import clients, muting, timeutil
 from opsflow.errors import InvalidInputError, OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import RunTable
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
 from opsflow.targets import target_states
 
 
-class Settings(EnvSettings):
-    table_name: str = Field(alias="TABLE_NAME", min_length=3)
-    topic_arn: str = Field(alias="TOPIC_ARN", min_length=20)
+class Settings(RunTableSettings, NotificationSettings):
+    """Only the shared variables."""
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 def put_back_instances(run: dict[str, Any], table: RunTable, execution_arn: str) -> tuple[list[str], list[str]]:

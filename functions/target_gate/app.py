@@ -9,7 +9,6 @@
 "Not yet" raises TargetNotYetInStateException, which the state machine retries with backoff.
 """
 
-from functools import lru_cache
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,18 +18,16 @@ from opsflow import timeutil
 from opsflow.errors import TargetNotYetInStateException
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import RunTable
-from opsflow.settings import EnvSettings, load_settings
+from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, target_states
 from opsflow.validation import parse_event
 
 
-class Settings(EnvSettings):
-    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+class Settings(RunTableSettings):
+    """Only the shared variables."""
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return load_settings(Settings)
+settings = cached_settings(Settings)
 
 
 class GateEvent(BaseModel):

@@ -5,10 +5,11 @@ variable names) and loads it once, at cold start, with :func:`load_settings`. A 
 variable fails the cold start with a message naming the variable, instead of a KeyError deep in logic.
 """
 
+import functools
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opsflow.errors import OpsflowError
 
@@ -33,3 +34,24 @@ def load_settings[SettingsT: EnvSettings](
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise SettingsError(f"invalid function configuration: {problems}") from exc
+
+
+def cached_settings[SettingsT: EnvSettings](model: type[SettingsT]) -> "functools._lru_cache_wrapper[SettingsT]":
+    """A function returning ``model`` loaded once (at first use, so tests can set the environment first).
+
+    ``.cache_clear()`` forgets it (tests).
+    """
+    return functools.cache(lambda: load_settings(model))
+
+
+# Variables several functions share (template.yaml Globals).
+class RunTableSettings(EnvSettings):
+    table_name: str = Field(alias="TABLE_NAME", min_length=3)
+
+
+class NotificationSettings(EnvSettings):
+    topic_arn: str = Field(alias="TOPIC_ARN", min_length=20)
+
+
+class BucketSettings(EnvSettings):
+    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
