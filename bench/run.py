@@ -315,7 +315,8 @@ def write(
             f"{r['parent_events']}, {fmt(r['child_events_per_instance'], 1)} | {fmt(r['lambda_per_instance'], 1)} | "
             f"{fmt(r['api_per_instance'], 1)} | {r['wall']:.0f} s |"
         )
-    lines += [*_summary(rows), "", "## Cold start: importing each handler with its layer (median of 7, python3.13)", ""]
+    lines += [*_summary(rows), "", (ROOT / "bench" / "missed-targets.md").read_text(encoding="utf-8").rstrip()]
+    lines += ["", "## Cold start: importing each handler with its layer (median of 7, python3.13)", ""]
     base = imports.pop("import boto3")
     lines += [
         "| handler | import time | / `import boto3` |",
