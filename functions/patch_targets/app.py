@@ -20,7 +20,7 @@ from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import BucketSettings, cached_settings
-from opsflow.validation import parse_event
+from opsflow.validation import ExecutionEvent, parse_event
 
 BATCH = 50  # DescribeInstancePatchStates and DescribeInstanceInformation take 50 ids a call
 Severity = Literal["Critical", "Important", "Medium", "Low", "Informational", "Unspecified"]
@@ -65,13 +65,6 @@ class PreviewRequest(_Model):
     stale_after_hours: Annotated[StrictInt, Field(ge=1, le=720)] | None = None
     include_failed: StrictBool = True
     mail_when_nothing_pending: StrictBool | None = None
-
-
-class TargetsEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    input: dict[str, Any]
-    execution_arn: str = Field(alias="executionArn", min_length=1)
 
 
 def next_window(window_id: str, horizon_hours: int) -> tuple[dict[str, Any], str | None]:
@@ -229,7 +222,7 @@ def select(request: PreviewRequest, execution_arn: str, cfg: Settings) -> dict[s
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    targets_event = parse_event(TargetsEvent, event)
+    targets_event = parse_event(ExecutionEvent, event)
     request = parse_event(PreviewRequest, targets_event.input)
     result = select(request, targets_event.execution_arn, settings())
     logger.info(

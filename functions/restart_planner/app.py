@@ -26,7 +26,7 @@ from opsflow.muting import Selector
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, target_states
-from opsflow.validation import parse_event
+from opsflow.validation import ExecutionEvent, parse_event
 
 TARGET_GROUP_ARN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
@@ -99,13 +99,6 @@ class RestartRequest(_Model):
         if value is not None and len(set(value)) != len(value):
             raise ValueError("instance ids must be unique")
         return value
-
-
-class PlannerEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    input: dict[str, Any]
-    execution_arn: str = Field(alias="executionArn", min_length=1)
 
 
 class Instance(_Model):
@@ -283,7 +276,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    planner_event = parse_event(PlannerEvent, event)
+    planner_event = parse_event(ExecutionEvent, event)
     request = parse_event(RestartRequest, planner_event.input)
     run = plan_restart(request, planner_event.execution_arn, settings())
     logger.info("planned", extra={"plan": run.plan.summary})

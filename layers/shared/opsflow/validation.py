@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opsflow.errors import InvalidInputError
 
@@ -23,3 +23,13 @@ def parse_event[ModelT: BaseModel](model: type[ModelT], event: Mapping[str, Any]
         return model.model_validate(event)
     except ValidationError as exc:
         raise InvalidInputError(describe_validation_error(exc)) from exc
+
+
+class ExecutionEvent(BaseModel):
+    """What a workflow's first state passes its function: the execution input (any JSON, validated
+    next) and the execution's ARN, ``{"input.$": "$", "executionArn.$": "$$.Execution.Id"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any
+    execution_arn: str = Field(alias="executionArn", min_length=1)
