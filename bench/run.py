@@ -12,7 +12,6 @@ import json
 import math
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "shared")]
 
 from sandbox.fleet import FleetSpec, Spread  # noqa: E402
+from tools.check_build import isolated_python  # noqa: E402
 
 BOOT, READY, DRAIN, INTERVAL, HEALTHY = 45.0, 30.0, 5.0, 10, 3
 PER_BATCH_IDEAL = DRAIN + BOOT + READY + INTERVAL * HEALTHY  # the least one instance can take
@@ -166,21 +166,17 @@ def import_times(build: Path, repeat: int = 7) -> dict[str, float]:
     """Median wall time of a fresh python3.13 importing each built handler with its built layer."""
     layer = build / "SharedLayer" / "python"
 
-    def timed(code: str, *paths: str) -> float:
+    def timed(code: str, *paths: Path) -> float:
         runs = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            subprocess.run(
-                [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {list(paths)!r}; {code}"],
-                check=True,
-                env={"AWS_DEFAULT_REGION": "eu-west-1"},
-            )
+            isolated_python(list(paths), code).check_returncode()
             runs.append(time.perf_counter() - t0)
         return statistics.median(runs)
 
-    out = {"import boto3": timed("import boto3", str(layer))}
+    out = {"import boto3": timed("import boto3", layer)}
     for fn in sorted(p for p in build.iterdir() if (p / "app.py").exists()):
-        out[fn.name] = timed("import app", str(fn), str(layer))
+        out[fn.name] = timed("import app", fn, layer)
     return out
 
 

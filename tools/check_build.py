@@ -3,14 +3,13 @@
 - the layer has our package and its dependencies directly under ``python/`` (not ``python/python``),
   and its compiled modules are built for the expected architecture;
 - with ``--import``, each built function is imported by python3.13 in isolation (no site-packages),
-  with only its own folder, the built layer and the SDK the Lambda runtime bundles on ``sys.path``.
+  with only its own folder and the built layer on ``sys.path`` (the layer ships its own pinned SDK).
 """
 
 import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -18,8 +17,6 @@ import yaml
 from sandbox.template import _CfnLoader
 
 ELF_MACHINES = {0xB7: "arm64", 0x3E: "x86_64"}
-# What the Lambda Python runtime provides besides the standard library and that the layer does not.
-RUNTIME_PACKAGES: tuple[str, ...] = ()  # the layer ships its own pinned boto3/botocore
 
 
 def elf_arch(path: Path) -> str | None:
@@ -61,31 +58,25 @@ def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str
     return errors, functions, layer
 
 
+def isolated_python(paths: list[Path], code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh python3.13 that sees the standard library and ``paths`` only."""
+    python = getattr(sys, "_base_executable", sys.executable)
+    prologue = f"import sys; sys.path[:0] = {[str(p) for p in paths]!r}; "
+    env = {"AWS_DEFAULT_REGION": "eu-west-1", "PATH": os.environ.get("PATH", "")}
+    return subprocess.run(
+        [python, "-I", "-S", "-c", prologue + code], capture_output=True, text=True, env=env, check=False
+    )
+
+
 def check_imports(functions: dict[str, Path], layer: Path) -> list[str]:
     errors = []
-    site = Path(next(p for p in sys.path if p.endswith("site-packages")))
-    python = getattr(sys, "_base_executable", sys.executable)
-    with tempfile.TemporaryDirectory() as runtime:
-        for name in RUNTIME_PACKAGES:
-            os.symlink(site / name, Path(runtime) / name)
-        for logical_id, path in sorted(functions.items()):
-            code = (
-                "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2], sys.argv[3]]; "
-                "import app; assert callable(app.lambda_handler), 'no lambda_handler'"
-            )
-            env = {"AWS_DEFAULT_REGION": "eu-west-1", "PATH": os.environ.get("PATH", "")}
-            done = subprocess.run(
-                [python, "-I", "-S", "-c", code, str(path), str(layer), runtime],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=False,
-            )
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or ["?"])[-1]
-                errors.append(f"{logical_id}: import failed under {python}: {last}")
-            else:
-                print(f"  {logical_id}: imports")
+    for logical_id, path in sorted(functions.items()):
+        done = isolated_python([path, layer], "import app; assert callable(app.lambda_handler), 'no lambda_handler'")
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            errors.append(f"{logical_id}: import failed: {last}")
+        else:
+            print(f"  {logical_id}: imports")
     return errors
 
 
