@@ -12,9 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from sandbox.template import _CfnLoader
+from sandbox.template import load_template
 
 ELF_MACHINES = {0xB7: "arm64", 0x3E: "x86_64"}
 
@@ -28,7 +26,7 @@ def elf_arch(path: Path) -> str | None:
 
 def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str, Path], Path | None]:
     errors: list[str] = []
-    template = yaml.load((build_dir / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)
+    template = load_template(build_dir / "template.yaml")
     functions: dict[str, Path] = {}
     layer: Path | None = None
     for logical_id, res in template["Resources"].items():
