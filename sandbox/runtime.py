@@ -136,7 +136,8 @@ class Sandbox:
             self.fleet_resources = create_fleet_resources(self.fleet, REGION) if self.fleet_spec else {}
             if self.fleet_spec:
                 self.bridge.patches = self._patch_service()
-            self.stack = Stack(load_template(self.template_path), self._stack_parameters(), REGION, ACCOUNT)
+            template = load_template(self.template_path)
+            self.stack = Stack(template, self._stack_parameters(template), REGION, ACCOUNT)
             self._deploy()
             self.bridge.calls.clear()  # count what runs do, not the set-up
         except BaseException:
@@ -177,9 +178,9 @@ class Sandbox:
             "POWERTOOLS_LOG_LEVEL": self.log_level,
         }
 
-    def _stack_parameters(self) -> dict[str, str]:
+    def _stack_parameters(self, template: dict[str, Any]) -> dict[str, str]:
         """Template parameters: the caller's, plus the simulated fleet's ids where the template asks."""
-        declared = load_template(self.template_path).get("Parameters", {})
+        declared = template.get("Parameters", {})
         values = {k: v for k, v in self.fleet_resources.items() if k in declared}
         values.update(self._parameters)
         return values
