@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandbox.moto_patches import SDK_SERVICE_NAMES
 from sandbox.template import ROOT
 
-# Step Functions' SDK integration service names -> boto3 service names, where they differ.
-BOTO3_NAMES = {"elasticloadbalancingv2": "elbv2", "eventbridge": "events", "sfn": "stepfunctions"}
+# Step Functions' SDK integration service names -> boto3 service names, where they differ (the
+# sandbox maps the same names for moto; "sfn" moto already knows).
+BOTO3_NAMES = {**SDK_SERVICE_NAMES, "sfn": "stepfunctions"}
 # boto3 service names -> IAM action prefixes, where they differ.
 IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "events": "events"}
 # Optimized integrations: the API each one calls.
