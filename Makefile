@@ -112,6 +112,18 @@ start-restart: ## start a rolling restart of the deployed stack STACK with INPUT
 	aws stepfunctions start-execution --input file://$(INPUT) --state-machine-arn "$$(aws cloudformation describe-stacks \
 	  --stack-name $(STACK) --query "Stacks[0].Outputs[?OutputKey=='RollingRestartStateMachineArn'].OutputValue" --output text)"
 
+.PHONY: smoke
+smoke: ## dry run against the deployed stack STACK: prints the preflight verdict (AWS CLI, credentials; SMOKE_INPUT optional)
+	bash tools/smoke.sh $(STACK) $(SMOKE_INPUT)
+
+.PHONY: delete-stack
+delete-stack: ## empty the data bucket of the deployed stack STACK, then delete the stack (AWS CLI, credentials)
+	bucket=$$(aws cloudformation describe-stacks --stack-name $(STACK) \
+	  --query "Stacks[0].Outputs[?OutputKey=='DataBucketName'].OutputValue" --output text); \
+	[ -z "$$bucket" ] || [ "$$bucket" = None ] || aws s3 rm "s3://$$bucket" --recursive
+	aws cloudformation delete-stack --stack-name $(STACK)
+	aws cloudformation wait stack-delete-complete --stack-name $(STACK)
+
 .PHONY: docs
 docs: $(VENV)/.installed ## rewrite the README's parameter table and docs/workflows.md from the sources
 	$(PY) -m tools.readme_parameters

@@ -22,6 +22,7 @@ from requests.adapters import BaseAdapter
 
 from sandbox.fleet import Fleet
 from sandbox.lambdas import CURRENT
+from sandbox.network import Network
 from sandbox.patches import PatchService, SimulatedApiError
 
 TAG_KEY = "opsflow:tier"
@@ -91,8 +92,13 @@ class AwsBridge:
         with self._lock:
             self.calls.append(ApiCall(service, operation, dict(params), self.now(), getattr(CURRENT, "function", None)))
 
-    def calls_to(self, service: str, operation: str) -> list[ApiCall]:
-        return [c for c in self.calls if c.service == service and c.operation == operation]
+    def calls_to(self, service: str, operation: str, dry_runs: bool = False) -> list[ApiCall]:
+        """Calls of ``service``.``operation``; EC2 dry runs (which change nothing) only if asked."""
+        return [
+            c
+            for c in self.calls
+            if c.service == service and c.operation == operation and (dry_runs or not c.params.get("DryRun"))
+        ]
 
     # -- answers before moto: injected faults, then the operations moto does not implement -----
     def _before_call(self, event_name: str, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
@@ -103,7 +109,7 @@ class AwsBridge:
                 if err.applies(service, operation, params):
                     err.count -= 1
                     return _error(err.code, err.message)
-        if (service, operation) == ("ec2", "RebootInstances"):
+        if (service, operation) == ("ec2", "RebootInstances") and not params.get("DryRun"):
             if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
                 return _error("RequestLimitExceeded", "Request limit exceeded.")
             return None
@@ -206,21 +212,37 @@ def _error(code: str, message: str) -> tuple[_Response, dict[str, Any]]:
 
 
 class FleetHttpAdapter(BaseAdapter):
-    """Answers HTTP requests to the fleet's private IPs from the model; refuses everything else."""
+    """Answers HTTP requests to the fleet's private IPs from the model; refuses everything else.
 
-    def __init__(self, fleet: Fleet, now: Callable[[], float]) -> None:
+    With a network model, a request the VPC would not carry (the calling function outside the VPC,
+    or no security group rule for the port) times out, as it would on AWS.
+    """
+
+    def __init__(self, fleet: Fleet, now: Callable[[], float], network: "Network | None" = None) -> None:
         super().__init__()
         self.fleet = fleet
         self.now = now
+        self.network = network
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         url = urlparse(request.url or "")
+        port = url.port or 80
+        blocked = (
+            self.network.blocked(getattr(CURRENT, "function", None), url.hostname or "", port) if self.network else None
+        )
+        if blocked:
+            raise requests.ConnectTimeout(
+                f"Connection to {url.hostname} timed out. (connect timeout={kwargs.get('timeout')}) [{blocked}]",
+                request=request,
+            )
         inst = self.fleet.instance_by_ip(url.hostname or "")
         if inst is None:
             raise requests.ConnectionError(f"sandbox: no simulated host at {url.hostname}", request=request)
         status = self.fleet.health_endpoint(inst.instance_id, self.now())
-        if url.port != self.fleet.spec.health_port or status is None:
+        if port != self.fleet.spec.health_port or status is None:
             raise requests.ConnectionError(f"connection refused by {url.hostname}:{url.port}", request=request)
+        if url.path != self.fleet.spec.health_path:
+            status = 404
         response = requests.Response()
         response.status_code = status
         response._content = b"OK" if status == 200 else b"starting"
@@ -288,11 +310,13 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
         Cutoff=1,
         AllowUnassociatedTargets=False,
     )["WindowId"]
+    # Named as the template's parameters, so the sandbox deploys the stack into the fleet's VPC.
     return {
         "TargetGroupArn": tg,
         "VpcId": vpc,
-        "SubnetIds": ",".join(subnets),
-        "SecurityGroupId": sg,
+        "HealthCheckSubnetIds": ",".join(subnets),
+        "InstanceSecurityGroupId": sg,
+        "HealthPort": str(spec.health_port),
         "MaintenanceWindowId": window,
     }
 

@@ -3,13 +3,15 @@
 moto's EC2 and ELBv2 are static (a registered target is healthy at once, a deregistered one vanishes,
 a reboot is instantaneous). This model adds, in simulated time and driven by a seeded generator:
 
-- instances that take a boot time and then an application readiness time after a reboot;
+- reboots that are asynchronous as on EC2 ("it only queues a request to reboot"; a clean shutdown can
+  take minutes before EC2 reboots hard): the old process keeps answering for a shutdown time after the
+  call, then the instance takes a boot time and then an application readiness time;
 - the target lifecycle: ``initial`` -> ``healthy`` after HealthyThresholdCount passing checks,
   ``unhealthy`` after UnhealthyThresholdCount failing ones, ``draining`` for up to the
   deregistration delay (ending early once in-flight requests finish), then ``unused``;
 - a steady request load over the targets the ALB routes to, so rebooting an instance that still had
   requests in flight, or that the ALB still routes to, counts dropped requests;
-- faults: never ready, slow, throttled reboot call.
+- faults: never ready, slow, throttled reboot call, a reboot that never happens.
 
 State is kept as facts with timestamps (registered at, app down between ...), and every question
 ("what is the health of i-1 at t?") is answered from them, so the model has no ticking loop.
@@ -50,6 +52,7 @@ class FleetSpec:
     requests_per_second: float = 40.0
     request_seconds: float = 0.4  # mean duration of a request (Little's law: in flight = rate x this)
     drain: Spread = Spread(5.0, 0.6)  # until the last in-flight request ends (capped by the delay)
+    shutdown: Spread = Spread(8.0)  # from the reboot call until the application stops answering
     health_port: int = 8080
     health_path: str = "/health"
     seed: int = 1
@@ -59,7 +62,7 @@ class FleetSpec:
             raise ValueError(f"fleet size must be 1..5000, got {self.size}")
 
 
-Fault = Literal["never_ready", "slow", "throttle_reboot"]
+Fault = Literal["never_ready", "slow", "throttle_reboot", "no_reboot"]
 
 
 @dataclass
@@ -160,17 +163,23 @@ class Fleet:
             return True
 
     def reboot(self, instance_id: str, t: float) -> None:
+        """The reboot call at ``t``: queued, the instance goes down after its shutdown time."""
         with self._lock:
             inst = self.instances[instance_id]
-            self.dropped_requests += self._in_flight(instance_id, t)
+            self.events.append(FleetEvent(t, instance_id, "reboot-requested"))
+            if inst.fault == "no_reboot":
+                return  # accepted, and never carried out
+            down = t + self.spec.shutdown.sample(self.rng)
+            # Requests in flight when it goes down are cut (as far as the registrations known now tell).
+            self.dropped_requests += self._in_flight(instance_id, down)
             boot = self.spec.boot.sample(self.rng)
             readiness = self.spec.readiness.sample(self.rng)
             if inst.fault == "slow":
                 readiness *= 4
-            os_up = t + boot
+            os_up = down + boot
             app_up = INF if inst.fault == "never_ready" else os_up + readiness
-            inst.reboots.append((t, os_up, app_up))
-            self.events.append(FleetEvent(t, instance_id, "rebooted"))
+            inst.reboots.append((down, os_up, app_up))
+            self.events.append(FleetEvent(down, instance_id, "rebooted"))
 
     # -- what the APIs report --------------------------------------------------------------
     def target_state(self, instance_id: str, t: float) -> TargetState:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
+import botocore.endpoint
 import moto
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from moto.awslambda.models import LambdaFunction
@@ -233,6 +234,8 @@ def _time_patches(clock: SimClock) -> list[Any]:
             clock.wait(env.program_state_event, wait_seconds)
 
     return [
+        # botocore's own retries (throttling in a handler) back off in simulated time too.
+        mock.patch.object(botocore.endpoint, "time", types.SimpleNamespace(sleep=clock.sleep)),
         mock.patch.object(retrier_decl, "time", types.SimpleNamespace(sleep=clock.sleep, time=clock.now)),
         mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval),
         mock.patch.object(wait_timestamp, "datetime", sim_datetime),

@@ -30,6 +30,7 @@ from sandbox.aws_fleet import AwsBridge, FleetHttpAdapter, InjectedApiError, cre
 from sandbox.clock import SimClock
 from sandbox.fleet import Fleet, FleetSpec
 from sandbox.lambdas import FunctionSpec, LambdaRuntime
+from sandbox.network import Network, Placement
 from sandbox.patches import PatchService, PatchSpec, generate
 from sandbox.template import ROOT, TEMPLATE_PATH, Stack, TemplateError, load_template
 
@@ -82,10 +83,13 @@ class Sandbox:
         log_level: str = "ERROR",
         patches: PatchSpec | None = None,
         window_in_hours: float = 6.0,
+        definitions: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.fleet_spec = fleet
         self.patch_spec = patches or PatchSpec()
         self.window_in_hours = window_in_hours
+        # State machine logical id -> an ASL to deploy instead of its file (a test of "what if the workflow did X").
+        self._definitions = dict(definitions or {})
         self.speed = speed
         self._parameters = dict(parameters or {})
         self.template_path = template_path
@@ -131,14 +135,17 @@ class Sandbox:
             self.fleet = Fleet(self.fleet_spec or FleetSpec(size=1), self.clock.now())
             self.bridge = AwsBridge(self.fleet, self.clock.now)
             self.bridge.install(boto3.DEFAULT_SESSION)
-            clients.http_session().mount("http://", FleetHttpAdapter(self.fleet, self.clock.now))
-            clients.http_session().mount("https://", FleetHttpAdapter(self.fleet, self.clock.now))
             self.fleet_resources = create_fleet_resources(self.fleet, REGION) if self.fleet_spec else {}
-            if self.fleet_spec:
-                self.bridge.patches = self._patch_service()
             template = load_template(self.template_path)
             self.stack = Stack(template, self._stack_parameters(template), REGION, ACCOUNT)
+            self._placements: dict[str, Placement | None] = {}
             self._deploy()
+            self.network = Network.snapshot(self.client("ec2"), self._placements)
+            adapter = FleetHttpAdapter(self.fleet, self.clock.now, self.network)
+            clients.http_session().mount("http://", adapter)
+            clients.http_session().mount("https://", adapter)
+            if self.fleet_spec:  # after the deployment, whose run time the simulated clock counts too
+                self.bridge.patches = self._patch_service()
             self.bridge.calls.clear()  # count what runs do, not the set-up
         except BaseException:
             self.close()
@@ -232,6 +239,13 @@ class Sandbox:
             return {"Ref": key_id, "KeyId": key_id, "Arn": arn.format("kms", f"key/{key_id}")}
         if kind == "AWS::Serverless::LayerVersion":
             return {"Ref": arn.format("lambda", f"layer:{logical_id}:1")}
+        if kind == "AWS::EC2::SecurityGroup":
+            group_id = self.client("ec2").create_security_group(
+                GroupName=f"{self.stack.name}-{logical_id}",
+                Description=str(self.stack.resolve(props.get("GroupDescription", logical_id))),
+                VpcId=str(self.stack.resolve(props["VpcId"])),
+            )["GroupId"]
+            return {"Ref": group_id, "GroupId": group_id}
         # Not simulated (roles, log groups, alarms, dashboards...): names that resolve, nothing created.
         generic = f"{self.stack.name}-{logical_id}"
         return {"Ref": generic, "Arn": arn.format("sandbox", generic)}
@@ -257,6 +271,25 @@ class Sandbox:
             self._create_function(logical_id, props, ids)
         elif kind == "AWS::Serverless::StateMachine":
             self._create_state_machine(logical_id, props, ids)
+        elif kind == "AWS::EC2::SecurityGroup":
+            self._set_egress(ids["GroupId"], self.stack.resolve(props.get("SecurityGroupEgress")))
+        elif kind == "AWS::EC2::SecurityGroupIngress":
+            rule = self.stack.resolve(props)
+            self.client("ec2").authorize_security_group_ingress(
+                GroupId=rule["GroupId"], IpPermissions=[_ip_permission(rule, "SourceSecurityGroupId")]
+            )
+
+    def _set_egress(self, group_id: str, rules: list[dict[str, Any]] | None) -> None:
+        """As CloudFormation does: declared egress rules replace the default allow-all rule."""
+        if not rules:
+            return
+        ec2 = self.client("ec2")
+        ec2.revoke_security_group_egress(
+            GroupId=group_id, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+        )
+        ec2.authorize_security_group_egress(
+            GroupId=group_id, IpPermissions=[_ip_permission(r, "DestinationSecurityGroupId") for r in rules]
+        )
 
     def _role_arn(self) -> str:
         if not hasattr(self, "_role"):
@@ -268,6 +301,7 @@ class Sandbox:
 
     def _create_function(self, logical_id: str, props: dict[str, Any], ids: dict[str, str]) -> None:
         env = self.stack.resolve(props.get("Environment", {}).get("Variables", {}))
+        self._placements[logical_id] = Placement.from_vpc_config(self.stack.resolve(props.get("VpcConfig")))
         spec = FunctionSpec(
             logical_id=logical_id,
             function_name=ids["Ref"],
@@ -339,7 +373,9 @@ class Sandbox:
         props = res["Properties"]
         path = self.template_path.parent / str(props["DefinitionUri"])
         substitutions = self.stack.resolve(props.get("DefinitionSubstitutions", {}))
-        return fill_definition(path.read_text(encoding="utf-8"), substitutions, str(props["DefinitionUri"]))
+        override = self._definitions.get(logical_id)
+        text = json.dumps(override) if override is not None else path.read_text(encoding="utf-8")
+        return fill_definition(text, substitutions, str(props["DefinitionUri"]))
 
     def _create_state_machine(self, logical_id: str, props: dict[str, Any], ids: dict[str, str]) -> None:
         source = str(props["DefinitionUri"])
@@ -482,6 +518,18 @@ class Sandbox:
     ) -> None:
         """The next ``count`` calls of ``service``.``operation`` (with ``match``ing parameters) fail with ``code``."""
         self.bridge.errors.append(InjectedApiError(service, operation, code, f"injected {code}", count, match))
+
+
+def _ip_permission(rule: dict[str, Any], group_key: str) -> dict[str, Any]:
+    """A template security group rule (resolved) as an EC2 IpPermission."""
+    permission: dict[str, Any] = {"IpProtocol": str(rule["IpProtocol"])}
+    if "FromPort" in rule:
+        permission.update(FromPort=int(rule["FromPort"]), ToPort=int(rule["ToPort"]))
+    if rule.get(group_key):
+        permission["UserIdGroupPairs"] = [{"GroupId": rule[group_key]}]
+    if rule.get("CidrIp"):
+        permission["IpRanges"] = [{"CidrIp": rule["CidrIp"]}]
+    return permission
 
 
 def _empty_zip() -> bytes:

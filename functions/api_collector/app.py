@@ -12,7 +12,6 @@ with the service's error name as the error type, so the state machine can match 
 
 import datetime as dt
 import json
-import re
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from botocore.exceptions import ClientError, ParamValidationError, UnknownServic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from opsflow import clients
-from opsflow.errors import InvalidInputError, OpsflowError
+from opsflow.errors import InvalidInputError, OpsflowError, service_error
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
@@ -50,10 +49,6 @@ settings = cached_settings(Settings)
 
 class OperationNotAllowedError(OpsflowError):
     """Not a read operation, or not on the allowlist."""
-
-
-class CollectorServiceError(OpsflowError):
-    """Base of the errors raised with the service's own error name."""
 
 
 class CollectRequest(BaseModel):
@@ -119,12 +114,6 @@ def pages_of(client: Any, method: str, parameters: dict[str, Any], expression: s
         return
     found = jmespath.search(expression, getattr(client, method)(**parameters))
     yield from (found if isinstance(found, list) else [] if found is None else [found])
-
-
-def service_error(exc: ClientError) -> CollectorServiceError:
-    code = re.sub(r"\W", "_", exc.response["Error"].get("Code") or "ServiceError")
-    error_class: type[CollectorServiceError] = type(code, (CollectorServiceError,), {})
-    return error_class(exc.response["Error"].get("Message", str(exc)))
 
 
 def collect(request: CollectRequest, cfg: Settings) -> dict[str, Any]:

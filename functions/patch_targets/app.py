@@ -13,11 +13,12 @@ import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pydantic.alias_generators import to_camel
 
 from opsflow import clients, timeutil
-from opsflow.errors import OpsflowError
+from opsflow.errors import OpsflowError, service_error
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import ExecutionEvent, parse_event
@@ -224,7 +225,10 @@ def select(request: PreviewRequest, execution_arn: str, cfg: Settings) -> dict[s
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     targets_event = parse_event(ExecutionEvent, event)
     request = parse_event(PreviewRequest, targets_event.input)
-    result = select(request, targets_event.execution_arn, settings())
+    try:
+        result = select(request, targets_event.execution_arn, settings())
+    except ClientError as exc:  # under the service's error code, so the state machine's Retry can match it
+        raise service_error(exc) from exc
     logger.info(
         "selected",
         extra={"instances": len(result["instanceIds"]), "skip": result["skip"], "note": result["note"]},

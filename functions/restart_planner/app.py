@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 
 from opsflow import clients, timeutil
 from opsflow.errors import (
+    HealthUrlUnreachableError,
     InstanceNotRestartableError,
     InvalidInputError,
     NoTargetsError,
@@ -25,7 +26,7 @@ from opsflow.health import HealthCheck
 from opsflow.muting import Selector
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import RunTableSettings, cached_settings
-from opsflow.targets import HEALTHY, target_states
+from opsflow.targets import HEALTHY, registered_targets
 from opsflow.validation import ExecutionEvent, parse_event
 
 TARGET_GROUP_ARN = (
@@ -35,6 +36,11 @@ INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 BATCH_SIZE = r"^([1-9][0-9]{0,3}|([1-9][0-9]?|100)%)$"
 DESCRIBE_CHUNK = 200
 RECORD_DAYS = 90  # run records expire (DynamoDB TTL) after this
+# The longest one instance can take, boot and health-check waits aside: every per-instance state's
+# retry patience and attempts at their function timeouts (tests/unit/test_restart_planner.py derives
+# it from the ASL and checks this bound). The lock is renewed for this long each time an instance starts.
+INSTANCE_PATIENCE_SECONDS = 5 * 3600
+LOCK_MARGIN_SECONDS = 3600  # muting, restoring, releasing, and the summary
 
 
 class Settings(RunTableSettings):
@@ -51,6 +57,9 @@ class Settings(RunTableSettings):
     alarm_name_prefix: str = Field(default="", alias="ALARM_NAME_PREFIX")
     rule_name_prefix: str = Field(default="", alias="RULE_NAME_PREFIX")
     approval_timeout_seconds: int = Field(alias="APPROVAL_TIMEOUT_SECONDS", ge=60)
+    # Where the probing functions run: empty when the stack has no VPC settings (they cannot reach a private IP).
+    probe_vpc_id: str = Field(default="", alias="HEALTH_PROBE_VPC_ID")
+    probe_security_group_id: str = Field(default="", alias="HEALTH_PROBE_SECURITY_GROUP_ID")
 
 
 settings = cached_settings(Settings)
@@ -104,6 +113,7 @@ class RestartRequest(_Model):
 class Instance(_Model):
     instance_id: str
     private_ip: str
+    port: int  # the port it is registered on in the target group
 
 
 class Plan(_Model):
@@ -114,6 +124,7 @@ class Plan(_Model):
     seconds_to_healthy_after_boot: int
     seconds_per_instance_at_most: int
     predicted_seconds_at_most: int
+    lock_seconds_per_instance: int
     summary: str
 
 
@@ -162,8 +173,22 @@ def _target_group(arn: str) -> tuple[dict[str, Any], int]:
     return group, delay
 
 
-def _instances(instance_ids: list[str], cfg: Settings) -> list[Instance]:
-    """Running, tagged instances in the order asked; refuse any other."""
+def _network_problems(inst: dict[str, Any], cfg: Settings) -> list[str]:
+    """Why the probing functions could not reach this instance's health URL (empty: they can)."""
+    instance_id, problems = inst["InstanceId"], []
+    if inst.get("VpcId") != cfg.probe_vpc_id:
+        problems.append(f"{instance_id} is in {inst.get('VpcId')}, not in the stack's VpcId {cfg.probe_vpc_id}")
+    groups = {g["GroupId"] for g in inst.get("SecurityGroups", [])}
+    if cfg.probe_security_group_id not in groups:
+        problems.append(
+            f"{instance_id} is not in the security group {cfg.probe_security_group_id} (InstanceSecurityGroupId), "
+            "which is the one that lets opsflow's functions in: add it to the instance"
+        )
+    return problems
+
+
+def _instances(instance_ids: list[str], ports: dict[str, int], cfg: Settings) -> list[Instance]:
+    """Running, tagged, reachable instances in the order asked; refuse any other."""
     ec2 = clients.client("ec2")
     found: dict[str, dict[str, Any]] = {}
     for i in range(0, len(instance_ids), DESCRIBE_CHUNK):
@@ -185,8 +210,34 @@ def _instances(instance_ids: list[str], cfg: Settings) -> list[Instance]:
         if tags.get(cfg.restart_tag_key) != cfg.restart_tag_value:
             problems.append(f"{instance_id} lacks the tag {cfg.restart_tag_key}={cfg.restart_tag_value}")
     if problems:
-        raise InstanceNotRestartableError("; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
-    return [Instance(instance_id=i, private_ip=found[i].get("PrivateIpAddress", "")) for i in instance_ids]
+        raise InstanceNotRestartableError(_listed(problems))
+    unreachable = [p for i in instance_ids for p in _network_problems(found[i], cfg)]
+    if unreachable:
+        raise HealthUrlUnreachableError(_listed(unreachable))
+    return [
+        Instance(instance_id=i, private_ip=found[i].get("PrivateIpAddress", ""), port=ports[i]) for i in instance_ids
+    ]
+
+
+def _listed(problems: list[str]) -> str:
+    return "; ".join(problems[:10]) + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else "")
+
+
+def _check_probe_network(request: RestartRequest, cfg: Settings) -> None:
+    """The startup check must be able to reach the health URL: refuse before anything is touched if not."""
+    if not cfg.probe_vpc_id:
+        raise HealthUrlUnreachableError(
+            "opsflow's functions run outside any VPC, so they cannot reach the instances' private health URL: "
+            "deploy the stack with VpcId, HealthCheckSubnetIds (private subnets with a NAT gateway or VPC "
+            "endpoints) and InstanceSecurityGroupId"
+        )
+    port = request.health.port if request.health else None
+    if port is not None and port != cfg.health_port:
+        raise HealthUrlUnreachableError(
+            f"health.port {port} differs from the stack's HealthPort {cfg.health_port}, the only port the "
+            f"instances' security group opens to opsflow's functions: redeploy with HealthPort={port}, "
+            "or leave health.port out"
+        )
 
 
 def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> RestartRun:
@@ -199,7 +250,9 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     if group.get("TargetType", "instance") != "instance":
         raise InvalidInputError(f"target group {arn} has {group['TargetType']} targets; only instances can reboot")
 
-    states = target_states(arn)
+    _check_probe_network(request, cfg)
+    targets = registered_targets(arn)
+    states = {instance_id: target.state for instance_id, target in targets.items()}
     if not states:
         raise NoTargetsError(f"target group {arn} has no registered targets")
     not_healthy = {i: s for i, s in states.items() if s != HEALTHY}
@@ -219,7 +272,13 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             f"batch size {batch} would take all {tier} healthy targets out of service; use at most {tier - 1}"
         )
     batch = min(batch, len(selected))
-    instances = _instances(selected, cfg)
+    overrides = [f"{i} on port {targets[i].port}" for i in selected if targets[i].port != group["Port"]]
+    if overrides:
+        raise InvalidInputError(
+            f"registered with a port override (the target group's port is {group['Port']}): {_listed(overrides)}; "
+            "restarting port-override targets is not supported yet: leave them out with instanceIds"
+        )
+    instances = _instances(selected, {i: targets[i].port for i in selected}, cfg)
 
     health = HealthCheck(
         port=cfg.health_port,
@@ -233,6 +292,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     per_instance = delay + boot + to_healthy
     batches = [selected[i : i + batch] for i in range(0, len(selected), batch)]
     predicted = len(batches) * per_instance
+    lock_per_instance = INSTANCE_PATIENCE_SECONDS + boot + to_healthy
     floor = tier - batch
     summary = (
         f"Restart {len(selected)} of {tier} targets in {arn.rsplit(':', 1)[-1]}, {batch} at a time "
@@ -264,9 +324,11 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             seconds_to_healthy_after_boot=to_healthy,
             seconds_per_instance_at_most=per_instance,
             predicted_seconds_at_most=predicted,
+            lock_seconds_per_instance=lock_per_instance,
             summary=summary,
         ),
-        lock_expires_at=now + 2 * predicted + approval + 3600,
+        # Covers the approval wait and the first instance; each instance that starts renews it (target gate).
+        lock_expires_at=now + approval + lock_per_instance + LOCK_MARGIN_SECONDS,
         record_expires_at=now + RECORD_DAYS * 86400,
         now=now,
     )

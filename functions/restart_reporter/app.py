@@ -28,6 +28,7 @@ STEPS = [
     ("deregistered", "Deregister the instance from the target group"),
     ("drained", "Wait until the instance has drained"),
     ("rebooted", "Reboot the instance"),
+    ("down", "Wait until the reboot has begun"),
     ("ready", "Check the application is up"),
     ("registered", "Register the instance with the target group"),
     ("healthy", "Wait until the instance is healthy in the target group"),

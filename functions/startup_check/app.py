@@ -1,17 +1,19 @@
 """Is the rebooted instance really up? Running, status checks ok, and its health URL answers.
 
-Raises InstanceNotYetStartedException while it is coming up (the state machine retries with
-backoff), InstanceCannotStartError when it cannot come up (not retried).
+``expect: "down"`` (asked first, right after the reboot call) passes once the application no longer
+answers, proving the queued reboot has begun; until then InstanceNotYetDownException. ``expect: "up"``
+raises InstanceNotYetStartedException while the instance is coming up (the state machine retries
+both with backoff), InstanceCannotStartError when it cannot come up (not retried).
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import timeutil
-from opsflow.health import HealthCheck, check_instance
-from opsflow.observability import logger, metrics, tracer
+from opsflow.health import HealthCheck, check_instance, check_went_down
+from opsflow.observability import logger, tracer
 from opsflow.validation import parse_event
 
 
@@ -20,13 +22,17 @@ class StartupCheckEvent(BaseModel):
 
     instance_id: str = Field(alias="instanceId", pattern=r"^i-[0-9a-f]{8,17}$")
     health: HealthCheck
+    expect: Literal["up", "down"] = "up"
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_event(StartupCheckEvent, event)
+    if request.expect == "down":
+        seen = check_went_down(request.instance_id, request.health)
+        logger.info("the reboot has begun", extra={"instance_id": request.instance_id, "seen": seen})
+        return {"instanceId": request.instance_id, "at": timeutil.iso_now(), "seen": seen}
     status = check_instance(request.instance_id, request.health)
     logger.info("instance is up", extra={"instance_id": request.instance_id, "status": status})
     return {"instanceId": request.instance_id, "at": timeutil.iso_now(), "statusCode": status}

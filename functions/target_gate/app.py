@@ -2,7 +2,8 @@
 
 - ``capacity``: may this instance leave service now? Only while the healthy targets minus this one
   stay at or above the floor (a live guard: another target going unhealthy makes it wait) and the
-  run's error budget is not used up (then it answers ``proceed: false``).
+  run's error budget is not used up (then it answers ``proceed: false``). It also renews the run's
+  target group lock for one more instance, so a long run never loses it (LockLostError if it has).
 - ``drained``: has the target finished draining?
 - ``in_service``: is the re-registered target healthy?
 
@@ -15,8 +16,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import timeutil
-from opsflow.errors import TargetNotYetInStateException
-from opsflow.observability import logger, metrics, tracer
+from opsflow.errors import LockLostError, TargetNotYetInStateException
+from opsflow.observability import logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, target_states
@@ -39,10 +40,17 @@ class GateEvent(BaseModel):
     execution_arn: str = Field(default="", alias="executionArn")
     floor: int = Field(default=0, ge=0)
     error_budget: int = Field(default=1, ge=1, alias="errorBudget")
+    lock_seconds: int = Field(default=0, ge=0, alias="lockSeconds")  # capacity: renew the lock for this long
 
 
 def capacity(gate: GateEvent) -> dict[str, Any]:
-    run = RunTable(settings().table_name).get_run(gate.execution_arn) or {}
+    table = RunTable(settings().table_name)
+    expires_at = int(timeutil.epoch()) + gate.lock_seconds
+    if gate.lock_seconds and not table.renew_lock(gate.target_group_arn, gate.execution_arn, expires_at):
+        raise LockLostError(
+            f"this run no longer holds the lock on {gate.target_group_arn}: {gate.instance_id} is left in service"
+        )
+    run = table.get_run(gate.execution_arn) or {}
     failures = int(run.get("failures", 0))
     if failures >= gate.error_budget:
         return {
@@ -68,7 +76,6 @@ def wait_for(gate: GateEvent, done: set[str]) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     gate = parse_event(GateEvent, event)
     if gate.check == "capacity":

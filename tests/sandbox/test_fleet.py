@@ -20,6 +20,7 @@ def fleet() -> Fleet:
         requests_per_second=40,
         request_seconds=0.5,
         drain=Spread(5, 0.6),
+        shutdown=Spread(0),  # the reboot begins at the call (asynchronous reboots: their own test)
     )
     model = Fleet(spec, T0)
     for n in range(4):
@@ -55,6 +56,24 @@ def test_a_reboot_takes_boot_then_readiness_time(fleet: Fleet) -> None:
     assert fleet.health_endpoint("i-0", T0 + 51) == 503  # OS up, application starting
     assert fleet.health_endpoint("i-0", T0 + 71) == 200
     assert not fleet.status_checks_ok("i-0", T0 + 49) and fleet.status_checks_ok("i-0", T0 + 51)
+
+
+def test_a_reboot_is_only_queued_the_old_process_answers_until_the_shutdown_ends() -> None:
+    """EC2: RebootInstances "only queues a request to reboot"; a clean shutdown can take minutes."""
+    model = Fleet(FleetSpec(size=1, shutdown=Spread(120), boot=Spread(40), readiness=Spread(20)), T0)
+    model.add_instance("i-0", "10.0.0.1")
+    model.reboot("i-0", T0)
+    assert model.health_endpoint("i-0", T0 + 119) == 200 and model.status_checks_ok("i-0", T0 + 119)
+    assert model.health_endpoint("i-0", T0 + 121) is None
+    assert model.health_endpoint("i-0", T0 + 181) == 200
+
+
+def test_a_reboot_that_never_happens_leaves_the_old_process_answering() -> None:
+    model = Fleet(FleetSpec(size=1), T0)
+    model.add_instance("i-0", "10.0.0.1")
+    model.inject("i-0", "no_reboot")
+    model.reboot("i-0", T0)
+    assert all(model.health_endpoint("i-0", T0 + t) == 200 for t in (0, 10, 600, 3600))
 
 
 def test_a_registered_target_is_initial_until_enough_checks_pass(fleet: Fleet) -> None:

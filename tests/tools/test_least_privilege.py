@@ -7,7 +7,6 @@
 - No role allows a wildcard action.
 """
 
-import ast
 import json
 import re
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from botocore import xform_name
 from sandbox.template import Stack
 from tests.conftest import ROOT
 from tools.asl import IAM_PREFIXES, definitions, distributed_maps, tasks
+from tools.reachable import reachable_modules
 
 TRANSFORMED = ROOT / "build" / "template.transformed.json"
 READ_VERBS = ("Describe", "List", "Get", "BatchGet", "Query", "Scan")
@@ -89,20 +89,57 @@ def test_state_machines_may_do_what_their_states_call_and_no_more(template: dict
         name = template["Resources"][logical_id]["Properties"]["StateMachineName"]["Fn::Sub"].split("}-", 1)[1]
         definition = definitions()[next(f for f in files if f.replace("_", "-") == name)]
         needed = {task.iam_action for task in tasks(definition)}
-        if distributed_maps(definition):
-            needed |= {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
+        if distributed_maps(definition):  # the children, and redriving a failed Map Run
+            needed |= {
+                "states:StartExecution",
+                "states:DescribeExecution",
+                "states:StopExecution",
+                "states:RedriveExecution",
+            }
         allowed = allowed_actions(template, role)
         assert needed - allowed == set(), f"{logical_id} may not call what its states call"
         extra = {a for a in allowed if mutating(a)} - needed - PLATFORM - LOG_DELIVERY
         assert extra == set(), f"{logical_id} may do what no state does"
 
 
-def test_reboots_are_limited_to_tagged_instances(template: dict[str, Any]) -> None:
-    role = template["Resources"]["RollingRestartStateMachineRole"]
-    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    [reboot] = [s for s in statements if s.get("Action") == "ec2:RebootInstances"]
-    condition = json.dumps(reboot["Condition"])
-    assert "aws:ResourceTag/${RestartTagKey}" in condition and "RestartTagValue" in condition
+def statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    policies = template["Resources"][role]["Properties"].get("Policies", [])
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_reboots_are_limited_to_instances_with_the_restart_tag(template: dict[str, Any]) -> None:
+    role = statements(template, "InstanceActionFunctionRole")
+    [reboot] = [s for s in role if s.get("Action") == "ec2:RebootInstances"]
+    # IAM takes condition keys literally (policy variables only work in Resource and condition values),
+    # so the key is fixed, and the functions that check and name the tag are told the same key.
+    for function in ("InstanceActionFunction", "RestartPlannerFunction"):
+        key = template["Resources"][function]["Properties"]["Environment"]["Variables"]["RESTART_TAG_KEY"]
+        assert reboot["Condition"] == {"StringEquals": {f"aws:ResourceTag/{key}": {"Ref": "RestartTagValue"}}}
+    assert not [s for r in roles_of(template) for s in statements(template, r) if "ec2:RebootInstances" in str(s)][1:]
+
+
+def roles_of(template: dict[str, Any]) -> list[str]:
+    return [k for k, v in template["Resources"].items() if v["Type"] == "AWS::IAM::Role"]
+
+
+def _placeholders(value: Any, inside_sub: bool = False) -> Iterator[str]:
+    """Literal ``${...}`` left in keys or values that no Fn::Sub will substitute."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "${" in key:
+                yield key
+            yield from _placeholders(item, inside_sub or key == "Fn::Sub")
+    elif isinstance(value, list):
+        for item in value:
+            yield from _placeholders(item, inside_sub)
+    elif isinstance(value, str) and "${" in value and not inside_sub:
+        yield value
+
+
+def test_no_iam_policy_keeps_an_unsubstituted_placeholder(template: dict[str, Any]) -> None:
+    for role in roles_of(template):
+        left = list(_placeholders(template["Resources"][role]["Properties"].get("Policies", [])))
+        assert left == [], f"{role}: IAM would take these literally: {left}"
 
 
 # -- functions ----------------------------------------------------------------------------------
@@ -112,25 +149,6 @@ MODELS = botocore.session.get_session()
 def operation_name(service: str, method: str) -> str | None:
     model = MODELS.get_service_model(service)
     return next((op for op in model.operation_names if xform_name(op) == method), None)
-
-
-def reachable_modules(app: Path) -> list[Path]:
-    """The function's own module and the shared-layer modules it imports, transitively."""
-    seen: list[Path] = []
-    todo = [app]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.append(path)
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
-            if isinstance(node, ast.ImportFrom) and node.module == "opsflow":
-                names = [f"opsflow.{alias.name}" for alias in node.names]
-            for name in names:
-                if name.startswith("opsflow."):
-                    todo.append(ROOT / "layers" / "shared" / (name.replace(".", "/") + ".py"))
-    return [p for p in seen if p.exists()]
 
 
 def possible_calls(app: Path) -> set[str]:

@@ -1,8 +1,11 @@
 """Properties of template.yaml that a reviewer would otherwise check by hand."""
 
+import json
 from typing import Any
 
-from sandbox.template import load_template
+import pytest
+
+from sandbox.template import ROOT, Stack, load_template
 
 
 def resources(kind: str) -> dict[str, dict[str, Any]]:
@@ -47,3 +50,60 @@ def test_every_state_machine_logs_errors_with_data_and_is_traced() -> None:
         assert props["Logging"]["Level"] in ("ERROR", "ALL")
         assert props["Logging"]["IncludeExecutionData"] is True
         assert props["Tracing"] == {"Enabled": True}
+
+
+# -- as deployed: the template after SAM's transform ----------------------------------------------------
+# Properties that set a physical name, per resource type: a fixed value is shared by every stack of the
+# account and region, so a second stack (another tier, prod beside test) fails with "already exists".
+NAME_PROPERTIES = {
+    "AWS::Scheduler::Schedule": "Name",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+    "AWS::Events::Rule": "Name",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::CloudWatch::Dashboard": "DashboardName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::EC2::SecurityGroup": "GroupName",
+    "AWS::KMS::Alias": "AliasName",
+}
+
+
+@pytest.fixture(scope="module")
+def deployed() -> dict[str, Any]:
+    path = ROOT / "build" / "template.transformed.json"
+    assert path.exists(), "build it with `make build/template.transformed.json` (make unit does)"
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_two_stacks_can_live_side_by_side_in_one_account(deployed: dict[str, Any]) -> None:
+    fixed = []
+    for logical_id, resource in deployed["Resources"].items():
+        name = resource.get("Properties", {}).get(NAME_PROPERTIES.get(resource["Type"], ""))
+        if name is not None and "AWS::StackName" not in json.dumps(name):
+            fixed.append(f"{logical_id}: {name}")
+    assert fixed == [], "names shared by every stack of the account"
+    schedules = [r for r in deployed["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    assert len(schedules) == 2 and all("Name" not in s["Properties"] for s in schedules)
+
+
+def test_no_concurrency_is_reserved_unless_asked(deployed: dict[str, Any]) -> None:
+    """Lambda keeps 100 unreserved: accounts with a small quota could not deploy a reservation."""
+    stack = Stack(deployed, {})
+    props = stack.resources("AWS::Lambda::Function")["ApprovalFunction"]["Properties"]
+    assert stack.resolve(props.get("ReservedConcurrentExecutions")) in (None, "")
+    capped = Stack(deployed, {"ApprovalReservedConcurrency": "5"})
+    assert capped.resolve(props["ReservedConcurrentExecutions"]) == "5"
+
+
+def test_every_function_logs_to_the_stack_s_encrypted_expiring_log_group(deployed: dict[str, Any]) -> None:
+    functions = {k: r for k, r in deployed["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    assert functions and all(
+        f["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionsLogGroup"} for f in functions.values()
+    )
+    group = deployed["Resources"]["FunctionsLogGroup"]["Properties"]
+    assert group["KmsKeyId"] == {"Fn::GetAtt": ["EncryptionKey", "Arn"]} and group["RetentionInDays"] > 0

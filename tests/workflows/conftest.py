@@ -53,7 +53,15 @@ class Tier:
         return self.sb.run(SM, payload, timeout=timeout)
 
     def mutating_calls(self) -> list[tuple[str, str]]:
-        return [(c.service, c.operation) for c in self.sb.bridge.calls if (c.service, c.operation) in MUTATING]
+        return [
+            (c.service, c.operation)
+            for c in self.sb.bridge.calls
+            if (c.service, c.operation) in MUTATING and not c.params.get("DryRun")
+        ]
+
+    def reboot_calls(self) -> list[str]:
+        """Instance ids of the reboot calls that acted (EC2 dry runs left out), in order."""
+        return [i for c in self.sb.bridge.calls_to("ec2", "RebootInstances") for i in c.params["InstanceIds"]]
 
     def notifications(self) -> list[dict[str, Any]]:
         return [c.params for c in self.sb.bridge.calls_to("sns", "Publish")]
@@ -127,9 +135,15 @@ def tier() -> Iterator[Callable[..., Tier]]:
     """Factory: a simulated tier of ``size`` instances (deterministic timings unless ``spread``)."""
     opened: list[Sandbox] = []
 
-    def make(size: int = 6, spread: float = 0.0, parameters: dict[str, str] | None = None, **spec: Any) -> Tier:
+    def make(
+        size: int = 6,
+        spread: float = 0.0,
+        parameters: dict[str, str] | None = None,
+        definitions: dict[str, dict[str, Any]] | None = None,
+        **spec: Any,
+    ) -> Tier:
         fleet = FleetSpec(size=size, boot=Spread(45, spread), readiness=Spread(30, spread), seed=3, **spec)
-        sb = Sandbox(fleet, speed=500, parameters=parameters)
+        sb = Sandbox(fleet, speed=500, parameters=parameters, definitions=definitions)
         sb.start()
         opened.append(sb)
         return Tier(sb, sb.monitoring_state())

@@ -5,6 +5,9 @@ exposes that as the state's ``Error``. So these names are part of the contract w
 ``statemachines/``: rename one and the Retry/Catch that matches it stops matching.
 """
 
+import re
+from typing import Any
+
 
 class OpsflowError(Exception):
     """Base class: an outcome the workflow handles by name (never a bug)."""
@@ -16,6 +19,18 @@ class InvalidInputError(OpsflowError):
 
 class InstanceNotYetStartedException(OpsflowError):
     """The instance or its application is not up yet. Retried by the state machine."""
+
+
+class InstanceNotYetDownException(OpsflowError):
+    """The rebooted instance's application still answers: the queued reboot has not begun. Retried."""
+
+
+class RebootThrottledException(OpsflowError):
+    """EC2 kept throttling the reboot call after the SDK's own retries. Retried by the state machine."""
+
+
+class RebootNotAllowedError(OpsflowError):
+    """IAM denies rebooting the instance (it lacks the restart tag). Not retried."""
 
 
 class InstanceCannotStartError(OpsflowError):
@@ -49,3 +64,31 @@ class UnsafeBatchSizeError(OpsflowError):
 
 class InstanceNotRestartableError(OpsflowError):
     """An instance is not running or lacks the tag that allows opsflow to reboot it."""
+
+
+class HealthUrlUnreachableError(OpsflowError):
+    """opsflow's functions cannot reach the instances' health URL (network placement, port)."""
+
+
+class PreflightFailedError(OpsflowError):
+    """A check before the run shows it cannot succeed (reboot denied, health URL not answering)."""
+
+
+class LockLostError(OpsflowError):
+    """The run no longer holds its target group lock: it must not take another instance out."""
+
+
+class ServiceError(OpsflowError):
+    """Base of the errors raised under an AWS service's own error code (``ThrottlingException``...).
+
+    An unhandled botocore ClientError would reach the state machine as ``ClientError`` whatever the
+    service said; re-raised with :func:`service_error`, its code is the error name Retry/Catch match.
+    """
+
+
+def service_error(exc: Any) -> ServiceError:
+    """``exc`` (a botocore ClientError) as an error whose class name is the service's error code."""
+    error = exc.response.get("Error", {})
+    code = re.sub(r"\W", "_", error.get("Code") or "ServiceError")
+    error_class: type[ServiceError] = type(code, (ServiceError,), {})
+    return error_class(error.get("Message", str(exc)))

@@ -2,6 +2,11 @@
 
 Raises ``InstanceNotYetStartedException`` while it may still come up (the state machine retries),
 ``InstanceCannotStartError`` when it cannot (stopped, terminated, impaired: retrying will not help).
+
+A reboot is asynchronous: EC2 "only queues a request to reboot" and waits up to a few minutes for a
+clean shutdown before a hard reboot (EC2 API reference, RebootInstances), and the instance stays
+``running`` with status checks ``ok`` meanwhile. So "up" only counts once the application was seen
+*down* after the reboot call: :func:`check_went_down` is asked first, until it passes.
 """
 
 from typing import Any
@@ -10,7 +15,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients
-from opsflow.errors import InstanceCannotStartError, InstanceNotYetStartedException
+from opsflow.errors import InstanceCannotStartError, InstanceNotYetDownException, InstanceNotYetStartedException
 
 DEAD_STATES = {"stopping", "stopped", "shutting-down", "terminated"}
 
@@ -25,6 +30,35 @@ class HealthCheck(BaseModel):
     expected_status: int = Field(default=200, ge=100, le=599, alias="expectedStatus")
     timeout_seconds: float = Field(default=5, gt=0, le=30, alias="timeoutSeconds")
 
+    def url(self, ip: str) -> str:
+        return f"http://{ip}:{self.port}{self.path}"
+
+
+class ProbeResult(BaseModel):
+    """One request to the health URL: ``status`` None when nothing answered."""
+
+    url: str
+    status: int | None
+    problem: str = ""
+
+    def ok(self, check: HealthCheck) -> bool:
+        return self.status == check.expected_status
+
+    def describe(self, check: HealthCheck) -> str:
+        if self.status is None:
+            return f"{self.url} did not answer ({self.problem})"
+        return f"{self.url} answered {self.status}, expected {check.expected_status}"
+
+
+def probe(ip: str, check: HealthCheck) -> ProbeResult:
+    """GET the health URL once (no redirects: a redirect is not "ready")."""
+    url = check.url(ip)
+    try:
+        response = clients.http_session().get(url, timeout=check.timeout_seconds, allow_redirects=False)
+    except requests.RequestException as exc:
+        return ProbeResult(url=url, status=None, problem=str(exc))
+    return ProbeResult(url=url, status=response.status_code)
+
 
 def describe_instance(instance_id: str) -> dict[str, Any]:
     ec2 = clients.client("ec2")
@@ -35,6 +69,27 @@ def describe_instance(instance_id: str) -> dict[str, Any]:
             raise InstanceCannotStartError(f"{instance_id}: no such instance") from exc
         raise
     return dict(reservations[0]["Instances"][0])
+
+
+def _private_ip(instance: dict[str, Any]) -> str:
+    ip = instance.get("PrivateIpAddress")
+    if not ip:
+        raise InstanceCannotStartError(f"{instance['InstanceId']} has no private IP address")
+    return str(ip)
+
+
+def check_went_down(instance_id: str, check: HealthCheck) -> str:
+    """Pass once the application no longer answers "ready": the reboot has begun. Returns what was seen."""
+    instance = describe_instance(instance_id)
+    state = instance["State"]["Name"]
+    if state in DEAD_STATES:
+        raise InstanceCannotStartError(f"{instance_id} is {state}")
+    result = probe(_private_ip(instance), check)
+    if result.ok(check):
+        raise InstanceNotYetDownException(
+            f"{instance_id}: {result.url} still answers {result.status}: the reboot has not begun yet"
+        )
+    return result.describe(check)
 
 
 def check_instance(instance_id: str, check: HealthCheck) -> int:
@@ -55,16 +110,8 @@ def check_instance(instance_id: str, check: HealthCheck) -> int:
             if status != "ok":
                 raise InstanceNotYetStartedException(f"{instance_id}: {kind} is {status}")
 
-    ip = instance.get("PrivateIpAddress")
-    if not ip:
-        raise InstanceCannotStartError(f"{instance_id} has no private IP address")
-    url = f"http://{ip}:{check.port}{check.path}"
-    try:
-        response = clients.http_session().get(url, timeout=check.timeout_seconds, allow_redirects=False)
-    except requests.RequestException as exc:
-        raise InstanceNotYetStartedException(f"{instance_id}: {url} did not answer ({exc})") from exc
-    if response.status_code != check.expected_status:
-        raise InstanceNotYetStartedException(
-            f"{instance_id}: {url} answered {response.status_code}, expected {check.expected_status}"
-        )
-    return response.status_code
+    result = probe(_private_ip(instance), check)
+    if not result.ok(check):
+        raise InstanceNotYetStartedException(f"{instance_id}: {result.describe(check)}")
+    assert result.status is not None
+    return result.status

@@ -110,6 +110,20 @@ class RunTable:
         )
         return [from_item(item) for page in pages for item in page["Items"]]
 
+    def renew_lock(self, target_group_arn: str, execution_arn: str, expires_at: int) -> bool:
+        """Push the lock's expiry to ``expires_at`` if this execution holds it; False if it does not."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": lock_pk(target_group_arn), "sk": LOCK_SK}),
+                UpdateExpression="SET expiresAt = :t",
+                ConditionExpression="ownerExecutionArn = :me",
+                ExpressionAttributeValues={":t": {"N": str(expires_at)}, ":me": {"S": execution_arn}},
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def release_lock(self, target_group_arn: str, execution_arn: str) -> bool:
         """Delete the lock if this execution holds it; False if it does not (nothing changed)."""
         try:
