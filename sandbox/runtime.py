@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import boto3
 from botocore.exceptions import ClientError
@@ -198,6 +199,9 @@ class Sandbox:
         # Physical ids first, so any resource can refer to any other whatever the order.
         for logical_id, res in stack.resources().items():
             stack.physical[logical_id] = self._physical_ids(logical_id, res)
+            if "FunctionUrlConfig" in res.get("Properties", {}):  # SAM's generated <Function>Url resource
+                url = f"https://{stack.physical[logical_id]['Ref']}.lambda-url.{REGION}.on.aws/"
+                stack.physical[f"{logical_id}Url"] = {"Ref": url, "FunctionUrl": url}
         for logical_id, res in stack.resources().items():
             self._create(logical_id, res)
         for logical_id, res in stack.resources("AWS::Serverless::Function").items():
@@ -349,6 +353,8 @@ class Sandbox:
             "routeKey": "$default",
             "rawPath": "/",
             "rawQueryString": query,
+            # As Lambda sends it: parsed query parameters, absent when there are none.
+            **({"queryStringParameters": dict(parse_qsl(query, keep_blank_values=True))} if query else {}),
             "headers": {"content-type": "application/x-www-form-urlencoded"},
             "body": body,
             "isBase64Encoded": False,

@@ -166,6 +166,8 @@ def possible_calls(app: Path) -> set[str]:
                     actions.add(ACTION_OF.get(f"{prefix}:{op}", f"{prefix}:{op}"))
             if service == "s3" and "upload_fileobj" in source:  # managed transfer: multipart, aborted on failure
                 actions |= {"s3:PutObject", "s3:AbortMultipartUpload"}
+        if "DynamoDBPersistenceLayer(" in source:  # Powertools idempotency records
+            actions |= {f"dynamodb:{op}" for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")}
     return actions
 
 
@@ -190,7 +192,7 @@ def observed() -> dict[str, set[str]]:
         from tests.workflows.conftest import Tier
 
         links = Tier(sb, {}).approval_links()
-        sb.invoke_url("ApprovalFunction", "POST", body=links["approve"])
+        sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["approve"])
         sb.wait(arn, timeout=180)
         keep(sb)
     with Sandbox(FleetSpec(size=4), speed=500) as sb:  # stopped midway: the safety net
@@ -229,3 +231,12 @@ def test_functions_may_do_what_their_code_does_and_no_more(
         possible.add("sqs:SendMessage")  # Lambda sends failed asynchronous events there as the function
     extra = {a for a in allowed if mutating(a)} - possible - PLATFORM
     assert extra == set(), f"{function} may do what its code never does"
+
+
+def test_the_public_approval_url_can_verify_links_but_never_mint_them(template: dict[str, Any]) -> None:
+    verifier = allowed_actions(template, "ApprovalVerifierFunctionRole")
+    mailer = allowed_actions(template, "ApprovalMailerFunctionRole")
+    assert {"kms:VerifyMac", "states:SendTaskSuccess", "states:SendTaskFailure"} <= verifier
+    assert not verifier & {"kms:GenerateMac", "sns:Publish"}, "a compromised URL function could mint links"
+    assert "kms:GenerateMac" in mailer
+    assert not mailer & {"kms:VerifyMac", "states:SendTaskSuccess", "states:SendTaskFailure"}

@@ -94,7 +94,7 @@ def test_two_stacks_can_live_side_by_side_in_one_account(deployed: dict[str, Any
 def test_no_concurrency_is_reserved_unless_asked(deployed: dict[str, Any]) -> None:
     """Lambda keeps 100 unreserved: accounts with a small quota could not deploy a reservation."""
     stack = Stack(deployed, {})
-    props = stack.resources("AWS::Lambda::Function")["ApprovalFunction"]["Properties"]
+    props = stack.resources("AWS::Lambda::Function")["ApprovalVerifierFunction"]["Properties"]
     assert stack.resolve(props.get("ReservedConcurrentExecutions")) in (None, "")
     capped = Stack(deployed, {"ApprovalReservedConcurrency": "5"})
     assert capped.resolve(props["ReservedConcurrentExecutions"]) == "5"
@@ -107,3 +107,12 @@ def test_every_function_logs_to_the_stack_s_encrypted_expiring_log_group(deploye
     )
     group = deployed["Resources"]["FunctionsLogGroup"]["Properties"]
     assert group["KmsKeyId"] == {"Fn::GetAtt": ["EncryptionKey", "Arn"]} and group["RetentionInDays"] > 0
+
+
+def test_an_approval_request_that_cannot_be_mailed_goes_to_a_dead_letter_queue() -> None:
+    queue = resources("AWS::SQS::Queue")["ApprovalQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["ApprovalDeadLetterQueue", "Arn"]}
+    mailer = resources("AWS::Serverless::Function")["ApprovalMailerFunction"]["Properties"]
+    source = mailer["Events"]["ApprovalRequested"]["Properties"]
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert queue["VisibilityTimeout"] >= 6 * 30, "Lambda recommends 6 x the function timeout"

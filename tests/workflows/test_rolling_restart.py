@@ -201,16 +201,16 @@ def test_the_approval_email_link_approves_after_confirmation(tier: TierFactory) 
     arn = given.sb.start_execution(SM, web_input(batchSize=1, requireApproval=True))
     links = given.approval_links()
 
-    shown = given.sb.invoke_url("ApprovalFunction", "GET", query=links["approve"])
+    shown = given.sb.invoke_url("ApprovalVerifierFunction", "GET", query=links["approve"])
     assert shown["statusCode"] == 200 and '<form method="post">' in shown["body"]
     assert given.sb.result(arn).status == "RUNNING", "opening the link decides nothing"
     assert given.mutating_calls() == []
 
     tampered = links["approve"].replace("decision=approve", "decision=reject")
-    assert given.sb.invoke_url("ApprovalFunction", "POST", body=tampered)["statusCode"] == 403
-    approved = given.sb.invoke_url("ApprovalFunction", "POST", body=links["approve"])
+    assert given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=tampered)["statusCode"] == 403
+    approved = given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["approve"])
     assert approved["statusCode"] == 200 and "approved" in approved["body"]
-    replayed = given.sb.invoke_url("ApprovalFunction", "POST", body=links["reject"])
+    replayed = given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["reject"])
     assert replayed["statusCode"] == 410, "a link works once: the task token is used"
 
     result = given.sb.wait(arn)
@@ -222,7 +222,7 @@ def test_the_approval_email_link_rejects(tier: TierFactory) -> None:
     given = tier(size=3)
     arn = given.sb.start_execution(SM, web_input(batchSize=1, requireApproval=True))
 
-    given.sb.invoke_url("ApprovalFunction", "POST", body=given.approval_links()["reject"])
+    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=given.approval_links()["reject"])
 
     given.assert_refused(given.sb.wait(arn), "RestartNotApproved", "rejected with the email link")
 
@@ -233,9 +233,9 @@ def test_a_link_of_another_request_is_refused(tier: TierFactory) -> None:
     links = given.approval_links()
     other_run = links["approve"].replace("execution=arn", "execution=xarn")
 
-    assert given.sb.invoke_url("ApprovalFunction", "POST", body=other_run)["statusCode"] == 403
-    assert given.sb.invoke_url("ApprovalFunction", "GET", query="decision=approve")["statusCode"] == 400
-    given.sb.invoke_url("ApprovalFunction", "POST", body=links["reject"])
+    assert given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=other_run)["statusCode"] == 403
+    assert given.sb.invoke_url("ApprovalVerifierFunction", "GET", query="decision=approve")["statusCode"] == 400
+    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["reject"])
     assert given.sb.wait(arn).error == "RestartNotApproved"
 
 

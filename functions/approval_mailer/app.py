@@ -1,0 +1,124 @@
+"""Mails each approval request of the approval queue, with signed approve and reject links.
+
+The "Ask for approval" state puts the plan and a task token on the queue; each message becomes one
+email to the topic. Links are signed with the stack's KMS HMAC key and expire with the approval
+timeout; the verifier function behind the public URL checks them. Messages are processed one by one
+(Powertools BatchProcessor: a bad message is reported as a batch item failure, retried, then moved to
+the dead-letter queue, without holding up the others), and each request is mailed once even when SQS
+delivers its message again (Powertools idempotency on the run table, keyed by the task token).
+"""
+
+import base64
+import datetime as dt
+import json
+from functools import cache
+from typing import Any
+from urllib.parse import urlencode
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsflow import clients
+from opsflow.approval_links import MAC_ALGORITHM, Link
+from opsflow.observability import logger, metrics, tracer
+from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
+from opsflow.validation import parse_event
+
+MAILED_RECORDS_DAYS = 15  # longer than the queue keeps a message (14 days): a redelivery is always recognised
+
+
+class Settings(NotificationSettings, RunTableSettings):
+    approval_key_id: str = Field(alias="APPROVAL_KEY_ID", min_length=1)
+    approval_url: str = Field(alias="APPROVAL_URL", pattern=r"^https://")
+
+
+settings = cached_settings(Settings)
+processor = BatchProcessor(event_type=EventType.SQS)
+idempotency = IdempotencyConfig(event_key_jmespath="task_token", expires_after_seconds=MAILED_RECORDS_DAYS * 86400)
+
+
+class ApprovalRequest(BaseModel):
+    """What the state machine's "Ask for approval" state puts on the queue."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    task_token: str = Field(alias="taskToken", min_length=1)
+    execution_arn: str = Field(alias="executionArn")
+    target_group_arn: str = Field(alias="targetGroupArn")
+    plan: dict[str, Any]
+    asked_at: str = Field(alias="askedAt")
+    timeout_seconds: int = Field(alias="timeoutSeconds", ge=1)
+
+
+def sign(link: Link) -> Link:
+    kms = clients.client("kms")
+    mac = kms.generate_mac(Message=link.signed_part(), KeyId=settings().approval_key_id, MacAlgorithm=MAC_ALGORITHM)
+    return link.model_copy(update={"mac": base64.urlsafe_b64encode(mac["Mac"]).decode()})
+
+
+def request_email(request: ApprovalRequest, base_url: str) -> tuple[str, str]:
+    asked = dt.datetime.fromisoformat(request.asked_at)
+    expires = int(asked.timestamp()) + request.timeout_seconds
+    links = {}
+    for decision in ("approve", "reject"):
+        link = Link(decision=decision, execution=request.execution_arn, expires=expires, token=request.task_token)
+        links[decision] = base_url + "?" + urlencode(sign(link).model_dump())
+    plan = request.plan
+    group = request.target_group_arn.split(":")[-1]
+    subject = f"opsflow: approve the rolling restart of {group.split('/')[1] if '/' in group else group}?"
+    body = (
+        f"A rolling restart is waiting for your approval.\n\n{plan.get('summary', '')}\n\n"
+        f"Batches: {json.dumps(plan.get('batches', []))}\n"
+        f"Execution: {request.execution_arn}\n\n"
+        f"Approve: {links['approve']}\n\nReject: {links['reject']}\n\n"
+        f"Without an answer by {dt.datetime.fromtimestamp(expires, dt.UTC):%Y-%m-%d %H:%M} UTC, "
+        "the restart is refused and nothing is changed.\n"
+    )
+    return subject[:100], body
+
+
+def mail(request: ApprovalRequest) -> dict[str, Any]:
+    cfg = settings()
+    subject, body = request_email(request, cfg.approval_url.rstrip("/") + "/")
+    clients.client("sns").publish(TopicArn=cfg.topic_arn, Subject=subject, Message=body)
+    metrics.add_metric(name="ApprovalRequested", unit=MetricUnit.Count, value=1)
+    return {"mailed": request.execution_arn}
+
+
+@cache
+def mail_once() -> Any:
+    """``mail``, made idempotent per task token with records in the run table (built at first use).
+
+    The records live beside runs and locks under a partition key of their own (idempotency#<function>).
+    """
+    store = DynamoDBPersistenceLayer(
+        table_name=settings().table_name,
+        key_attr="pk",
+        sort_key_attr="sk",
+        expiry_attr="expiresAt",  # the table's TTL attribute: the records expire by themselves
+        boto3_client=clients.client("dynamodb"),
+    )
+    return idempotent_function(data_keyword_argument="request", persistence_store=store, config=idempotency)(mail)
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    request = parse_event(ApprovalRequest, json.loads(record.body))
+    return dict(mail_once()(request=request))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )

@@ -1,0 +1,156 @@
+"""Approval by email: the mailer mails each request once; the public verifier only verifies, never 5xx."""
+
+import base64
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+import boto3
+import pytest
+
+from opsflow import timeutil
+from tests.conftest import REGION, load_function
+
+URL = "https://abc.lambda-url.eu-west-1.on.aws/"
+ASKED_AT = "2026-11-23T10:00:00+00:00"
+
+
+@pytest.fixture
+def stack(run_table: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    key = boto3.client("kms", region_name=REGION).create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
+    topic = boto3.client("sns", region_name=REGION).create_topic(Name="opsflow")["TopicArn"]
+    queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName="mails")["QueueUrl"]
+    boto3.client("sns", region_name=REGION).subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=f"arn:aws:sqs:{REGION}:123456789012:mails"
+    )
+    for name, value in {
+        "APPROVAL_KEY_ID": key["KeyMetadata"]["KeyId"],
+        "TOPIC_ARN": topic,
+        "APPROVAL_URL": URL,
+    }.items():
+        monkeypatch.setenv(name, value)
+    timeutil.set_source(lambda: 1_795_000_000.0)  # before the links expire
+    load_function("approval_mailer").mail_once.cache_clear()
+    return {"queue": queue}
+
+
+def request(token: str = "token-1") -> dict[str, Any]:
+    return {
+        "taskToken": token,
+        "executionArn": "arn:aws:states:eu-west-1:123456789012:execution:opsflow-rolling-restart:run-1",
+        "targetGroupArn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef",
+        "plan": {"summary": "Restart 3 of 3 targets", "batches": [["i-1"], ["i-2"], ["i-3"]]},
+        "askedAt": ASKED_AT,
+        "timeoutSeconds": 86400 * 365,
+    }
+
+
+def sqs_event(*bodies: Any) -> dict[str, Any]:
+    records = [
+        {
+            "messageId": f"m-{n}",
+            "receiptHandle": f"r-{n}",
+            "body": body if isinstance(body, str) else json.dumps(body),
+            "attributes": {"ApproximateReceiveCount": "1"},
+            "messageAttributes": {},
+            "md5OfBody": "",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:approvals",
+            "awsRegion": REGION,
+        }
+        for n, body in enumerate(bodies)
+    ]
+    return {"Records": records}
+
+
+def mails(stack: dict[str, str]) -> list[dict[str, Any]]:
+    messages = boto3.client("sqs", region_name=REGION).receive_message(QueueUrl=stack["queue"], MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+
+
+def test_a_request_delivered_twice_is_mailed_once(stack: dict[str, str], lambda_context: Any) -> None:
+    mailer = load_function("approval_mailer")
+
+    first = mailer.lambda_handler(sqs_event(request()), lambda_context)
+    again = mailer.lambda_handler(sqs_event(request()), lambda_context)  # SQS redelivers after a lost delete
+
+    assert first == again == {"batchItemFailures": []}
+    assert len(mails(stack)) == 1
+
+
+def test_a_bad_message_is_reported_alone_and_the_others_are_mailed(stack: dict[str, str], lambda_context: Any) -> None:
+    result = load_function("approval_mailer").lambda_handler(
+        sqs_event(request("token-a"), "not json", {"taskToken": "x"}, request("token-b")), lambda_context
+    )
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-2"}]}
+    assert len(mails(stack)) == 2
+
+
+def links(stack: dict[str, str], lambda_context: Any) -> dict[str, dict[str, str]]:
+    load_function("approval_mailer").lambda_handler(sqs_event(request()), lambda_context)
+    [mail] = mails(stack)
+    found = {}
+    for line in mail["Message"].splitlines():
+        if line.startswith(("Approve: ", "Reject: ")):
+            label, url = line.split(": ", 1)
+            found[label.lower()] = dict(parse_qsl(urlparse(url).query))
+    return found
+
+
+def url_request(method: str, fields: dict[str, str] | None = None, raw: str | None = None) -> dict[str, Any]:
+    from urllib.parse import urlencode
+
+    encoded = raw if raw is not None else urlencode(fields or {})
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": encoded if method == "GET" else "",
+        "queryStringParameters": dict(parse_qsl(encoded)) if method == "GET" and encoded else None,
+        "headers": {"content-type": "application/x-www-form-urlencoded"},
+        "body": encoded if method == "POST" else None,
+        "isBase64Encoded": False,
+        "requestContext": {
+            "http": {"method": method, "path": "/", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "t"},
+            "requestId": "r",
+            "stage": "$default",
+        },
+    }
+
+
+def answer(method: str, lambda_context: Any, **kwargs: Any) -> dict[str, Any]:
+    return dict(load_function("approval_verifier").lambda_handler(url_request(method, **kwargs), lambda_context))
+
+
+def test_a_genuine_link_shows_a_confirmation_page(stack: dict[str, str], lambda_context: Any) -> None:
+    approve = links(stack, lambda_context)["approve"]
+
+    shown = answer("GET", lambda_context, fields=approve)
+
+    assert shown["statusCode"] == 200 and '<form method="post">' in shown["body"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"mac": ""},
+        {"mac": "!!not base64!!"},
+        {"mac": base64.urlsafe_b64encode(b"short").decode()},
+        {"mac": base64.urlsafe_b64encode(b"x" * 32).decode()},
+        {"decision": "reject"},
+    ],
+    ids=["empty", "not-base64", "wrong-length", "wrong-mac", "tampered"],
+)
+def test_a_damaged_link_is_refused_with_403_never_a_server_error(
+    stack: dict[str, str], lambda_context: Any, damage: dict[str, str]
+) -> None:
+    approve = {**links(stack, lambda_context)["approve"], **damage}
+
+    for method in ("GET", "POST"):
+        assert answer(method, lambda_context, fields=approve)["statusCode"] == 403
+
+
+def test_an_incomplete_link_is_a_400(stack: dict[str, str], lambda_context: Any) -> None:
+    assert answer("GET", lambda_context, raw="decision=approve")["statusCode"] == 400
+    assert answer("POST", lambda_context, raw="%%%")["statusCode"] == 400
