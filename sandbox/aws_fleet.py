@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import boto3
 import requests
+from botocore.exceptions import ClientError
 from requests.adapters import BaseAdapter
 
 from sandbox.fleet import Fleet
@@ -37,6 +38,7 @@ class ApiCall:
     params: dict[str, Any]
     at: float
     caller: str | None = None  # the function (logical id) that made the call; None: the state machine
+    failed: bool = False  # answered with an error (nothing happened); a lost response took effect: not failed
 
 
 @dataclass
@@ -47,6 +49,7 @@ class InjectedApiError:
     message: str
     count: int = 1
     match: dict[str, Any] | None = None  # only calls with these parameters, e.g. {"InstanceId": "i-1"}
+    lost_response: bool = False  # the call takes effect, then its response fails (the caller cannot tell)
 
     def applies(self, service: str, operation: str, params: dict[str, Any]) -> bool:
         if self.count <= 0 or (self.service, self.operation) != (service, operation):
@@ -78,6 +81,7 @@ class AwsBridge:
         events = session.events
         events.register("before-parameter-build.*.*", self._record)
         events.register("before-call.*.*", self._before_call)
+        events.register("after-call.*.*", self._lose_response)
         events.register(f"after-call.{ELBV2}.RegisterTargets", self._registered)
         events.register(f"after-call.{ELBV2}.DeregisterTargets", self._deregistered)
         events.register(f"after-call.{ELBV2}.DescribeTargetHealth", self._target_health)
@@ -89,8 +93,10 @@ class AwsBridge:
     def _record(self, params: dict[str, Any], model: Any, event_name: str, **_: Any) -> None:
         service, operation = _service_and_operation(event_name)
         self._local.params = params
+        call = ApiCall(service, operation, dict(params), self.now(), getattr(CURRENT, "function", None))
+        self._local.call = call
         with self._lock:
-            self.calls.append(ApiCall(service, operation, dict(params), self.now(), getattr(CURRENT, "function", None)))
+            self.calls.append(call)
 
     def calls_to(self, service: str, operation: str, dry_runs: bool = False) -> list[ApiCall]:
         """Calls of ``service``.``operation``; EC2 dry runs (which change nothing) only if asked."""
@@ -106,8 +112,9 @@ class AwsBridge:
         params = getattr(self._local, "params", {})
         with self._lock:
             for err in self.errors:
-                if err.applies(service, operation, params):
+                if not err.lost_response and err.applies(service, operation, params):
                     err.count -= 1
+                    self._local.call.failed = True
                     return _error(err.code, err.message)
         if (service, operation) == ("ec2", "RebootInstances") and not params.get("DryRun"):
             if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
@@ -120,6 +127,19 @@ class AwsBridge:
             return _Response(200), {**getattr(self.patches, simulated)(params), "ResponseMetadata": _OK}
         except SimulatedApiError as exc:
             return _error(exc.code, str(exc))
+
+    def _lose_response(self, event_name: str, http_response: Any, **_: Any) -> None:
+        """After a call took effect, fail it as a broken connection would: the caller sees an error."""
+        service, operation = _service_and_operation(event_name)
+        params = getattr(self._local, "params", {})
+        if http_response.status_code >= 300 and getattr(self._local, "call", None) is not None:
+            self._local.call.failed = True
+        with self._lock:
+            err = next((e for e in self.errors if e.lost_response and e.applies(service, operation, params)), None)
+            if err is None or http_response.status_code >= 300:
+                return
+            err.count -= 1
+        raise ClientError({"Error": {"Code": err.code, "Message": err.message}}, operation)
 
     def _next_window(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
         """moto leaves out NextExecutionTime; the sandbox knows when its windows run."""

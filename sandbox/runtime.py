@@ -520,10 +520,22 @@ class Sandbox:
         return state
 
     def inject_api_error(
-        self, service: str, operation: str, code: str, count: int = 1, match: dict[str, Any] | None = None
+        self,
+        service: str,
+        operation: str,
+        code: str,
+        count: int = 1,
+        *,
+        match: dict[str, Any] | None = None,
+        lost_response: bool = False,
     ) -> None:
-        """The next ``count`` calls of ``service``.``operation`` (with ``match``ing parameters) fail with ``code``."""
-        self.bridge.errors.append(InjectedApiError(service, operation, code, f"injected {code}", count, match))
+        """The next ``count`` calls of ``service``.``operation`` (with ``match``ing parameters) fail with ``code``.
+
+        ``lost_response``: the calls take effect first, then fail (a response lost on the way back).
+        """
+        self.bridge.errors.append(
+            InjectedApiError(service, operation, code, f"injected {code}", count, match, lost_response)
+        )
 
 
 def _ip_permission(rule: dict[str, Any], group_key: str) -> dict[str, Any]:

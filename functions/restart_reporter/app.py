@@ -14,11 +14,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients
+from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.observability import logger, metrics, tracer
-from opsflow.runs import RunTable
+from opsflow.runs import OUT, RunTable
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
 from opsflow.targets import target_states
 from opsflow.validation import parse_event
@@ -33,6 +33,7 @@ STEPS = [
     ("registered", "Register the instance with the target group"),
     ("healthy", "Wait until the instance is healthy in the target group"),
 ]
+KEYS = ("pk", "sk", "instanceId")  # the run table's keys of an instance item, not part of its outcome
 SUBJECT_MAX = 100
 MESSAGE_MAX = 250_000  # SNS takes 256 KiB
 
@@ -99,9 +100,8 @@ def _at(times: dict[str, Any], key: str) -> str | None:
     return value.get("at") if isinstance(value, dict) else value
 
 
-def put_back_safely(event: InstanceFailedEvent) -> str:
+def put_back_safely(run: RunRef, instance_id: str) -> str:
     """Registered only if healthy: returns what was done."""
-    run, instance_id = event.run, event.instance_id
     state = target_states(run.target_group_arn, [instance_id]).get(instance_id, "unused")
     registered = state not in ("unused", "draining")
     up = False
@@ -128,30 +128,35 @@ def publish(subject: str, message: str) -> None:
 
 
 def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
-    table = RunTable(settings().table_name)
+    """Count, place, record and alert: each step is safe to repeat when the state machine retries the report."""
+    table, run, instance_id = RunTable(settings().table_name), event.run, event.instance_id
     step, cause = failed_step(event.times), _cause_text(event.failure)
-    failures = table.count_failure(event.run.execution_arn)
-    placement = put_back_safely(event)
-    table.put_outcome(
-        event.run.execution_arn,
-        event.instance_id,
-        {
-            "outcome": "failed",
-            "step": step,
-            "error": event.failure.Error,
-            "cause": cause[:2000],
-            "placement": placement,
-            "times": {k: _at(event.times, k) for k, _ in STEPS if k in event.times},
-        },
-    )
-    publish(
-        f"opsflow: {event.instance_id} failed to restart ({event.failure.Error})",
-        f"Instance {event.instance_id} failed at step '{step}'.\n"
-        f"Error: {event.failure.Error}\nCause: {cause}\nAfterwards it was {placement}.\n"
-        f"Failures in this run so far: {failures}.\nExecution: {event.run.execution_arn}\n",
-    )
-    metrics.add_metric(name="InstanceRestartFailed", unit=MetricUnit.Count, value=1)
-    return {"instanceId": event.instance_id, "outcome": "failed", "step": step}
+    before = table.get_outcome(run.execution_arn, instance_id)  # None: this run never took it out
+    failures = table.count_failure(run.execution_arn, instance_id)
+    if before is None:
+        placement = "left as it was: this run had not taken it out of service"
+    else:
+        placement = put_back_safely(run, instance_id)
+    alerted = (before or {}).get("alertedAt")
+    outcome = {
+        "outcome": "failed",
+        "step": step,
+        "error": event.failure.Error,
+        "cause": cause[:2000],
+        "placement": placement,
+        "times": {k: _at(event.times, k) for k, _ in STEPS if k in event.times},
+    }
+    table.put_outcome(run.execution_arn, instance_id, outcome | ({"alertedAt": alerted} if alerted else {}))
+    if not alerted:
+        publish(
+            f"opsflow: {instance_id} failed to restart ({event.failure.Error})",
+            f"Instance {instance_id} failed at step '{step}'.\n"
+            f"Error: {event.failure.Error}\nCause: {cause}\nAfterwards it was {placement}.\n"
+            f"Failures in this run so far: {failures}.\nExecution: {run.execution_arn}\n",
+        )
+        table.put_outcome(run.execution_arn, instance_id, outcome | {"alertedAt": timeutil.iso_now()})
+        metrics.add_metric(name="InstanceRestartFailed", unit=MetricUnit.Count, value=1)
+    return {"instanceId": instance_id, "outcome": "failed", "step": step}
 
 
 def _clock(iso: str | None) -> str:
@@ -166,8 +171,24 @@ def _out_of_service(times: dict[str, Any]) -> str:
     return f"{seconds:.0f} s"
 
 
+def place_interrupted(table: RunTable, run: RunRef, outcome: dict[str, Any]) -> dict[str, Any]:
+    """An instance the run took out whose restart ended without a report (its child execution failed or
+    was aborted): put back if its application answers, kept out and reported otherwise."""
+    placed = outcome | {
+        "outcome": "failed",
+        "step": "the instance's restart ended without reporting",
+        "error": "RestartInterrupted",
+        "cause": "its child execution failed or was stopped",
+        "placement": put_back_safely(run, outcome["instanceId"]),
+    }
+    table.put_outcome(run.execution_arn, outcome["instanceId"], {k: v for k, v in placed.items() if k not in KEYS})
+    return placed
+
+
 def summary(event: SummaryEvent) -> dict[str, Any]:
-    outcomes = sorted(RunTable(settings().table_name).outcomes(event.run.execution_arn), key=lambda o: o["instanceId"])
+    table = RunTable(settings().table_name)
+    outcomes = sorted(table.outcomes(event.run.execution_arn), key=lambda o: o["instanceId"])
+    outcomes = [place_interrupted(table, event.run, o) if o["outcome"] == OUT else o for o in outcomes]
     counts = {"restarted": 0, "failed": 0, "skipped": 0}
     for outcome in outcomes:
         counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
@@ -196,6 +217,8 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
         lines.append(f"{row} {_out_of_service(times)}")
         if o["outcome"] != "restarted":
             lines.append(f"    {o.get('step', '')}: {o.get('error', '')}: {o.get('cause', o.get('reason', ''))}")
+            if o.get("placement"):
+                lines.append(f"    afterwards it was {o['placement']}")
     publish(subject, "\n".join(lines) + "\n")
     metrics.add_metric(name="InstancesRestarted", unit=MetricUnit.Count, value=counts["restarted"])
     return {**counts, "notStarted": not_started, "succeeded": ok, "subject": subject}

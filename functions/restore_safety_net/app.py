@@ -16,7 +16,7 @@ from opsflow import clients, muting, timeutil
 from opsflow.errors import InvalidInputError, OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.observability import logger, metrics, tracer
-from opsflow.runs import RunTable
+from opsflow.runs import OUT, RunTable
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
 from opsflow.targets import target_states
 
@@ -38,7 +38,7 @@ def put_back_instances(run: dict[str, Any], table: RunTable, execution_arn: str)
         return [], []
     instance_ids: list[str] = json.loads(run["instanceIds"])
     check = HealthCheck.model_validate(json.loads(run["health"]))
-    finished = {o["instanceId"] for o in table.outcomes(execution_arn) if o.get("outcome") != "restarted"}
+    finished = {o["instanceId"] for o in table.outcomes(execution_arn) if o.get("outcome") not in ("restarted", OUT)}
     states = target_states(run["targetGroupArn"], instance_ids)
     put_back, left_out = [], []
     for instance_id in instance_ids:

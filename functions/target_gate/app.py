@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from opsflow import timeutil
 from opsflow.errors import LockLostError, TargetNotYetInStateException
 from opsflow.observability import logger, tracer
-from opsflow.runs import RunTable
+from opsflow.runs import RunTable, failures
 from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, target_states
 from opsflow.validation import parse_event
@@ -51,11 +51,11 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
             f"this run no longer holds the lock on {gate.target_group_arn}: {gate.instance_id} is left in service"
         )
     run = table.get_run(gate.execution_arn) or {}
-    failures = int(run.get("failures", 0))
-    if failures >= gate.error_budget:
+    failed = failures(run)
+    if failed >= gate.error_budget:
         return {
             "proceed": False,
-            "reason": f"error budget used up ({failures} of {gate.error_budget} failures)",
+            "reason": f"error budget used up ({failed} of {gate.error_budget} failures)",
         }
     states = target_states(gate.target_group_arn)
     healthy = sum(1 for s in states.values() if s == HEALTHY)
@@ -64,6 +64,7 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
         raise TargetNotYetInStateException(
             f"{healthy} healthy targets; taking {gate.instance_id} out would leave fewer than {gate.floor}"
         )
+    table.mark_taken_out(gate.execution_arn, gate.instance_id, timeutil.iso_now())
     return {"proceed": True, "healthyTargets": healthy}
 
 

@@ -64,7 +64,8 @@ class Tier:
         return [i for c in self.sb.bridge.calls_to("ec2", "RebootInstances") for i in c.params["InstanceIds"]]
 
     def notifications(self) -> list[dict[str, Any]]:
-        return [c.params for c in self.sb.bridge.calls_to("sns", "Publish")]
+        """What was published (calls answered with an error published nothing)."""
+        return [c.params for c in self.sb.bridge.calls_to("sns", "Publish") if not c.failed]
 
     def lock_held(self) -> bool:
         table = self.sb.stack.physical["RunTable"]["Ref"]

@@ -1,8 +1,9 @@
 """The run table: one record per rolling-restart execution, its instance outcomes, and the locks.
 
 Keys (pk / sk):
-- ``run#<executionArn>`` / ``run``          the run: target group, failures so far, mute record
-- ``run#<executionArn>`` / ``instance#<id>`` one instance's outcome and step times
+- ``run#<executionArn>`` / ``run``          the run: target group, failed instances, mute record
+- ``run#<executionArn>`` / ``instance#<id>`` one instance: ``out`` once the run takes it out of
+                                              service, then its outcome and step times
 - ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it)
 
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
@@ -10,6 +11,7 @@ functions here read and update them, and the restore safety net uses them to cle
 that was stopped or timed out.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,12 @@ _de = TypeDeserializer()
 
 RUN_SK = "run"
 LOCK_SK = "lock"
+OUT = "out"  # an instance's outcome while the run has it out of service
+
+
+def failures(run: dict[str, Any]) -> int:
+    """How many instances failed in the run (its error budget use)."""
+    return len(run.get("failedInstances", ()))
 
 
 def run_pk(execution_arn: str) -> str:
@@ -81,16 +89,43 @@ class RunTable:
             ExpressionAttributeValues=values,
         )
 
-    def count_failure(self, execution_arn: str) -> int:
-        """Add one failure to the run's error budget use; return the new count."""
+    def count_failure(self, execution_arn: str, instance_id: str) -> int:
+        """Count the instance against the run's error budget; return the failures so far.
+
+        The failed instances are a set: a retried report adds the same id again and counts nothing.
+        """
         response = self.ddb.update_item(
             TableName=self.table_name,
             Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
-            UpdateExpression="ADD failures :one",
-            ExpressionAttributeValues={":one": {"N": "1"}},
-            ReturnValues="UPDATED_NEW",
+            UpdateExpression="ADD failedInstances :one",
+            ExpressionAttributeValues={":one": {"SS": [instance_id]}},
+            ReturnValues="ALL_NEW",  # the whole set, also when this id was already in it
         )
-        return int(response["Attributes"]["failures"]["N"])
+        return len(response["Attributes"]["failedInstances"]["SS"])
+
+    def mark_taken_out(self, execution_arn: str, instance_id: str, at: str) -> None:
+        """Record, before it leaves service, that this run takes the instance out (once; a retry keeps the first).
+
+        Only instances marked so are ever put back by this run's reports and cleanups: a run never
+        touches an instance it did not take out itself.
+        """
+        with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # marked already
+            self.ddb.put_item(
+                TableName=self.table_name,
+                Item=to_item(
+                    {"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}", "instanceId": instance_id}
+                    | {"outcome": OUT, "takenOutAt": at}
+                ),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+
+    def get_outcome(self, execution_arn: str, instance_id: str) -> dict[str, Any] | None:
+        item = self.ddb.get_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}"}),
+            ConsistentRead=True,
+        ).get("Item")
+        return from_item(item) if item else None
 
     def put_outcome(self, execution_arn: str, instance_id: str, outcome: dict[str, Any]) -> None:
         item = {
