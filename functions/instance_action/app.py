@@ -22,7 +22,8 @@ from opsflow.errors import (
 )
 from opsflow.health import HealthCheck, probe
 from opsflow.observability import logger, tracer
-from opsflow.settings import EnvSettings, cached_settings
+from opsflow.runs import RunTable
+from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.validation import parse_event
 
 INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
@@ -30,7 +31,7 @@ DRY_RUN_CHUNK = 100  # one dry run per 100 instances; per instance only where on
 MAX_PROBLEMS = 10  # a refusal names this many; probing stops there (each unreachable URL costs a timeout)
 
 
-class Settings(EnvSettings):
+class Settings(RunTableSettings):
     restart_tag_key: str = Field(alias="RESTART_TAG_KEY", min_length=1)
     restart_tag_value: str = Field(alias="RESTART_TAG_VALUE")
 
@@ -45,6 +46,7 @@ class _Event(BaseModel):
 class RebootEvent(_Event):
     action: Literal["reboot"]
     instance_id: str = Field(alias="instanceId", pattern=INSTANCE_ID)
+    execution_arn: str = Field(alias="executionArn", min_length=1)
 
 
 class PlannedInstance(BaseModel):
@@ -69,8 +71,9 @@ def _error_code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
-def reboot(instance_id: str) -> dict[str, Any]:
+def reboot(instance_id: str, execution_arn: str) -> dict[str, Any]:
     ec2 = clients.client("ec2")
+    requested_at = timeutil.iso_now()
     try:
         ec2.reboot_instances(InstanceIds=[instance_id])
     except ec2.exceptions.ClientError as exc:
@@ -86,8 +89,10 @@ def reboot(instance_id: str) -> dict[str, Any]:
         if code.startswith("InvalidInstanceID") or code == "IncorrectState":
             raise InstanceCannotStartError(f"{instance_id} cannot be rebooted: {code}") from exc
         raise
+    # From now on the old process may still answer: cleanups must not take that for "up" (opsflow.placement).
+    RunTable(settings().table_name).note_progress(execution_arn, instance_id, rebootRequestedAt=requested_at)
     logger.info("reboot requested", extra={"instance_id": instance_id})
-    return {"instanceId": instance_id, "at": timeutil.iso_now()}
+    return {"instanceId": instance_id, "at": requested_at}
 
 
 def denied_reboots(instance_ids: list[str]) -> list[str]:
@@ -149,5 +154,5 @@ def preflight(event: PreflightEvent) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_event(ActionEvent, {"event": event}).event
     if isinstance(request, RebootEvent):
-        return reboot(request.instance_id)
+        return reboot(request.instance_id, request.execution_arn)
     return preflight(request)

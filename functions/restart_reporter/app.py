@@ -14,9 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, timeutil
-from opsflow.errors import OpsflowError
-from opsflow.health import HealthCheck, check_instance
+from opsflow import clients, placement, timeutil
+from opsflow.health import HealthCheck
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import OUT, RunTable
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
@@ -51,6 +50,7 @@ class RunRef(BaseModel):
     execution_arn: str = Field(alias="executionArn")
     target_group_arn: str = Field(alias="targetGroupArn")
     health: HealthCheck | None = None
+    expected_boot_seconds: int = Field(default=0, alias="expectedBootSeconds", ge=0)
 
 
 class Failure(BaseModel):
@@ -100,25 +100,17 @@ def _at(times: dict[str, Any], key: str) -> str | None:
     return value.get("at") if isinstance(value, dict) else value
 
 
-def put_back_safely(run: RunRef, instance_id: str) -> str:
-    """Registered only if healthy: returns what was done."""
+def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> str:
+    """In service only if its application answers (and is not the old process before a reboot); say what was done."""
+    up = run.health is not None and placement.answers(instance_id, run.health)
+    decided = placement.verdict(progress, up, timeutil.epoch(), run.expected_boot_seconds)
+    if decided is placement.Verdict.PUT_BACK:
+        return placement.register(run.target_group_arn, instance_id)
     state = target_states(run.target_group_arn, [instance_id]).get(instance_id, "unused")
-    registered = state not in ("unused", "draining")
-    up = False
-    if run.health is not None:
-        try:
-            check_instance(instance_id, run.health)
-            up = True
-        except OpsflowError as exc:
-            logger.info("instance is not up", extra={"instance_id": instance_id, "reason": str(exc)})
-    elbv2 = clients.client("elbv2")
-    if registered and not up:
-        elbv2.deregister_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
+    if state not in ("unused", "draining"):
+        clients.client("elbv2").deregister_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
         return "taken out of the target group: its application does not answer"
-    if not registered and up:
-        elbv2.register_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
-        return "registered again: its application answers"
-    return "left in the target group" if registered else "left out of the target group: its application does not answer"
+    return "left out of the target group: its application does not answer"
 
 
 def publish(subject: str, message: str) -> None:
@@ -134,16 +126,16 @@ def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
     before = table.get_outcome(run.execution_arn, instance_id)  # None: this run never took it out
     failures = table.count_failure(run.execution_arn, instance_id)
     if before is None:
-        placement = "left as it was: this run had not taken it out of service"
+        placed = "left as it was: this run had not taken it out of service"
     else:
-        placement = put_back_safely(run, instance_id)
+        placed = put_back_safely(run, instance_id, before)
     alerted = (before or {}).get("alertedAt")
     outcome = {
         "outcome": "failed",
         "step": step,
         "error": event.failure.Error,
         "cause": cause[:2000],
-        "placement": placement,
+        "placement": placed,
         "times": {k: _at(event.times, k) for k, _ in STEPS if k in event.times},
     }
     table.put_outcome(run.execution_arn, instance_id, outcome | ({"alertedAt": alerted} if alerted else {}))
@@ -151,7 +143,7 @@ def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
         publish(
             f"opsflow: {instance_id} failed to restart ({event.failure.Error})",
             f"Instance {instance_id} failed at step '{step}'.\n"
-            f"Error: {event.failure.Error}\nCause: {cause}\nAfterwards it was {placement}.\n"
+            f"Error: {event.failure.Error}\nCause: {cause}\nAfterwards it was {placed}.\n"
             f"Failures in this run so far: {failures}.\nExecution: {run.execution_arn}\n",
         )
         table.put_outcome(run.execution_arn, instance_id, outcome | {"alertedAt": timeutil.iso_now()})
@@ -179,7 +171,7 @@ def place_interrupted(table: RunTable, run: RunRef, outcome: dict[str, Any]) -> 
         "step": "the instance's restart ended without reporting",
         "error": "RestartInterrupted",
         "cause": "its child execution failed or was stopped",
-        "placement": put_back_safely(run, outcome["instanceId"]),
+        "placement": put_back_safely(run, outcome["instanceId"], outcome),
     }
     table.put_outcome(run.execution_arn, outcome["instanceId"], {k: v for k, v in placed.items() if k not in KEYS})
     return placed

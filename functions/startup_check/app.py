@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from opsflow import timeutil
 from opsflow.health import HealthCheck, check_instance, check_went_down
 from opsflow.observability import logger, tracer
+from opsflow.runs import RunTable
+from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.validation import parse_event
 
 
@@ -23,6 +25,14 @@ class StartupCheckEvent(BaseModel):
     instance_id: str = Field(alias="instanceId", pattern=r"^i-[0-9a-f]{8,17}$")
     health: HealthCheck
     expect: Literal["up", "down"] = "up"
+    execution_arn: str = Field(default="", alias="executionArn")  # with "down": where to note it was seen down
+
+
+class Settings(RunTableSettings):
+    """Only the shared variables."""
+
+
+settings = cached_settings(Settings)
 
 
 @logger.inject_lambda_context
@@ -31,6 +41,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     request = parse_event(StartupCheckEvent, event)
     if request.expect == "down":
         seen = check_went_down(request.instance_id, request.health)
+        if request.execution_arn:
+            RunTable(settings().table_name).note_progress(
+                request.execution_arn, request.instance_id, downSeenAt=timeutil.iso_now()
+            )
         logger.info("the reboot has begun", extra={"instance_id": request.instance_id, "seen": seen})
         return {"instanceId": request.instance_id, "at": timeutil.iso_now(), "seen": seen}
     status = check_instance(request.instance_id, request.health)

@@ -17,6 +17,11 @@ def _retry_wait(retrier: dict[str, Any]) -> float:
     return float(sum(min(interval * rate**k, cap) for k in range(retrier.get("MaxAttempts", 3))))
 
 
+def retry_patience(state: dict[str, Any]) -> float:
+    """How long a state keeps retrying its first ("not yet") error: the patience it was given."""
+    return _retry_wait(state["Retry"][0])
+
+
 def per_instance_patience() -> float:
     """Every per-instance Task at its worst: all retry waits, every attempt at its timeout."""
     template = Stack(load_template(), {"ApprovalByEmail": "false"})

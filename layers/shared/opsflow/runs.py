@@ -119,6 +119,22 @@ class RunTable:
                 ConditionExpression="attribute_not_exists(pk)",
             )
 
+    def note_progress(self, execution_arn: str, instance_id: str, **fields: str) -> None:
+        """Add what the run saw of an instance it took out (rebootRequestedAt, downSeenAt) to its item.
+
+        Only to an existing item: an instance this run did not take out gets no record from here.
+        """
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}"}),
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":v{i}": {"S": v} for i, v in enumerate(fields.values())},
+            )
+
     def get_outcome(self, execution_arn: str, instance_id: str) -> dict[str, Any] | None:
         item = self.ddb.get_item(
             TableName=self.table_name,

@@ -1,0 +1,71 @@
+"""Where an instance the run took out belongs now: back in service, still waited for, or left out.
+
+The one home of "put back only if the application answers": the reporter, the summary, the safety
+net and the follow-up all decide here. With the reboot rule: EC2 only queues a reboot, and the old
+process answers until it begins, so an instance whose reboot was requested goes back only once it
+was seen down since, or once the reboot has had its patience to begin (EC2 reboots hard when a clean
+shutdown takes more than a few minutes: what answers after that is the instance as it will stay).
+The progress comes from the instance's item in the run table (opsflow.runs): takenOutAt,
+rebootRequestedAt, downSeenAt.
+"""
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from opsflow import clients
+from opsflow.errors import OpsflowError
+from opsflow.health import HealthCheck, check_instance
+from opsflow.targets import target_states
+
+# The patience of "Wait until the reboot has begun" and of "Check the application is up" in
+# statemachines/rolling_restart.asl.json, rounded up (tests/unit/test_placement.py derives them from it).
+REBOOT_BEGIN_PATIENCE_SECONDS = 660
+STARTUP_PATIENCE_SECONDS = 900
+
+
+class Verdict(StrEnum):
+    PUT_BACK = "put back"
+    WAIT = "wait"
+    GIVE_UP = "give up"
+
+
+def _epoch(iso: str | None) -> float | None:
+    return dt.datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+def deadline(progress: dict[str, Any], boot_seconds: int) -> float:
+    """Until when the instance may still come up, from what the run saw of it."""
+    down, requested = _epoch(progress.get("downSeenAt")), _epoch(progress.get("rebootRequestedAt"))
+    if down is not None:
+        return down + boot_seconds + STARTUP_PATIENCE_SECONDS
+    if requested is not None:
+        return requested + REBOOT_BEGIN_PATIENCE_SECONDS + boot_seconds + STARTUP_PATIENCE_SECONDS
+    return (_epoch(progress.get("takenOutAt")) or 0.0) + STARTUP_PATIENCE_SECONDS
+
+
+def verdict(progress: dict[str, Any], answering: bool, now: float, boot_seconds: int) -> Verdict:
+    """What to do with an instance the run took out and did not finish."""
+    requested = _epoch(progress.get("rebootRequestedAt"))
+    if answering and (
+        requested is None or progress.get("downSeenAt") or now - requested >= REBOOT_BEGIN_PATIENCE_SECONDS
+    ):
+        return Verdict.PUT_BACK
+    return Verdict.WAIT if now < deadline(progress, boot_seconds) else Verdict.GIVE_UP
+
+
+def answers(instance_id: str, health: HealthCheck) -> bool:
+    try:
+        check_instance(instance_id, health)
+    except OpsflowError:
+        return False
+    return True
+
+
+def register(target_group_arn: str, instance_id: str) -> str:
+    """Register the instance unless it is (still or again) registered; say what was done."""
+    state = target_states(target_group_arn, [instance_id]).get(instance_id, "unused")
+    if state not in ("unused", "draining"):
+        return "left in the target group"
+    clients.client("elbv2").register_targets(TargetGroupArn=target_group_arn, Targets=[{"Id": instance_id}])
+    return "registered again: its application answers"
