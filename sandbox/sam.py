@@ -5,7 +5,7 @@ so the roles are exactly those ``sam deploy`` creates: one per function and per 
 the policy templates expanded. The sandbox evaluates every call against them (sandbox/iam.py), and
 tools/transform_template.py writes the same transform for the least-privilege tests.
 
-A transform takes about 0.1 s; results are cached in-process by the template's content and the
+A transform takes 0.05-0.08 s; results are cached in-process by the template's content and the
 parameter values (SAM resolves some parameters itself, e.g. ``Role`` or ``Tracing``).
 """
 
