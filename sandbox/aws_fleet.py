@@ -5,6 +5,9 @@
   handlers alike) tell the model about registrations, deregistrations and reboots, and rewrite what
   DescribeTargetHealth and DescribeInstanceStatus return to the model's answer at simulated time.
 - Injected API errors short-circuit a call before moto sees it.
+- IAM, when enforced (the default): a call made by a function or a state machine's Task is evaluated
+  against that principal's role as SAM generates it (sandbox/sam.py, sandbox/authorization.py,
+  sandbox/iam.py); a denied call fails before moto sees it, with the service's own error code.
 - The application's health URL is answered by an HTTP adapter mounted on the handlers' requests
   session: the real health check code runs, and no socket is opened.
 """
@@ -21,10 +24,14 @@ import requests
 from botocore.exceptions import ClientError
 from requests.adapters import BaseAdapter
 
+from sandbox.authorization import UnmappedOperation, iam_prefix, refusal, requests_for
 from sandbox.fleet import Fleet
+from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
+from sandbox.moto_patches import running_state_machine
 from sandbox.network import Network
 from sandbox.patches import PatchService, SimulatedApiError
+from sandbox.sam import Role
 
 TAG_KEY = "opsflow:tier"
 TAG_VALUE = "web"
@@ -57,6 +64,69 @@ class InjectedApiError:
         return all(params.get(k) == v for k, v in (self.match or {}).items())
 
 
+@dataclass
+class Denial:
+    """A call IAM refused: who, what, on which resource, and what the caller was answered."""
+
+    principal: str  # logical id of the function or state machine
+    action: str
+    resource: str
+    service: str
+    operation: str
+    code: str
+    message: str
+    at: float
+
+
+class AccountLookups:
+    """What the IAM request context reads from the account (tags, key ARNs), outside the recorded calls."""
+
+    def __init__(self, region: str, account: str) -> None:
+        self.region = region
+        self.account = account
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                # A session of its own: no sandbox hooks, so a lookup is neither recorded nor authorized.
+                self._clients[service] = boto3.session.Session(region_name=self.region).client(service)
+            return self._clients[service]
+
+    def tags(self, arn: str) -> dict[str, str]:
+        try:
+            if ":instance/" in arn:
+                found = self._client("ec2").describe_tags(
+                    Filters=[{"Name": "resource-id", "Values": [arn.rsplit("/", 1)[-1]]}]
+                )["Tags"]
+                return {t["Key"]: t["Value"] for t in found}
+            if ":targetgroup/" in arn:
+                [described] = self._client("elbv2").describe_tags(ResourceArns=[arn])["TagDescriptions"]
+                return {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+        except ClientError:  # no such resource: the service says so after IAM allows the call
+            return {}
+        return {}
+
+    def key_arn(self, key_id: str) -> str:
+        if key_id.startswith("arn:") and ":key/" in key_id:
+            return key_id
+        try:
+            return str(self._client("kms").describe_key(KeyId=key_id)["KeyMetadata"]["Arn"])
+        except ClientError:
+            return f"arn:aws:kms:{self.region}:{self.account}:key/{key_id}"
+
+
+@dataclass
+class IamEnforcement:
+    """The roles the calls are evaluated against, and who runs with which."""
+
+    roles: dict[str, Role]  # logical id of a function or state machine -> its role
+    state_machines: dict[str, str]  # state machine ARN -> logical id of the one whose role it runs with
+    lookups: AccountLookups
+    logs: dict[str, list[str]]  # the functions' logs (logical id -> lines)
+
+
 class _Response:
     """The bit of an HTTP response botocore reads when a before-call hook answers a call."""
 
@@ -74,6 +144,9 @@ class AwsBridge:
     patches: PatchService | None = None
     calls: list[ApiCall] = field(default_factory=list)
     errors: list[InjectedApiError] = field(default_factory=list)
+    iam: IamEnforcement | None = None
+    denied: list[Denial] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)  # operations called that IAM could not be asked about
     _local: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -106,10 +179,13 @@ class AwsBridge:
             if c.service == service and c.operation == operation and (dry_runs or not c.params.get("DryRun"))
         ]
 
-    # -- answers before moto: injected faults, then the operations moto does not implement -----
+    # -- answers before moto: IAM, injected faults, then the operations moto does not implement -----
     def _before_call(self, event_name: str, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
         service, operation = _service_and_operation(event_name)
         params = getattr(self._local, "params", {})
+        refused = self._authorize(service, operation, params)
+        if refused is not None:
+            return refused
         with self._lock:
             for err in self.errors:
                 if not err.lost_response and err.applies(service, operation, params):
@@ -140,6 +216,48 @@ class AwsBridge:
                 return
             err.count -= 1
         raise ClientError({"Error": {"Code": err.code, "Message": err.message}}, operation)
+
+    def _principal(self) -> str | None:
+        """Who makes the call in this thread: a function, else a state machine's Task; None: the harness."""
+        function = getattr(CURRENT, "function", None)
+        if function is not None:
+            return str(function)
+        state_machine = running_state_machine()
+        if state_machine is None or self.iam is None:
+            return None
+        return self.iam.state_machines.get(state_machine)  # not from the template (a benchmark baseline): None
+
+    def _authorize(
+        self, service: str, operation: str, params: dict[str, Any]
+    ) -> tuple[_Response, dict[str, Any]] | None:
+        """None when IAM allows the call (or nobody's role applies); else the service's access-denied answer."""
+        principal = self._principal() if self.iam is not None else None
+        if self.iam is None or principal is None:
+            return None
+        role = self.iam.roles[principal]
+        session = role.session_arn(self.iam.lookups.account, principal)
+        try:
+            requests = requests_for(service, operation, params, self.iam.lookups, session)
+        except UnmappedOperation as exc:
+            with self._lock:
+                self.unmapped.append(f"{principal}: {exc}")
+            raise
+        for request in requests:
+            decision = evaluate(role.policies, request)
+            if decision.allowed:
+                continue
+            answer, message = refusal(iam_prefix(service), decision.denial(session, request))
+            denial = Denial(
+                principal, request.action, request.resource, service, operation, answer.code, message, self.now()
+            )
+            with self._lock:
+                self.denied.append(denial)
+            if getattr(CURRENT, "function", None) == principal:  # a function: in its log, as its SDK error would be
+                self.iam.logs.setdefault(principal, []).append(
+                    json.dumps({"level": "ERROR", "location": "sandbox IAM", "message": f"{answer.code}: {message}"})
+                )
+            return _error(answer.code, message, answer.status)
+        return None
 
     def _next_window(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
         """moto leaves out NextExecutionTime; the sandbox knows when its windows run."""
@@ -223,12 +341,12 @@ def _service_and_operation(event_name: str) -> tuple[str, str]:
     return service, operation
 
 
-def _error(code: str, message: str) -> tuple[_Response, dict[str, Any]]:
+def _error(code: str, message: str, status: int = 400) -> tuple[_Response, dict[str, Any]]:
     parsed = {
         "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": "sandbox-injected"},
+        "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "sandbox-injected"},
     }
-    return _Response(400), parsed
+    return _Response(status), parsed
 
 
 class FleetHttpAdapter(BaseAdapter):

@@ -9,6 +9,7 @@ moto is pinned to an exact version (requirements/dev.txt): these patches name it
 
 import contextlib
 import datetime as _dt
+import functools
 import importlib
 import json
 import pkgutil
@@ -35,6 +36,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration impo
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
     map_run_record,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service,
     state_task_service_aws_sdk,
@@ -211,6 +213,55 @@ def _api_patches() -> list[Any]:
     ]
 
 
+# Which state machine's Task is calling AWS in this thread: the calls run with its role.
+TASK = threading.local()
+
+
+def running_state_machine() -> str | None:
+    """The ARN of the state machine whose Task runs in this thread (Distributed Map children: the parent's)."""
+    return getattr(TASK, "state_machine", None)
+
+
+def _as_the_state_machine(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """moto evaluates each Task in a thread of its own: mark it with the state machine it belongs to."""
+
+    def run(self: Any, env: Any) -> None:
+        previous = running_state_machine()
+        TASK.state_machine = env.states.context_object.context_object_data["StateMachine"]["Id"]
+        try:
+            original(self, env)
+        finally:
+            TASK.state_machine = previous
+
+    return run
+
+
+def _principal_patches() -> list[Any]:
+    """Service integrations (aws-sdk, optimized DynamoDB/SQS/SNS/Lambda) and Lambda-ARN tasks call AWS as
+    the state machine: IAM evaluates those calls against its role (sandbox/runtime.py)."""
+    return [
+        mock.patch.object(cls, "_eval_execution", _as_the_state_machine(cls._eval_execution))
+        for cls in (state_task_service.StateTaskService, state_task_lambda.StateTaskLambda)
+    ]
+
+
+@functools.cache
+def _aws_managed_policies() -> dict[str, Any]:
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    return dict(json.loads(aws_managed_policies_data))
+
+
+def aws_managed_policy(arn: str) -> dict[str, Any] | None:
+    """The policy document of an AWS managed policy (moto bundles a copy of AWS's), None if unknown."""
+    prefix = "arn:aws:iam::aws:policy/"
+    name = arn.rsplit("/", 1)[-1]
+    entry = _aws_managed_policies().get(name) if arn.startswith(prefix) else None
+    if entry is None or arn != f"{prefix}{entry['Path'].lstrip('/')}{name}":
+        return None
+    return dict(entry["Document"])
+
+
 def _lambda_patch(invoke_lambda: LambdaInvoker) -> Any:
     """Lambda tasks run the project's handlers in-process instead of in Docker."""
 
@@ -272,7 +323,8 @@ def patched(clock: SimClock, invoke_lambda: LambdaInvoker, map_runs: list[Any] |
         raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
     recorder = [_map_run_recorder(map_runs)] if map_runs is not None else []
     with contextlib.ExitStack() as stack:
-        for patch in [*_api_patches(), _lambda_patch(invoke_lambda), *_time_patches(clock), *recorder]:
+        patches = [*_api_patches(), *_principal_patches(), _lambda_patch(invoke_lambda), *_time_patches(clock)]
+        for patch in [*patches, *recorder]:
             stack.enter_context(patch)
         yield
 

@@ -6,6 +6,9 @@
 
 Everything is created from template.yaml (functions, state machines with their substitutions,
 topics, queues, tables, buckets, keys), so adding a resource there needs no change here.
+
+IAM is enforced as on AWS: every call a function or a state machine makes is evaluated against the
+role SAM generates for it from the template (docs/sandbox.md, "IAM").
 """
 
 import datetime as dt
@@ -26,8 +29,16 @@ from moto import mock_aws
 from moto.events.models import EventPattern
 
 from opsflow import clients, timeutil
-from sandbox import moto_patches
-from sandbox.aws_fleet import AwsBridge, FleetHttpAdapter, InjectedApiError, create_fleet_resources
+from sandbox import moto_patches, sam
+from sandbox.authorization import UnmappedOperation
+from sandbox.aws_fleet import (
+    AccountLookups,
+    AwsBridge,
+    FleetHttpAdapter,
+    IamEnforcement,
+    InjectedApiError,
+    create_fleet_resources,
+)
 from sandbox.clock import SimClock
 from sandbox.fleet import Fleet, FleetSpec
 from sandbox.lambdas import FunctionSpec, LambdaRuntime
@@ -85,8 +96,12 @@ class Sandbox:
         patches: PatchSpec | None = None,
         window_in_hours: float = 6.0,
         definitions: dict[str, dict[str, Any]] | None = None,
+        enforce_iam: bool = True,
     ) -> None:
+        """``enforce_iam``: evaluate the calls of functions and state machines against their roles, as
+        AWS does. Turn it off only where a test is about something IAM would hide."""
         self.fleet_spec = fleet
+        self.enforce_iam = enforce_iam
         self.patch_spec = patches or PatchSpec()
         self.window_in_hours = window_in_hours
         # State machine logical id -> an ASL to deploy instead of its file (a test of "what if the workflow did X").
@@ -147,6 +162,8 @@ class Sandbox:
             clients.http_session().mount("https://", adapter)
             if self.fleet_spec:  # after the deployment, whose run time the simulated clock counts too
                 self.bridge.patches = self._patch_service()
+            if self.enforce_iam:
+                self._enforce_iam(template)
             self.bridge.calls.clear()  # count what runs do, not the set-up
         except BaseException:
             self.close()
@@ -171,6 +188,20 @@ class Sandbox:
         for name, level in self._quieted.items():
             logging.getLogger(name).setLevel(level)
         self._started = False
+
+    def _enforce_iam(self, template: dict[str, Any]) -> None:
+        """From now on, calls by functions and state machines need their role's permission."""
+        roles = sam.roles(sam.transform(template, self.stack), self.stack, moto_patches.aws_managed_policy)
+        machines = {
+            self.stack.get_att(logical_id, "Arn"): logical_id
+            for logical_id in self.stack.resources("AWS::Serverless::StateMachine")
+        }
+        self.bridge.iam = IamEnforcement(roles, machines, AccountLookups(REGION, ACCOUNT), self.lambdas.logs)
+
+    def _check_unmapped(self) -> None:
+        """A call IAM could not be asked about fails the run loudly, even if the workflow caught the error."""
+        if self.bridge.unmapped:
+            raise UnmappedOperation("; ".join(dict.fromkeys(self.bridge.unmapped)))
 
     def _patch_service(self) -> PatchService:
         now = self.clock.now_datetime()
@@ -371,6 +402,7 @@ class Sandbox:
             },
         }
         payload, _, _ = self.lambdas.invoke(spec.function_name, json.dumps(event))
+        self._check_unmapped()
         return dict(json.loads(payload))
 
     def definition(self, logical_id: str) -> str:
@@ -424,6 +456,7 @@ class Sandbox:
         described = described or sfn.describe_execution(executionArn=execution_arn)
         if described["status"] != "RUNNING":
             self._deliver_status_change(described)
+        self._check_unmapped()
         output = json.loads(described["output"]) if described.get("output") else None
         return ExecutionResult(
             execution_arn,
@@ -487,16 +520,23 @@ class Sandbox:
         """Events of every Distributed Map child execution so far (on AWS: their own histories)."""
         return [dict(e) for manager in self.map_runs for e in manager.get_event_history()]
 
-    def deploy_definition(self, name: str, path: Path, substitutions: dict[str, Any]) -> str:
+    def deploy_definition(
+        self, name: str, path: Path, substitutions: dict[str, Any], role_of: str | None = None
+    ) -> str:
         """Create a state machine that is not in the template (e.g. a benchmark baseline).
 
         ``substitutions`` are CloudFormation values resolved against the stack, like DefinitionSubstitutions.
+        ``role_of``: the template state machine whose role it runs with; None: it has no role in the
+        template, and its own calls are not checked by IAM (the functions it invokes still are).
         """
         text = fill_definition(path.read_text(encoding="utf-8"), self.stack.resolve(substitutions), str(path))
         arn = self.client("stepfunctions").create_state_machine(name=name, definition=text, roleArn=self._role_arn())[
             "stateMachineArn"
         ]
         self.stack.physical[name] = {"Ref": arn, "Arn": arn, "Name": name}
+        if role_of is not None and self.bridge.iam is not None:
+            self.bridge.iam.roles.setdefault(name, self.bridge.iam.roles[role_of])
+            self.bridge.iam.state_machines[str(arn)] = name
         return str(arn)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandbox.authorization import IAM_PREFIXES, iam_action
 from sandbox.moto_patches import SDK_SERVICE_NAMES
 from sandbox.template import ROOT
 
 # Step Functions' SDK integration service names -> boto3 service names, where they differ (the
 # sandbox maps the same names for moto; "sfn" moto already knows).
 BOTO3_NAMES = {**SDK_SERVICE_NAMES, "sfn": "stepfunctions"}
-# boto3 service names -> IAM action prefixes, where they differ.
-IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "events": "events"}
 # Optimized integrations: the API each one calls.
 OPTIMIZED = {
     "lambda:invoke": ("lambda", "Invoke"),
@@ -25,8 +24,6 @@ OPTIMIZED = {
     "sns:publish": ("sns", "Publish"),
     "sqs:sendMessage": ("sqs", "SendMessage"),
 }
-# IAM actions of API calls whose action name differs from the operation name.
-IAM_ACTION_NAMES = {("lambda", "Invoke"): "InvokeFunction"}
 
 
 @dataclass(frozen=True)
@@ -38,8 +35,7 @@ class Task:
 
     @property
     def iam_action(self) -> str:
-        prefix = IAM_PREFIXES.get(self.service, self.service)
-        return f"{prefix}:{IAM_ACTION_NAMES.get((self.service, self.operation), self.operation)}"
+        return iam_action(IAM_PREFIXES.get(self.service, self.service), self.operation)
 
 
 def definitions(root: Path = ROOT) -> dict[str, dict[str, Any]]:

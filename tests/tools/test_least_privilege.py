@@ -17,9 +17,10 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
+from sandbox.authorization import ACTION_OF, IAM_PREFIXES, SERVICE_IDS
 from sandbox.template import Stack
 from tests.conftest import ROOT
-from tools.asl import IAM_PREFIXES, definitions, distributed_maps, tasks
+from tools.asl import definitions, distributed_maps, tasks
 from tools.reachable import reachable_modules
 
 TRANSFORMED = ROOT / "build" / "template.transformed.json"
@@ -38,15 +39,6 @@ LOG_DELIVERY = {
         "DescribeResourcePolicies",
         "DescribeLogGroups",
     )
-}
-# Service ids as botocore names them in events -> IAM prefixes.
-SERVICE_IDS = {"elastic-load-balancing-v2": "elasticloadbalancing", "eventbridge": "events", "sfn": "states"}
-# API operations authorised by an IAM action of another name.
-ACTION_OF = {
-    "s3:CreateMultipartUpload": "s3:PutObject",
-    "s3:UploadPart": "s3:PutObject",
-    "s3:CompleteMultipartUpload": "s3:PutObject",
-    "lambda:Invoke": "lambda:InvokeFunction",
 }
 
 

@@ -5,12 +5,14 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox.fleet import FleetSpec, Spread
 from sandbox.runtime import ExecutionResult, Sandbox
+from sandbox.template import TEMPLATE_PATH
 
 SM = "RollingRestartStateMachine"
 MUTATING = {
@@ -141,10 +143,11 @@ def tier() -> Iterator[Callable[..., Tier]]:
         spread: float = 0.0,
         parameters: dict[str, str] | None = None,
         definitions: dict[str, dict[str, Any]] | None = None,
+        template_path: Path = TEMPLATE_PATH,
         **spec: Any,
     ) -> Tier:
         fleet = FleetSpec(size=size, boot=Spread(45, spread), readiness=Spread(30, spread), seed=3, **spec)
-        sb = Sandbox(fleet, speed=500, parameters=parameters, definitions=definitions)
+        sb = Sandbox(fleet, speed=500, parameters=parameters, definitions=definitions, template_path=template_path)
         sb.start()
         opened.append(sb)
         return Tier(sb, sb.monitoring_state())
