@@ -5,7 +5,8 @@
         assert result.status == "SUCCEEDED"
 
 Everything is created from template.yaml (functions, state machines with their substitutions,
-topics, queues, tables, buckets, keys), so adding a resource there needs no change here.
+topics, queues, tables, buckets, keys, alarms, the functions' EventBridge rules), so adding a
+resource there needs no change here.
 """
 
 import datetime as dt
@@ -22,7 +23,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from moto.events.models import EventPattern
+from moto.events.models import EventPattern, events_backends
 
 from opsflow import clients, timeutil
 from sandbox import moto_patches
@@ -232,6 +233,9 @@ class Sandbox:
             return {"Ref": key_id, "KeyId": key_id, "Arn": arn.format("kms", f"key/{key_id}")}
         if kind == "AWS::Serverless::LayerVersion":
             return {"Ref": arn.format("lambda", f"layer:{logical_id}:1")}
+        if kind == "AWS::CloudWatch::Alarm":
+            name = self._name(logical_id, props, "AlarmName")
+            return {"Ref": name, "Arn": arn.format("cloudwatch", f"alarm:{name}")}
         # Not simulated (roles, log groups, alarms, dashboards...): names that resolve, nothing created.
         generic = f"{self.stack.name}-{logical_id}"
         return {"Ref": generic, "Arn": arn.format("sandbox", generic)}
@@ -253,6 +257,8 @@ class Sandbox:
             )
         elif kind == "AWS::S3::Bucket":
             self.client("s3").create_bucket(Bucket=ids["Ref"], CreateBucketConfiguration={"LocationConstraint": REGION})
+        elif kind == "AWS::CloudWatch::Alarm":  # its properties are PutMetricAlarm's parameters
+            self.client("cloudwatch").put_metric_alarm(**{**self.stack.resolve(props), "AlarmName": ids["Ref"]})
         elif kind == "AWS::Serverless::Function":
             self._create_function(logical_id, props, ids)
         elif kind == "AWS::Serverless::StateMachine":
@@ -306,6 +312,18 @@ class Sandbox:
                 lam.create_event_source_mapping(
                     EventSourceArn=spec["Queue"], FunctionName=name, BatchSize=int(spec.get("BatchSize", 10))
                 )
+        for rule_name, pattern, state in self._function_rules(logical_id, props):
+            self.client("events").put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State=state)
+
+    def _function_rules(self, logical_id: str, props: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+        """The function's EventBridge rules: (name, pattern, state). Unnamed ones get a name as CloudFormation would."""
+        rules = []
+        for event_id, source in props.get("Events", {}).items():
+            if source.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
+                spec = self.stack.resolve(source["Properties"])
+                name = spec.get("RuleName") or f"{self.stack.name}-{logical_id}{event_id}"[:64]
+                rules.append((str(name), spec["Pattern"], str(spec.get("State", "ENABLED"))))
+        return rules
 
     def invoke_url(self, logical_id: str, method: str = "GET", query: str = "", body: str = "") -> dict[str, Any]:
         """An HTTP request to the function's URL (payload format 2.0), as a browser would send it."""
@@ -424,22 +442,22 @@ class Sandbox:
                 "cause": described.get("cause"),
             },
         }
-        for function_name, pattern in self._event_rules():
-            if EventPattern.load(json.dumps(pattern)).matches_event(event):  # type: ignore[arg-type]
+        for function_name, rule_name, pattern in self._event_rules():
+            if self._rule_enabled(rule_name) and EventPattern.load(json.dumps(pattern)).matches_event(event):  # type: ignore[arg-type]
                 self.lambdas.invoke(function_name, json.dumps(event))
 
-    def _event_rules(self) -> list[tuple[str, dict[str, Any]]]:
-        rules = []
-        for logical_id, res in self.stack.resources("AWS::Serverless::Function").items():
-            for source in res["Properties"].get("Events", {}).values():
-                if source.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
-                    rules.append(
-                        (
-                            self.stack.physical[logical_id]["Ref"],
-                            self.stack.resolve(source["Properties"]["Pattern"]),
-                        )
-                    )
-        return rules
+    def _event_rules(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(function name, rule name, pattern) of every function's EventBridge rule."""
+        return [
+            (self.stack.physical[logical_id]["Ref"], rule_name, pattern)
+            for logical_id, res in self.stack.resources("AWS::Serverless::Function").items()
+            for rule_name, pattern, _ in self._function_rules(logical_id, res["Properties"])
+        ]
+
+    def _rule_enabled(self, name: str) -> bool:
+        """A disabled rule delivers nothing (read from moto's backend: no API call the run would count)."""
+        rule = events_backends[ACCOUNT][REGION].event_buses["default"].rules.get(name)
+        return rule is not None and rule.state == "ENABLED"
 
     def child_events(self) -> list[dict[str, Any]]:
         """Events of every Distributed Map child execution so far (on AWS: their own histories)."""
