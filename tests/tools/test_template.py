@@ -47,3 +47,18 @@ def test_every_state_machine_logs_errors_with_data_and_is_traced() -> None:
         assert props["Logging"]["Level"] in ("ERROR", "ALL")
         assert props["Logging"]["IncludeExecutionData"] is True
         assert props["Tracing"] == {"Enabled": True}
+
+
+def test_the_alarm_toggler_protects_exactly_the_stack_s_own_alarm_and_safety_net_rule() -> None:
+    """The names the toggler never mutes are the names template.yaml gives those resources."""
+    functions = resources("AWS::Serverless::Function")
+    env = functions["AlarmTogglerFunction"]["Properties"]["Environment"]["Variables"]
+    alarm = resources("AWS::CloudWatch::Alarm")["ExecutionsEndedBadlyAlarm"]["Properties"]
+    [rule] = [
+        e["Properties"]
+        for e in functions["RestoreSafetyNetFunction"]["Properties"]["Events"].values()
+        if e["Type"] == "EventBridgeRule"
+    ]
+    own_alarm, own_rule = "${AWS::StackName}-executions-ended-badly", "${AWS::StackName}-safety-net"
+    assert env["NEVER_MUTE_ALARM_NAMES"] == alarm["AlarmName"] == {"Fn::Sub": own_alarm}
+    assert env["NEVER_MUTE_RULE_NAMES"] == rule["RuleName"] == {"Fn::Sub": own_rule}

@@ -9,6 +9,14 @@ from opsflow.errors import InvalidInputError
 from tests.conftest import REGION, load_function
 
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:rr:run-1"
+OWN_ALARM, OWN_RULE = "opsflow-executions-ended-badly", "opsflow-safety-net"  # as template.yaml names them
+
+
+@pytest.fixture(autouse=True)
+def never_mute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stack's own alarm and rule, as template.yaml passes them to the function."""
+    monkeypatch.setenv("NEVER_MUTE_ALARM_NAMES", OWN_ALARM)
+    monkeypatch.setenv("NEVER_MUTE_RULE_NAMES", OWN_RULE)
 
 
 @pytest.fixture
@@ -37,9 +45,13 @@ def monitoring(run_table: str) -> dict[str, Any]:
     alarm("web-disk-full", enabled=False)
     alarm("db-cpu", tier="db")
     alarm("tagged-elsewhere", tier="web")
+    alarm(OWN_ALARM, tier="web")  # the stack's own: CloudFormation gives it the stack's tags
+    alarm("opsflow-queue-depth", tier="web")  # the team's, named like the stack
     events.put_rule(Name="web-pager", EventPattern='{"source": ["aws.ec2"]}', State="ENABLED")
     events.put_rule(Name="web-report", ScheduleExpression="rate(1 day)", State="DISABLED")
     events.put_rule(Name="db-backup", ScheduleExpression="rate(1 day)", State="ENABLED")
+    events.put_rule(Name=OWN_RULE, EventPattern='{"source": ["aws.states"]}', State="ENABLED")
+    events.put_rule(Name="opsflow-nightly", ScheduleExpression="rate(1 day)", State="ENABLED")
     return {"cloudwatch": cloudwatch, "events": events}
 
 
@@ -78,6 +90,69 @@ def test_mute_disables_only_enabled_alarms_and_rules_matching_the_prefix(monitor
 def test_alarms_can_be_selected_by_tag(monitoring, lambda_context) -> None:
     result = call("mute", lambda_context, alarms={"namePrefixes": ["tagged", "db-"], "tags": {"tier": "web"}})
     assert result["alarms"] == ["tagged-elsewhere"]
+
+
+def test_the_stack_s_own_alarm_and_rule_are_never_muted(monitoring, lambda_context) -> None:
+    """A prefix like the stack's name matches its safety net: those stay on, the team's are muted."""
+    before_alarms, before_rules = actions_enabled(monitoring["cloudwatch"]), rule_states(monitoring["events"])
+
+    by_prefix = call("mute", lambda_context, alarms={"namePrefixes": ["opsflow"]}, rules={"namePrefixes": ["opsflow"]})
+
+    assert by_prefix["alarms"] == ["opsflow-queue-depth"] and by_prefix["rules"] == ["opsflow-nightly"]
+    assert actions_enabled(monitoring["cloudwatch"])[OWN_ALARM] is True
+    assert rule_states(monitoring["events"])[OWN_RULE] == "ENABLED"
+    call("restore", lambda_context)
+    assert actions_enabled(monitoring["cloudwatch"]) == before_alarms
+    assert rule_states(monitoring["events"]) == before_rules
+
+
+def test_the_stack_s_own_alarm_is_never_muted_when_selected_by_tag(run_table, monitoring, lambda_context) -> None:
+    app = load_function("alarm_toggler")
+    event = {"action": "mute", "executionArn": EXECUTION + "-tags", "alarms": {"tags": {"tier": "web"}}}
+
+    result = app.lambda_handler(event, lambda_context)
+
+    assert OWN_ALARM not in result["alarms"] and "opsflow-queue-depth" in result["alarms"]
+    assert actions_enabled(monitoring["cloudwatch"])[OWN_ALARM] is True
+
+
+def test_a_recorded_selection_naming_the_stack_s_own_alarm_is_not_applied(run_table, monitoring, lambda_context):
+    """A retried mute re-applies the record; a record from before this protection must not mute them."""
+    from opsflow.runs import RunTable
+
+    RunTable(run_table).set_run_fields(EXECUTION, muted={"alarms": [OWN_ALARM, "db-cpu"], "rules": [OWN_RULE]})
+
+    call("mute", lambda_context)
+
+    assert actions_enabled(monitoring["cloudwatch"])[OWN_ALARM] is True
+    assert actions_enabled(monitoring["cloudwatch"])["db-cpu"] is False
+    assert rule_states(monitoring["events"])[OWN_RULE] == "ENABLED"
+
+
+def test_excluded_says_without_any_call_which_own_names_a_selection_would_mute() -> None:
+    from opsflow.muting import NeverMute, Selector, excluded
+
+    own = NeverMute(alarms=frozenset({OWN_ALARM}), rules=frozenset({OWN_RULE}))
+
+    assert excluded(Selector(namePrefixes=["opsflow-"]), Selector(namePrefixes=["web-"]), own).model_dump() == {
+        "alarms": [OWN_ALARM],
+        "rules": [],
+    }
+    assert excluded(Selector(tags={"tier": "web"}), Selector(), own).alarms == [OWN_ALARM]  # tags: it may carry them
+    assert excluded(Selector(), Selector(namePrefixes=["db-"]), own).model_dump() == {"alarms": [], "rules": []}
+
+
+@pytest.mark.parametrize("variable", ["NEVER_MUTE_ALARM_NAMES", "NEVER_MUTE_RULE_NAMES"])
+def test_a_function_deployed_without_the_names_to_protect_refuses_naming_the_variable(
+    monitoring, lambda_context, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    from opsflow.settings import SettingsError
+
+    monkeypatch.setenv(variable, " , ")
+    before = actions_enabled(monitoring["cloudwatch"])
+    with pytest.raises(SettingsError, match=variable):
+        call("mute", lambda_context, alarms={"namePrefixes": ["web-"]})
+    assert actions_enabled(monitoring["cloudwatch"]) == before
 
 
 def test_a_retried_mute_keeps_the_first_selection(monitoring, lambda_context) -> None:

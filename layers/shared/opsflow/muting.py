@@ -7,6 +7,10 @@ retried call, the state machine's restore step and the safety net all work from 
 - a retried ``mute`` re-applies the recorded list instead of re-selecting (it would otherwise see
   its own muted alarms as "already off" and never restore them);
 - ``restore`` enables exactly the recorded names, and can run any number of times.
+
+The stack's own alarm and safety-net rule (``NeverMute``, exact names from template.yaml) are never
+selected, whatever the prefixes or tags: muting them would switch off the safety net exactly when a
+stopped run needs it. :func:`excluded` tells, without any API call, which of them a selection names.
 """
 
 from collections.abc import Iterable, Iterator
@@ -39,6 +43,35 @@ class MuteRecord(BaseModel):
     rules: list[str] = Field(default_factory=list)
 
 
+class NeverMute(BaseModel):
+    """Exact names a restart never mutes: the stack's own alarm and safety-net rule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alarms: frozenset[str] = frozenset()
+    rules: frozenset[str] = frozenset()
+
+
+def _could_select(selector: Selector, name: str) -> bool:
+    """Whether ``selector`` may select ``name``, judging by the name alone (tags need an API call)."""
+    if selector.empty:
+        return False
+    return not selector.name_prefixes or any(name.startswith(p) for p in selector.name_prefixes)
+
+
+def excluded(alarms: Selector, rules: Selector, never_mute: NeverMute) -> MuteRecord:
+    """The stack's own alarms and rules that these selectors would have muted, had they not been protected.
+
+    Pure (no API call), for a preflight that wants to say so before anything runs. Tags are not
+    looked at: a selector with tags and no prefix lists every protected name, since the stack's tags
+    may be on them.
+    """
+    return MuteRecord(
+        alarms=sorted(n for n in never_mute.alarms if _could_select(alarms, n)),
+        rules=sorted(n for n in never_mute.rules if _could_select(rules, n)),
+    )
+
+
 def _tags_match(wanted: dict[str, str], tag_list: Iterable[dict[str, str]]) -> bool:
     have = {t["Key"]: t["Value"] for t in tag_list}
     return all(have.get(k) == v for k, v in wanted.items())
@@ -53,12 +86,15 @@ def _alarms(cloudwatch: Any, selector: Selector) -> Iterator[dict[str, Any]]:
             yield from page.get("CompositeAlarms", [])
 
 
-def select_alarms(cloudwatch: Any, selector: Selector) -> list[str]:
+def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[str]) -> list[str]:
     if selector.empty:
         return []
     names: dict[str, None] = {}
     for alarm in _alarms(cloudwatch, selector):
         if not alarm.get("ActionsEnabled", False):
+            continue
+        if alarm["AlarmName"] in never_mute:
+            logger.warning("selected but never muted: the stack's own alarm", extra={"alarm": alarm["AlarmName"]})
             continue
         if selector.tags:
             tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", [])
@@ -68,7 +104,7 @@ def select_alarms(cloudwatch: Any, selector: Selector) -> list[str]:
     return sorted(names)
 
 
-def select_rules(events: Any, selector: Selector) -> list[str]:
+def select_rules(events: Any, selector: Selector, *, never_mute: frozenset[str]) -> list[str]:
     if selector.empty:
         return []
     paginator = events.get_paginator("list_rules")
@@ -77,6 +113,9 @@ def select_rules(events: Any, selector: Selector) -> list[str]:
         for page in paginator.paginate(**query):
             for rule in page.get("Rules", []):
                 if rule.get("State") != "ENABLED" or rule.get("ManagedBy"):
+                    continue
+                if rule["Name"] in never_mute:
+                    logger.warning("selected but never disabled: the stack's own rule", extra={"rule": rule["Name"]})
                     continue
                 if selector.tags:
                     tags = events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", [])
@@ -91,19 +130,26 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-def mute(table: RunTable, execution_arn: str, alarms: Selector, rules: Selector) -> MuteRecord:
+def mute(
+    table: RunTable, execution_arn: str, alarms: Selector, rules: Selector, *, never_mute: NeverMute
+) -> MuteRecord:
     cloudwatch, events = clients.client("cloudwatch"), clients.client("events")
     run = table.get_run(execution_arn) or {}
     if "muted" in run:
         record = MuteRecord.model_validate(run["muted"])
         logger.info("re-applying the recorded mute", extra={"alarms": record.alarms, "rules": record.rules})
     else:
-        record = MuteRecord(alarms=select_alarms(cloudwatch, alarms), rules=select_rules(events, rules))
+        record = MuteRecord(
+            alarms=select_alarms(cloudwatch, alarms, never_mute=never_mute.alarms),
+            rules=select_rules(events, rules, never_mute=never_mute.rules),
+        )
         table.set_run_fields(execution_arn, muted=record.model_dump(), mutedAt=timeutil.iso_now())
-    for chunk in _chunks(record.alarms, ALARM_BATCH):
+    # A record written by an older version may name them: never disable them either way.
+    for chunk in _chunks([a for a in record.alarms if a not in never_mute.alarms], ALARM_BATCH):
         cloudwatch.disable_alarm_actions(AlarmNames=chunk)
     for name in record.rules:
-        events.disable_rule(Name=name)
+        if name not in never_mute.rules:
+            events.disable_rule(Name=name)
     logger.info("muted", extra={"alarms": record.alarms, "rules": record.rules})
     return record
 
