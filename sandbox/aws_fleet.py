@@ -4,7 +4,8 @@
 - botocore event hooks on the default session (used by the interpreter's SDK tasks and by the
   handlers alike) tell the model about registrations, deregistrations and reboots, and rewrite what
   DescribeTargetHealth and DescribeInstanceStatus return to the model's answer at simulated time.
-- Injected API errors short-circuit a call before moto sees it.
+- Injected API errors short-circuit a call before moto sees it; so do the answers to calls moto
+  lacks (SSM patch APIs, EventBridge rules in the Tagging API's GetResources: sandbox/tagging.py).
 - The application's health URL is answered by an HTTP adapter mounted on the handlers' requests
   session: the real health check code runs, and no socket is opened.
 """
@@ -20,6 +21,7 @@ import boto3
 import requests
 from requests.adapters import BaseAdapter
 
+from sandbox import tagging
 from sandbox.fleet import Fleet
 from sandbox.lambdas import CURRENT
 from sandbox.patches import PatchService, SimulatedApiError
@@ -95,7 +97,9 @@ class AwsBridge:
         return [c for c in self.calls if c.service == service and c.operation == operation]
 
     # -- answers before moto: injected faults, then the operations moto does not implement -----
-    def _before_call(self, event_name: str, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+    def _before_call(
+        self, event_name: str, context: dict[str, Any], **_: Any
+    ) -> tuple[_Response, dict[str, Any]] | None:
         service, operation = _service_and_operation(event_name)
         params = getattr(self._local, "params", {})
         with self._lock:
@@ -107,6 +111,14 @@ class AwsBridge:
             if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
                 return _error("RequestLimitExceeded", "Request limit exceeded.")
             return None
+        if (service, operation) == (tagging.SERVICE, "GetResources") and tagging.answers(params):
+            try:  # EventBridge rules, which moto's GetResources leaves out
+                return _Response(200), {
+                    **tagging.get_resources(params, context["client_region"]),
+                    "ResponseMetadata": _OK,
+                }
+            except SimulatedApiError as exc:
+                return _error(exc.code, str(exc))
         simulated = SSM_OPERATIONS.get(operation) if service == "ssm" and self.patches else None
         if simulated is None:
             return None

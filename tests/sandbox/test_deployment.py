@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sandbox.fleet import FleetSpec
 from sandbox.runtime import Sandbox
@@ -38,3 +39,17 @@ def test_a_disabled_rule_delivers_nothing(stack: Sandbox) -> None:
 
     assert stack.run(SM, REFUSED).status == "FAILED"
     assert safety_net_invocations(stack) == 0
+
+
+def test_eventbridge_rules_are_found_by_tag_through_the_sandbox(stack: Sandbox) -> None:
+    """moto lacks rules in GetResources; the sandbox's bridge answers, after its injected faults."""
+    tagging = stack.client("resourcegroupstaggingapi")
+    web = [{"Key": "tier", "Values": ["web"]}]
+
+    found = tagging.get_resources(ResourceTypeFilters=["events:rule"], TagFilters=web)
+
+    names = sorted(m["ResourceARN"].rsplit("/", 1)[1] for m in found["ResourceTagMappingList"])
+    assert names == ["web-instance-state-change-pager", "web-nightly-report"]
+    stack.inject_api_error("resource-groups-tagging-api", "GetResources", "ThrottlingException")
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        tagging.get_resources(ResourceTypeFilters=["events:rule"], TagFilters=web)
