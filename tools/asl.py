@@ -14,7 +14,12 @@ from sandbox.template import ROOT
 # sandbox maps the same names for moto; "sfn" moto already knows).
 BOTO3_NAMES = {**SDK_SERVICE_NAMES, "sfn": "stepfunctions"}
 # boto3 service names -> IAM action prefixes, where they differ.
-IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "events": "events"}
+IAM_PREFIXES = {
+    "elbv2": "elasticloadbalancing",
+    "stepfunctions": "states",
+    "events": "events",
+    "resourcegroupstaggingapi": "tag",
+}
 # Optimized integrations: the API each one calls.
 OPTIMIZED = {
     "lambda:invoke": ("lambda", "Invoke"),

@@ -40,7 +40,12 @@ LOG_DELIVERY = {
     )
 }
 # Service ids as botocore names them in events -> IAM prefixes.
-SERVICE_IDS = {"elastic-load-balancing-v2": "elasticloadbalancing", "eventbridge": "events", "sfn": "states"}
+SERVICE_IDS = {
+    "elastic-load-balancing-v2": "elasticloadbalancing",
+    "eventbridge": "events",
+    "sfn": "states",
+    "resource-groups-tagging-api": "tag",
+}
 # API operations authorised by an IAM action of another name.
 ACTION_OF = {
     "s3:CreateMultipartUpload": "s3:PutObject",
@@ -175,8 +180,11 @@ def observed() -> dict[str, set[str]]:
         sb.invoke_url("ApprovalFunction", "POST", body=links["approve"])
         sb.wait(arn, timeout=180)
         keep(sb)
-    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # stopped midway: the safety net
-        arn = sb.start_execution("RollingRestartStateMachine", {**web, "batchSize": 2})
+    by_tag = {"namePrefixes": ["web-"], "tags": {"tier": "web"}}
+    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # selection by tags; stopped midway: the safety net
+        arn = sb.start_execution(
+            "RollingRestartStateMachine", {**web, "alarms": by_tag, "rules": by_tag, "batchSize": 2}
+        )
         while not sb.bridge.calls_to("ec2", "RebootInstances"):
             __import__("time").sleep(0.05)
         sb.stop(arn)

@@ -1,5 +1,7 @@
 """Mute exactly the selected alarms and rules; restore exactly those; idempotent."""
 
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -90,6 +92,80 @@ def test_mute_disables_only_enabled_alarms_and_rules_matching_the_prefix(monitor
 def test_alarms_can_be_selected_by_tag(monitoring, lambda_context) -> None:
     result = call("mute", lambda_context, alarms={"namePrefixes": ["tagged", "db-"], "tags": {"tier": "web"}})
     assert result["alarms"] == ["tagged-elsewhere"]
+
+
+@pytest.fixture
+def api_calls() -> Iterator[Counter[str]]:
+    """Every AWS call the code makes from now on, by service and operation."""
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.split(".", 1)[1]] += 1
+
+    session = boto3._get_default_session()
+    session.events.register("before-call.*.*", count)
+    yield calls
+    session.events.unregister("before-call.*.*", count)
+
+
+@pytest.fixture
+def rule_tags() -> Iterator[None]:
+    """moto 5.2.5's GetResources leaves EventBridge rules out: the sandbox's answer fills the gap."""
+    from sandbox import tagging
+
+    uninstall = tagging.install(boto3._get_default_session())
+    yield
+    uninstall()
+
+
+def test_selecting_hundreds_of_alarms_by_tag_takes_a_few_calls_not_one_per_alarm(
+    run_table, lambda_context, api_calls: Counter[str]
+) -> None:
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    for i in range(300):
+        cloudwatch.put_metric_alarm(
+            AlarmName=f"app-{i:03d}",
+            Namespace="AWS/EC2",
+            MetricName="CPUUtilization",
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=90,
+            ComparisonOperator="GreaterThanThreshold",
+            Tags=[{"Key": "tier", "Value": "web"}, {"Key": "team", "Value": "app" if i % 3 else "ops"}],
+        )
+    api_calls.clear()
+
+    result = call("mute", lambda_context, alarms={"tags": {"tier": "web", "team": "app"}})
+
+    assert len(result["alarms"]) == 200
+    reads = {op: n for op, n in api_calls.items() if op.split(".")[0] != "dynamodb"}
+    assert "cloudwatch.ListTagsForResource" not in reads
+    assert reads["resource-groups-tagging-api.GetResources"] <= 10, reads
+    assert sum(reads.values()) <= 20, reads  # tagged alarms in pages, alarms in pages, 100 names a disable call
+
+
+def test_rules_are_selected_by_tag_with_the_tagging_api(monitoring, lambda_context, rule_tags, api_calls) -> None:
+    events = monitoring["events"]
+    events.tag_resource(
+        ResourceARN=events.describe_rule(Name="web-pager")["Arn"], Tags=[{"Key": "tier", "Value": "web"}]
+    )
+    events.tag_resource(
+        ResourceARN=events.describe_rule(Name="db-backup")["Arn"], Tags=[{"Key": "tier", "Value": "db"}]
+    )
+
+    result = call("mute", lambda_context, rules={"tags": {"tier": "web"}})
+
+    assert result["rules"] == ["web-pager"]
+    assert api_calls["resource-groups-tagging-api.GetResources"] == 1
+    assert api_calls["eventbridge.ListTagsForResource"] == 0
+
+
+def test_a_tag_nothing_carries_lists_nothing_more(monitoring, lambda_context, rule_tags, api_calls) -> None:
+    result = call("mute", lambda_context, alarms={"tags": {"tier": "nobody"}}, rules={"tags": {"tier": "nobody"}})
+
+    assert result == {"action": "mute", "alarms": [], "rules": []}
+    assert api_calls["cloudwatch.DescribeAlarms"] == 0 and api_calls["eventbridge.ListRules"] == 0
 
 
 def test_the_stack_s_own_alarm_and_rule_are_never_muted(monitoring, lambda_context) -> None:

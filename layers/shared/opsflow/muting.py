@@ -1,6 +1,7 @@
 """Mute exactly the CloudWatch alarms and EventBridge rules a change touches, and put them back.
 
-Selection is by name prefix and/or tags (all given tags must match). Only alarms whose actions are
+Selection is by name prefix and/or tags (all given tags must match; the tagged resources are found
+all at once with the Resource Groups Tagging API, see :func:`tagged`). Only alarms whose actions are
 enabled and rules that are ENABLED are selected: what was already off stays off and is never
 "restored" to on. The selection is written to the run record *before* anything is disabled, so a
 retried call, the state machine's restore step and the safety net all work from the same list:
@@ -13,7 +14,7 @@ selected, whatever the prefixes or tags: muting them would switch off the safety
 stopped run needs it. :func:`excluded` tells, without any API call, which of them a selection names.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,9 +73,22 @@ def excluded(alarms: Selector, rules: Selector, never_mute: NeverMute) -> MuteRe
     )
 
 
-def _tags_match(wanted: dict[str, str], tag_list: Iterable[dict[str, str]]) -> bool:
-    have = {t["Key"]: t["Value"] for t in tag_list}
-    return all(have.get(k) == v for k, v in wanted.items())
+def tagged(tagging: Any, resource_type: str, tags: dict[str, str]) -> set[str]:
+    """ARNs of the resources of ``resource_type`` that carry every one of ``tags``, in a few calls.
+
+    The Resource Groups Tagging API's GetResources "support[s] all resource types" (AWS: "Services
+    that support the Resource Groups Tagging API",
+    https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/supported-services.html);
+    CloudWatch alarms (``cloudwatch:alarm``) and EventBridge rules (``events:rule``) are taggable
+    resources of their services. One page lists up to 100 resources, where asking each alarm or rule
+    for its tags took one call per resource (a 30 s function ran out of time with hundreds of alarms).
+    """
+    pages = tagging.get_paginator("get_resources").paginate(
+        ResourceTypeFilters=[resource_type],
+        TagFilters=[{"Key": key, "Values": [value]} for key, value in tags.items()],  # every filter must match
+        ResourcesPerPage=100,
+    )
+    return {m["ResourceARN"] for page in pages for m in page.get("ResourceTagMappingList", [])}
 
 
 def _alarms(cloudwatch: Any, selector: Selector) -> Iterator[dict[str, Any]]:
@@ -86,9 +100,14 @@ def _alarms(cloudwatch: Any, selector: Selector) -> Iterator[dict[str, Any]]:
             yield from page.get("CompositeAlarms", [])
 
 
-def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[str]) -> list[str]:
+def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
     if selector.empty:
         return []
+    wanted: set[str] = set()
+    if selector.tags:  # one GetResources pass, then match ARNs (not one tag lookup per resource)
+        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), "cloudwatch:alarm", selector.tags)
+        if not wanted:
+            return []
     names: dict[str, None] = {}
     for alarm in _alarms(cloudwatch, selector):
         if not alarm.get("ActionsEnabled", False):
@@ -96,17 +115,20 @@ def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[
         if alarm["AlarmName"] in never_mute:
             logger.warning("selected but never muted: the stack's own alarm", extra={"alarm": alarm["AlarmName"]})
             continue
-        if selector.tags:
-            tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", [])
-            if not _tags_match(selector.tags, tags):
-                continue
+        if selector.tags and alarm["AlarmArn"] not in wanted:
+            continue
         names[alarm["AlarmName"]] = None
     return sorted(names)
 
 
-def select_rules(events: Any, selector: Selector, *, never_mute: frozenset[str]) -> list[str]:
+def select_rules(events: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
     if selector.empty:
         return []
+    wanted: set[str] = set()
+    if selector.tags:  # one GetResources pass, then match ARNs (not one tag lookup per resource)
+        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), "events:rule", selector.tags)
+        if not wanted:
+            return []
     paginator = events.get_paginator("list_rules")
     names: dict[str, None] = {}
     for query in [{"NamePrefix": p} for p in selector.name_prefixes] or [{}]:
@@ -117,10 +139,8 @@ def select_rules(events: Any, selector: Selector, *, never_mute: frozenset[str])
                 if rule["Name"] in never_mute:
                     logger.warning("selected but never disabled: the stack's own rule", extra={"rule": rule["Name"]})
                     continue
-                if selector.tags:
-                    tags = events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", [])
-                    if not _tags_match(selector.tags, tags):
-                        continue
+                if selector.tags and rule["Arn"] not in wanted:
+                    continue
                 names[rule["Name"]] = None
     return sorted(names)
 
