@@ -110,3 +110,15 @@ def test_firing_a_function_without_a_schedule_is_refused_naming_it(stack: Sandbo
         stack.fire_schedule("AlarmTogglerFunction")
     with pytest.raises(KeyError, match="NoSuchFunction"):
         stack.fire_schedule("NoSuchFunction")
+
+
+def test_the_run_table_has_the_template_s_indexes(stack: Sandbox) -> None:
+    from sandbox.template import load_template
+
+    declared = load_template()["Resources"]["RunTable"]["Properties"]["GlobalSecondaryIndexes"]
+    table = stack.client("dynamodb").describe_table(TableName=stack.stack.physical["RunTable"]["Ref"])["Table"]
+    created = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+    assert set(created) == {i["IndexName"] for i in declared}
+    for index in declared:
+        assert created[index["IndexName"]]["KeySchema"] == index["KeySchema"]
+        assert created[index["IndexName"]]["Projection"] == index["Projection"]

@@ -190,6 +190,15 @@ def observed() -> dict[str, set[str]]:
         sb.stop(arn)
         sb.wait(arn)
         keep(sb)
+    with Sandbox(FleetSpec(size=4), speed=500, status_events="drop") as sb:  # the event lost: the reconciler
+        arn = sb.start_execution("RollingRestartStateMachine", {**web, "batchSize": 2})
+        while not sb.bridge.calls_to("ec2", "RebootInstances"):
+            __import__("time").sleep(0.05)
+        sb.fire_schedule("RunReconcilerFunction")  # still running: left alone
+        sb.stop(arn)
+        sb.wait(arn)
+        sb.fire_schedule("RunReconcilerFunction")  # ended: cleaned up
+        keep(sb)
     with Sandbox(FleetSpec(size=4), speed=500) as sb:  # the patch preview
         sb.run("PatchPreviewStateMachine", {})
         keep(sb)

@@ -62,3 +62,24 @@ def test_the_alarm_toggler_protects_exactly_the_stack_s_own_alarm_and_safety_net
     own_alarm, own_rule = "${AWS::StackName}-executions-ended-badly", "${AWS::StackName}-safety-net"
     assert env["NEVER_MUTE_ALARM_NAMES"] == alarm["AlarmName"] == {"Fn::Sub": own_alarm}
     assert env["NEVER_MUTE_RULE_NAMES"] == rule["RuleName"] == {"Fn::Sub": own_rule}
+
+
+def test_the_open_runs_index_is_the_one_the_code_queries_and_holds_only_run_records() -> None:
+    from opsflow.runs import OPEN_RUNS_INDEX, RUN_SK
+
+    table = resources("AWS::DynamoDB::Table")["RunTable"]["Properties"]
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == OPEN_RUNS_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": "sk", "KeyType": "HASH"},  # the code queries sk = RUN_SK
+        {"AttributeName": "openSince", "KeyType": "RANGE"},  # only open run records carry it: sparse
+    ]
+    assert RUN_SK == "run"
+
+
+def test_the_reconciler_runs_on_a_schedule_that_two_stacks_can_share_an_account_with() -> None:
+    [event] = resources("AWS::Serverless::Function")["RunReconcilerFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "ReconcileSchedule"}
+    assert event["Properties"]["OmitName"] is True and "Name" not in event["Properties"]
+    assert load_template()["Parameters"]["ReconcileSchedule"]["Default"] == "rate(5 minutes)"
