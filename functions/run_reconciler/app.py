@@ -62,6 +62,7 @@ class Report(BaseModel):
     still_running: list[str] = Field(default_factory=list, alias="stillRunning")
     cleaned_up: list[str] = Field(default_factory=list, alias="cleanedUp")  # an alert says what was done
     closed: list[str] = Field(default_factory=list)  # nothing was left to do
+    skipped: list[str] = Field(default_factory=list)  # closed meanwhile, or another cleaner holds it
     failed: list[str] = Field(default_factory=list)
 
 
@@ -102,7 +103,8 @@ def reconcile(table: RunTable, topic_arn: str) -> Report:
             report.failed.append(execution_arn)
             continue
         logger.info("reconciled", extra=result)
-        (report.cleaned_up if result["action"] == "restored" else report.closed).append(execution_arn)
+        lists = {"restored": report.cleaned_up, "closed": report.closed}
+        lists.get(result["action"], report.skipped).append(execution_arn)
     return report
 
 

@@ -54,8 +54,8 @@ CLAIM_SECONDS = 900
 SAFETY_NET = "safety net"
 
 
-def _nothing(execution_arn: str, reason: str) -> dict[str, Any]:
-    return {"executionArn": execution_arn, "action": "none", "reason": reason}
+def _nothing(execution_arn: str, reason: str, action: str = "none") -> dict[str, Any]:
+    return {"executionArn": execution_arn, "action": action, "reason": reason}
 
 
 def clean_up(
@@ -64,6 +64,9 @@ def clean_up(
     """Restore, put back, release, alert and close for the run of ``execution_arn``, which ended ``status``.
 
     ``by`` names the cleaner in the alert's subject and the run record; ``note`` opens the alert.
+    The result's ``action``: ``restored`` (something was done, and mailed), ``closed`` (nothing was
+    left to do; the run is closed now), ``none`` (nothing done: no such run, closed already, or
+    another cleaner holds it).
     """
     run = table.get_run(execution_arn)
     if run is None:
@@ -89,7 +92,7 @@ def _clean_up(
     released = table.release_lock(run["targetGroupArn"], execution_arn)
     if not released and restored is None and not put_back and not left_out:
         table.close_run(execution_arn, timeutil.iso_now())
-        return _nothing(execution_arn, "the run cleaned up after itself")
+        return _nothing(execution_arn, "the run cleaned up after itself", action="closed")
     message = (
         f"{note}"
         f"Rolling restart {execution_arn} ended {status}.\n"
