@@ -23,9 +23,19 @@ from urllib.parse import urlparse
 from sandbox.iam import Request
 
 # boto3 client names -> IAM prefixes, where they differ.
-IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "events": "events"}
+IAM_PREFIXES = {
+    "elbv2": "elasticloadbalancing",
+    "stepfunctions": "states",
+    "events": "events",
+    "resourcegroupstaggingapi": "tag",
+}
 # botocore service ids (as in event names: "before-call.<service id>.<Operation>") -> IAM prefixes.
-SERVICE_IDS = {"elastic-load-balancing-v2": "elasticloadbalancing", "eventbridge": "events", "sfn": "states"}
+SERVICE_IDS = {
+    "elastic-load-balancing-v2": "elasticloadbalancing",
+    "eventbridge": "events",
+    "sfn": "states",
+    "resource-groups-tagging-api": "tag",
+}
 # API operations authorized by an IAM action of another name ("prefix:Operation" -> action).
 ACTION_OF = {
     "s3:HeadObject": "s3:GetObject",
@@ -183,6 +193,8 @@ OPERATIONS: dict[str, Resolver] = {
     "events:ListTagsForResource": _tagged_resource,
     "events:DisableRule": _rule,
     "events:EnableRule": _rule,
+    # Resource Groups Tagging API: no resource-level permissions
+    "tag:GetResources": _anything,
     # S3
     "s3:GetObject": _object,
     "s3:HeadObject": _object,

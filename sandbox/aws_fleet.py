@@ -4,7 +4,8 @@
 - botocore event hooks on the default session (used by the interpreter's SDK tasks and by the
   handlers alike) tell the model about registrations, deregistrations and reboots, and rewrite what
   DescribeTargetHealth and DescribeInstanceStatus return to the model's answer at simulated time.
-- Injected API errors short-circuit a call before moto sees it.
+- Injected API errors short-circuit a call before moto sees it; so do the answers to calls moto
+  lacks (SSM patch APIs, EventBridge rules in the Tagging API's GetResources: sandbox/tagging.py).
 - IAM, when enforced (the default): a call made by a function or a state machine's Task is evaluated
   against that principal's role as SAM generates it (sandbox/sam.py, sandbox/authorization.py,
   sandbox/iam.py); a denied call fails before moto sees it, with the service's own error code.
@@ -24,6 +25,7 @@ import requests
 from botocore.exceptions import ClientError
 from requests.adapters import BaseAdapter
 
+from sandbox import tagging
 from sandbox.authorization import UnmappedOperation, iam_prefix, refusal, requests_for
 from sandbox.fleet import Fleet
 from sandbox.iam import evaluate
@@ -180,7 +182,9 @@ class AwsBridge:
         ]
 
     # -- answers before moto: IAM, injected faults, then the operations moto does not implement -----
-    def _before_call(self, event_name: str, **_: Any) -> tuple[_Response, dict[str, Any]] | None:
+    def _before_call(
+        self, event_name: str, context: dict[str, Any], **_: Any
+    ) -> tuple[_Response, dict[str, Any]] | None:
         service, operation = _service_and_operation(event_name)
         params = getattr(self._local, "params", {})
         refused = self._authorize(service, operation, params)
@@ -196,6 +200,14 @@ class AwsBridge:
             if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
                 return _error("RequestLimitExceeded", "Request limit exceeded.")
             return None
+        if (service, operation) == (tagging.SERVICE, "GetResources") and tagging.answers(params):
+            try:  # EventBridge rules, which moto's GetResources leaves out
+                return _Response(200), {
+                    **tagging.get_resources(params, context["client_region"]),
+                    "ResponseMetadata": _OK,
+                }
+            except SimulatedApiError as exc:
+                return _error(exc.code, str(exc))
         simulated = SSM_OPERATIONS.get(operation) if service == "ssm" and self.patches else None
         if simulated is None:
             return None

@@ -5,7 +5,8 @@
         assert result.status == "SUCCEEDED"
 
 Everything is created from template.yaml (functions, state machines with their substitutions,
-topics, queues, tables, buckets, keys), so adding a resource there needs no change here.
+topics, queues, tables, buckets, keys, alarms, the functions' EventBridge rules), so adding a
+resource there needs no change here.
 
 IAM is enforced as on AWS: every call a function or a state machine makes is evaluated against the
 role SAM generates for it from the template (docs/sandbox.md, "IAM").
@@ -16,9 +17,10 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -26,13 +28,14 @@ from urllib.parse import parse_qsl
 import boto3
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from moto.events.models import EventPattern
+from moto.events.models import EventPattern, events_backends
 
 from opsflow import clients, timeutil
 from sandbox import moto_patches, sam
 from sandbox.authorization import UnmappedOperation
 from sandbox.aws_fleet import (
     AccountLookups,
+    ApiCall,
     AwsBridge,
     FleetHttpAdapter,
     IamEnforcement,
@@ -44,12 +47,15 @@ from sandbox.fleet import Fleet, FleetSpec
 from sandbox.lambdas import FunctionSpec, LambdaRuntime
 from sandbox.network import Network, Placement
 from sandbox.patches import PatchService, PatchSpec, generate
-from sandbox.template import ROOT, TEMPLATE_PATH, Stack, TemplateError, load_template
+from sandbox.template import ROOT, TEMPLATE_PATH, Stack, TemplateError, load_template, table_arguments
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 QUIET_LOGGERS = ("moto.stepfunctions", "aws_lambda_powertools.tracing")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+# What happens to "Step Functions Execution Status Change" events, which EventBridge delivers on a
+# best-effort basis: once (as usual), dropped, duplicated, or delayed by status_event_delay seconds.
+STATUS_EVENT_MODES = ("once", "drop", "duplicate", "delay")
 
 
 @dataclass
@@ -70,6 +76,27 @@ class ExecutionResult:
         if not self.events:
             return 0.0
         return float((self.events[-1]["timestamp"] - self.events[0]["timestamp"]).total_seconds())
+
+
+@dataclass
+class StatusEvent:
+    """One status-change event and its fate: delivered (each function's answer, the API calls made
+    meanwhile) or dropped."""
+
+    execution_arn: str
+    status: str
+    fate: str  # "delivered" or "dropped"
+    at: float  # simulated time of delivery (or of the drop)
+    answers: dict[str, Any] = field(default_factory=dict)  # function name -> what it returned
+    calls: list[ApiCall] = field(default_factory=list)
+
+
+class FunctionFailed(Exception):
+    """A function invoked by the sandbox (not by a state machine) raised; its error type and message."""
+
+    def __init__(self, function: str, error_type: str, message: str) -> None:
+        super().__init__(f"{function} failed: {error_type}: {message}")
+        self.error_type = error_type
 
 
 def fill_definition(text: str, substitutions: dict[str, Any], source: str) -> str:
@@ -97,9 +124,19 @@ class Sandbox:
         window_in_hours: float = 6.0,
         definitions: dict[str, dict[str, Any]] | None = None,
         enforce_iam: bool = True,
+        status_events: str = "once",
+        status_event_delay: float = 300.0,
     ) -> None:
         """``enforce_iam``: evaluate the calls of functions and state machines against their roles, as
         AWS does. Turn it off only where a test is about something IAM would hide."""
+        if status_events not in STATUS_EVENT_MODES:
+            raise ValueError(f"status_events must be one of {', '.join(STATUS_EVENT_MODES)}, not {status_events!r}")
+        if status_event_delay < 0:
+            raise ValueError(f"status_event_delay must be 0 or more simulated seconds, not {status_event_delay}")
+        self.status_events = status_events  # tests may change it between runs
+        self.status_event_delay = status_event_delay
+        self.status_event_log: list[StatusEvent] = []
+        self._timers: list[threading.Timer] = []
         self.fleet_spec = fleet
         self.enforce_iam = enforce_iam
         self.patch_spec = patches or PatchSpec()
@@ -172,6 +209,9 @@ class Sandbox:
     def close(self) -> None:
         if not self._started:
             return
+        for timer in self._timers:  # a delayed event not delivered yet never will be
+            timer.cancel()
+            timer.join()
         sfn = self.client("stepfunctions")
         for arn in self._executions:
             if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
@@ -281,6 +321,9 @@ class Sandbox:
                 VpcId=str(self.stack.resolve(props["VpcId"])),
             )["GroupId"]
             return {"Ref": group_id, "GroupId": group_id}
+        if kind == "AWS::CloudWatch::Alarm":
+            name = self._name(logical_id, props, "AlarmName")
+            return {"Ref": name, "Arn": arn.format("cloudwatch", f"alarm:{name}")}
         # Not simulated (roles, log groups, alarms, dashboards...): names that resolve, nothing created.
         generic = f"{self.stack.name}-{logical_id}"
         return {"Ref": generic, "Arn": arn.format("sandbox", generic)}
@@ -293,15 +336,11 @@ class Sandbox:
         elif kind == "AWS::SQS::Queue":
             self.client("sqs").create_queue(QueueName=ids["QueueName"])
         elif kind == "AWS::DynamoDB::Table":
-            resolved = self.stack.resolve(props)
-            self.client("dynamodb").create_table(
-                TableName=ids["Ref"],
-                KeySchema=resolved["KeySchema"],
-                AttributeDefinitions=resolved["AttributeDefinitions"],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            self.client("dynamodb").create_table(TableName=ids["Ref"], **table_arguments(self.stack.resolve(props)))
         elif kind == "AWS::S3::Bucket":
             self.client("s3").create_bucket(Bucket=ids["Ref"], CreateBucketConfiguration={"LocationConstraint": REGION})
+        elif kind == "AWS::CloudWatch::Alarm":  # its properties are PutMetricAlarm's parameters
+            self.client("cloudwatch").put_metric_alarm(**{**self.stack.resolve(props), "AlarmName": ids["Ref"]})
         elif kind == "AWS::Serverless::Function":
             self._create_function(logical_id, props, ids)
         elif kind == "AWS::Serverless::StateMachine":
@@ -375,6 +414,18 @@ class Sandbox:
                 lam.create_event_source_mapping(
                     EventSourceArn=spec["Queue"], FunctionName=name, BatchSize=int(spec.get("BatchSize", 10))
                 )
+        for rule_name, pattern, state in self._function_rules(logical_id, props):
+            self.client("events").put_rule(Name=rule_name, EventPattern=json.dumps(pattern), State=state)
+
+    def _function_rules(self, logical_id: str, props: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+        """The function's EventBridge rules: (name, pattern, state). Unnamed ones get a name as CloudFormation would."""
+        rules = []
+        for event_id, source in props.get("Events", {}).items():
+            if source.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
+                spec = self.stack.resolve(source["Properties"])
+                name = spec.get("RuleName") or f"{self.stack.name}-{logical_id}{event_id}"[:64]
+                rules.append((str(name), spec["Pattern"], str(spec.get("State", "ENABLED"))))
+        return rules
 
     def invoke_url(self, logical_id: str, method: str = "GET", query: str = "", body: str = "") -> dict[str, Any]:
         """An HTTP request to the function's URL (payload format 2.0), as a browser would send it."""
@@ -473,7 +524,9 @@ class Sandbox:
     def _deliver_status_change(self, described: dict[str, Any]) -> None:
         """EventBridge: "Step Functions Execution Status Change" to the functions whose rules match.
 
-        Delivered once per execution, when the sandbox sees it end (as EventBridge would, seconds later).
+        Once per execution, when the sandbox sees it end (as EventBridge would, seconds later), unless
+        ``status_events`` says to drop, duplicate or delay it: EventBridge documents these events as
+        best-effort delivery, and its targets may see an event twice.
         """
         arn = described["executionArn"]
         if arn in self._delivered:
@@ -499,22 +552,87 @@ class Sandbox:
                 "cause": described.get("cause"),
             },
         }
-        for function_name, pattern in self._event_rules():
-            if EventPattern.load(json.dumps(pattern)).matches_event(event):  # type: ignore[arg-type]
-                self.lambdas.invoke(function_name, json.dumps(event))
+        if self.status_events == "drop":
+            self.status_event_log.append(StatusEvent(arn, described["status"], "dropped", self.clock.now()))
+        elif self.status_events == "delay":
+            timer = threading.Timer(self.clock.wall_seconds(self.status_event_delay), self._deliver, (event,))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+        else:
+            for _ in range(2 if self.status_events == "duplicate" else 1):
+                self._deliver(event)
 
-    def _event_rules(self) -> list[tuple[str, dict[str, Any]]]:
-        rules = []
-        for logical_id, res in self.stack.resources("AWS::Serverless::Function").items():
-            for source in res["Properties"].get("Events", {}).values():
-                if source.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
-                    rules.append(
-                        (
-                            self.stack.physical[logical_id]["Ref"],
-                            self.stack.resolve(source["Properties"]["Pattern"]),
-                        )
-                    )
-        return rules
+    def _deliver(self, event: dict[str, Any]) -> None:
+        first_call = len(self.bridge.calls)
+        answers = {}
+        for function_name, rule_name, pattern in self._event_rules():
+            if self._rule_enabled(rule_name) and EventPattern.load(json.dumps(pattern)).matches_event(event):  # type: ignore[arg-type]
+                payload, _, _ = self.lambdas.invoke(function_name, json.dumps(event))
+                answers[function_name] = json.loads(payload)
+        detail = event["detail"]
+        delivered = StatusEvent(detail["executionArn"], detail["status"], "delivered", self.clock.now(), answers)
+        delivered.calls = self.bridge.calls[first_call:]
+        self.status_event_log.append(delivered)
+
+    def wait_for_status_events(self, timeout: float = 30.0) -> None:
+        """Wait (wall seconds) until every delayed status-change event has been delivered."""
+        deadline = time.monotonic() + timeout
+        for timer in self._timers:
+            timer.join(max(0.0, deadline - time.monotonic()))
+            if timer.is_alive():
+                raise TimeoutError(f"a delayed status-change event is still pending after {timeout} s of wall time")
+
+    def fire_schedule(self, logical_id: str) -> Any:
+        """Invoke a function as its EventBridge Scheduler schedule (ScheduleV2) would, now.
+
+        The schedule's Input is sent with the scheduler's context attributes filled in at the current
+        simulated time. Returns what the function returned; FunctionFailed if it raised.
+        """
+        function = self.stack.resources("AWS::Serverless::Function").get(logical_id)
+        if function is None:
+            raise KeyError(f"no function {logical_id!r} in {self.template_path.name}")
+        schedules = {
+            event_id: self.stack.resolve(source["Properties"])
+            for event_id, source in function["Properties"].get("Events", {}).items()
+            if source.get("Type") == "ScheduleV2"
+        }
+        if len(schedules) != 1:
+            raise ValueError(f"{logical_id} has {len(schedules)} ScheduleV2 events; fire_schedule needs exactly one")
+        ((event_id, schedule),) = schedules.items()
+        if schedule.get("State", "ENABLED") != "ENABLED":
+            raise ValueError(f"{logical_id}'s schedule {event_id} is {schedule['State']}: it would not fire")
+        if "Input" not in schedule:
+            raise ValueError(
+                f"{logical_id}'s schedule {event_id} has no Input (the scheduler's default is not simulated)"
+            )
+        attributes = {
+            "schedule-arn": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{logical_id}{event_id}",
+            "scheduled-time": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "execution-id": uuid.uuid4().hex[:16],
+            "attempt-number": "1",
+        }
+        text = str(schedule["Input"])
+        for name, value in attributes.items():
+            text = text.replace(f"<aws.scheduler.{name}>", value)
+        payload, errored, _ = self.lambdas.invoke(self.stack.physical[logical_id]["Ref"], text)
+        answer = json.loads(payload)
+        if errored:
+            raise FunctionFailed(logical_id, answer["errorType"], answer["errorMessage"])
+        return answer
+
+    def _event_rules(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(function name, rule name, pattern) of every function's EventBridge rule."""
+        return [
+            (self.stack.physical[logical_id]["Ref"], rule_name, pattern)
+            for logical_id, res in self.stack.resources("AWS::Serverless::Function").items()
+            for rule_name, pattern, _ in self._function_rules(logical_id, res["Properties"])
+        ]
+
+    def _rule_enabled(self, name: str) -> bool:
+        """A disabled rule delivers nothing (read from moto's backend: no API call the run would count)."""
+        rule = events_backends[ACCOUNT][REGION].event_buses["default"].rules.get(name)
+        return rule is not None and rule.state == "ENABLED"
 
     def child_events(self) -> list[dict[str, Any]]:
         """Events of every Distributed Map child execution so far (on AWS: their own histories)."""

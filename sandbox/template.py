@@ -69,6 +69,24 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return doc
 
 
+def table_arguments(props: Mapping[str, Any]) -> dict[str, Any]:
+    """CreateTable arguments from an AWS::DynamoDB::Table's properties: keys, attributes, global indexes.
+
+    Billing is on demand whatever the template says (the sandbox has no capacity to provision).
+    """
+    args: dict[str, Any] = {
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    indexes = props.get("GlobalSecondaryIndexes", [])
+    if indexes:
+        args["GlobalSecondaryIndexes"] = [
+            {key: index[key] for key in ("IndexName", "KeySchema", "Projection")} for index in indexes
+        ]
+    return args
+
+
 class TemplateError(Exception):
     """The template uses something the resolver cannot evaluate (named in the message)."""
 

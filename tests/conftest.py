@@ -103,17 +103,12 @@ def event(*parts: str) -> dict[str, Any]:
 
 @pytest.fixture
 def run_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The run table as template.yaml declares it, and TABLE_NAME pointing at it."""
+    """The run table as template.yaml declares it (keys and indexes), and TABLE_NAME pointing at it."""
     import boto3
 
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName="runs",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    from sandbox.template import load_template, table_arguments
+
+    declared = load_template()["Resources"]["RunTable"]["Properties"]
+    boto3.client("dynamodb", region_name=REGION).create_table(TableName="runs", **table_arguments(declared))
     monkeypatch.setenv("TABLE_NAME", "runs")
     return "runs"

@@ -2,6 +2,7 @@
 
 ``{"action": "mute", "executionArn": ..., "alarms": {...}, "rules": {...}}`` records and disables;
 ``{"action": "restore", "executionArn": ...}`` re-enables what was recorded. Both are idempotent.
+The stack's own alarm and safety-net rule (NEVER_MUTE_ALARM_NAMES, NEVER_MUTE_RULE_NAMES) are never muted.
 """
 
 from typing import Any, Literal
@@ -13,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from opsflow import muting
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import RunTable
-from opsflow.settings import RunTableSettings, cached_settings
+from opsflow.settings import NeverMuteSettings, RunTableSettings, cached_settings
 from opsflow.validation import parse_event
 
 
-class Settings(RunTableSettings):
-    """Only the shared variables."""
+class Settings(RunTableSettings, NeverMuteSettings):
+    """The run table, and the stack's own alarm and rule (never muted)."""
 
 
 settings = cached_settings(Settings)
@@ -40,7 +41,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     request = parse_event(ToggleEvent, event)
     table = RunTable(settings().table_name)
     if request.action == "mute":
-        record = muting.mute(table, request.execution_arn, request.alarms, request.rules)
+        cfg = settings()
+        never_mute = muting.NeverMute(alarms=cfg.never_mute_alarm_names, rules=cfg.never_mute_rule_names)
+        record = muting.mute(table, request.execution_arn, request.alarms, request.rules, never_mute=never_mute)
         metrics.add_metric(name="AlarmsMuted", unit=MetricUnit.Count, value=len(record.alarms))
         return {"action": "mute", **record.model_dump()}
     restored = muting.restore(table, request.execution_arn)

@@ -23,9 +23,9 @@ from opsflow.errors import (
     UnsafeBatchSizeError,
 )
 from opsflow.health import HealthCheck
-from opsflow.muting import Selector
+from opsflow.muting import MuteRecord, NeverMute, Selector, excluded
 from opsflow.observability import logger, metrics, tracer
-from opsflow.settings import RunTableSettings, cached_settings
+from opsflow.settings import NeverMuteSettings, RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, registered_targets
 from opsflow.validation import ExecutionEvent, parse_event
 
@@ -43,7 +43,7 @@ INSTANCE_PATIENCE_SECONDS = 6 * 3600
 LOCK_MARGIN_SECONDS = 3600  # muting, restoring, releasing, and the summary
 
 
-class Settings(RunTableSettings):
+class Settings(RunTableSettings, NeverMuteSettings):
     target_group_arn: str = Field(default="", alias="TARGET_GROUP_ARN")
     restart_tag_key: str = Field(alias="RESTART_TAG_KEY", min_length=1)
     restart_tag_value: str = Field(alias="RESTART_TAG_VALUE")
@@ -125,6 +125,7 @@ class Plan(_Model):
     seconds_per_instance_at_most: int
     predicted_seconds_at_most: int
     lock_seconds_per_instance: int
+    never_muted: MuteRecord  # the stack's own alarm and rule the selection names: protected, never muted
     summary: str
 
 
@@ -300,6 +301,8 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         f"(up to {delay} s), reboot and start (about {boot} s, then until the health URL answers), "
         f"{to_healthy} s of health checks. Expected at most {predicted // 60} min {predicted % 60} s."
     )
+    alarms = request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else [])
+    rules = request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else [])
     now = int(timeutil.epoch())
     approval = request.approval_timeout_seconds or cfg.approval_timeout_seconds
     return RestartRun(
@@ -311,8 +314,8 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         instances=instances,
         health=health,
         expected_boot_seconds=boot,
-        alarms=request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else []),
-        rules=request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else []),
+        alarms=alarms,
+        rules=rules,
         dry_run=request.dry_run,
         require_approval=request.require_approval,
         approval_timeout_seconds=approval,
@@ -325,6 +328,9 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             seconds_per_instance_at_most=per_instance,
             predicted_seconds_at_most=predicted,
             lock_seconds_per_instance=lock_per_instance,
+            never_muted=excluded(
+                alarms, rules, NeverMute(alarms=cfg.never_mute_alarm_names, rules=cfg.never_mute_rule_names)
+            ),
             summary=summary,
         ),
         # Covers the approval wait and the first instance; each instance that starts renews it (target gate).

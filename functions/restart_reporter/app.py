@@ -32,7 +32,6 @@ STEPS = [
     ("registered", "Register the instance with the target group"),
     ("healthy", "Wait until the instance is healthy in the target group"),
 ]
-KEYS = ("pk", "sk", "instanceId")  # the run table's keys of an instance item, not part of its outcome
 SUBJECT_MAX = 100
 MESSAGE_MAX = 250_000  # SNS takes 256 KiB
 
@@ -163,24 +162,28 @@ def _out_of_service(times: dict[str, Any]) -> str:
     return f"{seconds:.0f} s"
 
 
-def place_interrupted(table: RunTable, run: RunRef, outcome: dict[str, Any]) -> dict[str, Any]:
+def place_interrupted(table: RunTable, run: RunRef, item: dict[str, Any]) -> dict[str, Any]:
     """An instance the run took out whose restart ended without a report (its child execution failed or
-    was aborted): put back if its application answers, kept out and reported otherwise."""
-    placed = outcome | {
-        "outcome": "failed",
-        "step": "the instance's restart ended without reporting",
-        "error": "RestartInterrupted",
-        "cause": "its child execution failed or was stopped",
-        "placement": put_back_safely(run, outcome["instanceId"], outcome),
-    }
-    table.put_outcome(run.execution_arn, outcome["instanceId"], {k: v for k, v in placed.items() if k not in KEYS})
-    return placed
+    was aborted): put back if its application answers, reported as left out otherwise."""
+    if run.health is None:
+        return item
+    _, where = placement.settle(
+        table,
+        run.execution_arn,
+        item,
+        target_group_arn=run.target_group_arn,
+        health=run.health,
+        boot_seconds=run.expected_boot_seconds,
+    )
+    return {**item, **placement.INTERRUPTED, "placement": where}
 
 
 def summary(event: SummaryEvent) -> dict[str, Any]:
     table = RunTable(settings().table_name)
     outcomes = sorted(table.outcomes(event.run.execution_arn), key=lambda o: o["instanceId"])
     outcomes = [place_interrupted(table, event.run, o) if o["outcome"] == OUT else o for o in outcomes]
+    if any(o["outcome"] == OUT for o in table.outcomes(event.run.execution_arn)):  # some may still come up
+        table.reopen_for_follow_up(event.run.execution_arn, timeutil.iso_now())
     counts = {"restarted": 0, "failed": 0, "skipped": 0}
     for outcome in outcomes:
         counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1

@@ -29,7 +29,7 @@ def test_a_run_reports_and_writes_history_and_picture(tmp_path: Path, capsys: py
     assert "SUCCEEDED" in out
     assert "floor 2: held" in out
     assert "Requests dropped: 0" in out
-    assert "Alarms and rules: all 8 as before the run" in out
+    assert "Alarms and rules: all 10 as before the run" in out  # the tier's 8 and the stack's alarm and rule
     assert (tmp_path / "history.json").stat().st_size > 0
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

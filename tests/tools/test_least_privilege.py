@@ -9,6 +9,7 @@
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,12 +188,28 @@ def observed() -> dict[str, set[str]]:
         sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["approve"])
         sb.wait(arn, timeout=180)
         keep(sb)
-    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # stopped midway: the safety net
-        arn = sb.start_execution("RollingRestartStateMachine", {**web, "batchSize": 2})
+    by_tag = {"namePrefixes": ["web-"], "tags": {"tier": "web"}}
+    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # selection by tags; stopped midway: the safety net
+        arn = sb.start_execution(
+            "RollingRestartStateMachine", {**web, "alarms": by_tag, "rules": by_tag, "batchSize": 2}
+        )
+        deadline = time.monotonic() + 60
         while not sb.bridge.calls_to("ec2", "RebootInstances"):
-            __import__("time").sleep(0.05)
+            assert time.monotonic() < deadline, sb.result(arn)
+            time.sleep(0.05)
         sb.stop(arn)
         sb.wait(arn)
+        keep(sb)
+    with Sandbox(FleetSpec(size=4), speed=500, status_events="drop") as sb:  # the event lost: the reconciler
+        arn = sb.start_execution("RollingRestartStateMachine", {**web, "batchSize": 2})
+        deadline = time.monotonic() + 60
+        while not sb.bridge.calls_to("ec2", "RebootInstances"):
+            assert time.monotonic() < deadline, sb.result(arn)
+            time.sleep(0.05)
+        sb.fire_schedule("RunReconcilerFunction")  # still running: left alone
+        sb.stop(arn)
+        sb.wait(arn)
+        sb.fire_schedule("RunReconcilerFunction")  # ended: cleaned up
         keep(sb)
     with Sandbox(FleetSpec(size=4), speed=500) as sb:  # the patch preview
         sb.run("PatchPreviewStateMachine", {})

@@ -88,7 +88,7 @@ def test_two_stacks_can_live_side_by_side_in_one_account(deployed: dict[str, Any
             fixed.append(f"{logical_id}: {name}")
     assert fixed == [], "names shared by every stack of the account"
     schedules = [r for r in deployed["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
-    assert len(schedules) == 2 and all("Name" not in s["Properties"] for s in schedules)
+    assert len(schedules) == 3 and all("Name" not in s["Properties"] for s in schedules)
 
 
 def test_no_concurrency_is_reserved_unless_asked(deployed: dict[str, Any]) -> None:
@@ -116,3 +116,43 @@ def test_an_approval_request_that_cannot_be_mailed_goes_to_a_dead_letter_queue()
     source = mailer["Events"]["ApprovalRequested"]["Properties"]
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert queue["VisibilityTimeout"] >= 6 * 30, "Lambda recommends 6 x the function timeout"
+
+
+def test_the_alarm_toggler_protects_exactly_the_stack_s_own_alarm_and_safety_net_rule() -> None:
+    """The names the toggler never mutes are the names template.yaml gives those resources."""
+    functions = resources("AWS::Serverless::Function")
+    planner = functions["RestartPlannerFunction"]["Properties"]["Environment"]["Variables"]
+    env = functions["AlarmTogglerFunction"]["Properties"]["Environment"]["Variables"]
+    assert {k: planner[k] for k in ("NEVER_MUTE_ALARM_NAMES", "NEVER_MUTE_RULE_NAMES")} == {
+        k: env[k] for k in ("NEVER_MUTE_ALARM_NAMES", "NEVER_MUTE_RULE_NAMES")
+    }, "the plan reports what the toggler protects"
+    alarm = resources("AWS::CloudWatch::Alarm")["ExecutionsEndedBadlyAlarm"]["Properties"]
+    [rule] = [
+        e["Properties"]
+        for e in functions["RestoreSafetyNetFunction"]["Properties"]["Events"].values()
+        if e["Type"] == "EventBridgeRule"
+    ]
+    own_alarm, own_rule = "${AWS::StackName}-executions-ended-badly", "${AWS::StackName}-safety-net"
+    assert env["NEVER_MUTE_ALARM_NAMES"] == alarm["AlarmName"] == {"Fn::Sub": own_alarm}
+    assert env["NEVER_MUTE_RULE_NAMES"] == rule["RuleName"] == {"Fn::Sub": own_rule}
+
+
+def test_the_open_runs_index_is_the_one_the_code_queries_and_holds_only_run_records() -> None:
+    from opsflow.runs import OPEN_RUNS_INDEX, RUN_SK
+
+    table = resources("AWS::DynamoDB::Table")["RunTable"]["Properties"]
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == OPEN_RUNS_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": "sk", "KeyType": "HASH"},  # the code queries sk = RUN_SK
+        {"AttributeName": "openSince", "KeyType": "RANGE"},  # only open run records carry it: sparse
+    ]
+    assert RUN_SK == "run"
+
+
+def test_the_reconciler_runs_on_a_schedule_that_two_stacks_can_share_an_account_with() -> None:
+    [event] = resources("AWS::Serverless::Function")["RunReconcilerFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "ReconcileSchedule"}
+    assert event["Properties"]["OmitName"] is True and "Name" not in event["Properties"]
+    assert load_template()["Parameters"]["ReconcileSchedule"]["Default"] == "rate(5 minutes)"

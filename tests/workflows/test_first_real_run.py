@@ -98,6 +98,17 @@ def test_the_dry_run_says_the_preflight_passed(tier: TierFactory) -> None:
     assert dry_runs and all(c.params["DryRun"] is True for c in dry_runs)
 
 
+def test_the_dry_run_says_which_of_the_stack_s_own_alarms_and_rules_it_will_never_mute(tier: TierFactory) -> None:
+    given = tier(size=3)
+
+    result = given.run(web_input(dryRun=True, alarms={"namePrefixes": ["opsflow"]}, rules={"namePrefixes": ["op"]}))
+
+    assert result.output["neverMuted"] == {
+        "alarms": ["opsflow-executions-ended-badly"],
+        "rules": ["opsflow-safety-net"],
+    }
+
+
 def test_a_health_url_that_does_not_answer_ready_fails_the_preflight_naming_instance_and_fix(
     tier: TierFactory,
 ) -> None:
@@ -133,6 +144,7 @@ def _without_the_wait_for_the_reboot() -> dict[str, Any]:
     states = copy.deepcopy(definition)["States"]["Restart the instances a batch at a time"]["ItemProcessor"]["States"]
     states["Reboot the instance"]["Next"] = "Wait for the expected boot time"
     del states["Wait until the reboot has begun"]
+    del states["Record the instance as restarted"]["Parameters"]["Item"]["times"]["M"]["down"]
     definition["States"]["Restart the instances a batch at a time"]["ItemProcessor"]["States"] = states
     return definition
 

@@ -1,9 +1,11 @@
 """Whatever fails, the tier ends no worse than it was: retried steps, lost responses, interrupted restarts."""
 
+import time
 from collections import Counter
 from collections.abc import Callable
 
-from tests.workflows.conftest import Tier, web_input
+from sandbox.fleet import Spread
+from tests.workflows.conftest import SM, Tier, web_input
 
 TierFactory = Callable[..., Tier]
 
@@ -62,3 +64,61 @@ def test_an_alert_whose_response_was_lost_still_counts_the_instance_once(tier: T
     assert Counter(o["outcome"] for o in given.outcomes(result).values()) == {"failed": 1, "restarted": 4}
     assert 1 <= len(alerts_for(given, broken)) <= 2
     assert given.outcomes(result)[broken]["alertedAt"]
+
+
+RECONCILER = "RunReconcilerFunction"
+
+
+def stop_while_rebooting(given: Tier) -> str:
+    """Start a restart and stop it right after the first reboot calls: instances mid-reboot."""
+    arn = given.sb.start_execution(SM, web_input(batchSize=2))
+    deadline = time.monotonic() + 60
+    while not given.sb.bridge.calls_to("ec2", "RebootInstances") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    given.sb.stop(arn)
+    assert given.sb.wait(arn).status == "ABORTED"
+    return arn
+
+
+def let_pass(given: Tier, sim_seconds: float) -> None:
+    time.sleep(given.sb.clock.wall_seconds(sim_seconds))
+
+
+SLOW_SHUTDOWN = Spread(120.0)  # the stop finds the rebooted instances on their way down, whatever the timing
+
+
+def test_instances_a_stopped_run_left_booting_are_put_back_once_they_answer(tier: TierFactory) -> None:
+    given = tier(size=4, shutdown=SLOW_SHUTDOWN)
+    stop_while_rebooting(given)
+    out = [i for i in given.instances if i not in given.target_states()]
+    assert out, "the stop left instances out of service"
+    [first] = [n for n in given.notifications() if "safety net" in n["Subject"]]
+    assert all(i in first["Message"].split("followed up")[1].split("\n")[0] for i in out)
+
+    given.sb.fire_schedule(RECONCILER)
+    assert len(given.target_states()) < 4, "nothing answering as rebooted yet: followed up"
+    let_pass(given, 700)  # beyond the reboot's patience to begin: what answers now is the rebooted instance
+    given.sb.fire_schedule(RECONCILER)
+
+    assert set(given.target_states()) == set(given.instances), "every instance is back in service"
+    assert len([n for n in given.notifications() if "opsflow" in n["Subject"]]) == 1, "no second alert"
+
+
+def test_an_instance_that_never_comes_back_is_named_in_one_alert_once_the_follow_up_gives_up(
+    tier: TierFactory,
+) -> None:
+    given = tier(size=4, shutdown=SLOW_SHUTDOWN)
+    sick = sorted(given.instances)[0]  # the plan takes instances in id order: among the first two
+    given.sb.fleet.inject(sick, "never_ready")
+    stop_while_rebooting(given)
+
+    let_pass(given, 400)
+    given.sb.fire_schedule(RECONCILER)
+    assert not [n for n in given.notifications() if "reconciler" in n["Subject"]], "still within its patience"
+    let_pass(given, 2000)  # beyond its startup patience
+    given.sb.fire_schedule(RECONCILER)
+    given.sb.fire_schedule(RECONCILER)
+
+    [gave_up] = [n for n in given.notifications() if "reconciler" in n["Subject"]]
+    assert sick in gave_up["Message"].split("left OUT")[1]
+    assert sick not in given.target_states() and len(given.target_states()) == 3

@@ -43,6 +43,33 @@ def test_alarms_are_muted_during_the_restart_and_restored_after(tier: TierFactor
     given.assert_invariants(result, floor=3)
 
 
+def test_a_prefix_matching_the_stack_s_own_names_never_mutes_its_safety_net(tier: TierFactory) -> None:
+    """The stack's parameters select by the stack's name: its safety-net rule and alarm stay on."""
+    given = tier(size=3, parameters={"AlarmNamePrefix": "opsflow", "RuleNamePrefix": "opsflow"})
+    given.sb.client("cloudwatch").put_metric_alarm(
+        AlarmName="opsflow-web-latency",  # the team's own alarm, named like the stack: muted
+        Namespace="AWS/ApplicationELB",
+        MetricName="TargetResponseTime",
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanThreshold",
+        AlarmActions=["arn:aws:sns:eu-west-1:123456789012:pager"],
+    )
+    given.before = given.sb.monitoring_state()
+    assert given.before["alarm:opsflow-executions-ended-badly"] == "actions enabled"
+    assert given.before["rule:opsflow-safety-net"] == "ENABLED"
+
+    result = given.run({"batchSize": 1, "health": {"port": 8080}, "expectedBootSeconds": 45})
+
+    assert result.status == "SUCCEEDED", result.cause
+    muted = {n for c in given.sb.bridge.calls_to("cloudwatch", "DisableAlarmActions") for n in c.params["AlarmNames"]}
+    assert muted == {"opsflow-web-latency"}
+    assert given.sb.bridge.calls_to("eventbridge", "DisableRule") == []
+    given.assert_invariants(result, floor=2)
+
+
 def test_a_percentage_batch_size_is_a_share_of_the_tier(tier: TierFactory) -> None:
     given = tier(size=6)
 

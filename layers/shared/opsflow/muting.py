@@ -1,15 +1,20 @@
 """Mute exactly the CloudWatch alarms and EventBridge rules a change touches, and put them back.
 
-Selection is by name prefix and/or tags (all given tags must match). Only alarms whose actions are
+Selection is by name prefix and/or tags (all given tags must match; the tagged resources are found
+all at once with the Resource Groups Tagging API, see :func:`tagged`). Only alarms whose actions are
 enabled and rules that are ENABLED are selected: what was already off stays off and is never
 "restored" to on. The selection is written to the run record *before* anything is disabled, so a
 retried call, the state machine's restore step and the safety net all work from the same list:
 - a retried ``mute`` re-applies the recorded list instead of re-selecting (it would otherwise see
   its own muted alarms as "already off" and never restore them);
 - ``restore`` enables exactly the recorded names, and can run any number of times.
+
+The stack's own alarm and safety-net rule (``NeverMute``, exact names from template.yaml) are never
+selected, whatever the prefixes or tags: muting them would switch off the safety net exactly when a
+stopped run needs it. :func:`excluded` tells, without any API call, which of them a selection names.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,9 +44,51 @@ class MuteRecord(BaseModel):
     rules: list[str] = Field(default_factory=list)
 
 
-def _tags_match(wanted: dict[str, str], tag_list: Iterable[dict[str, str]]) -> bool:
-    have = {t["Key"]: t["Value"] for t in tag_list}
-    return all(have.get(k) == v for k, v in wanted.items())
+class NeverMute(BaseModel):
+    """Exact names a restart never mutes: the stack's own alarm and safety-net rule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alarms: frozenset[str] = frozenset()
+    rules: frozenset[str] = frozenset()
+
+
+def _could_select(selector: Selector, name: str) -> bool:
+    """Whether ``selector`` may select ``name``, judging by the name alone (tags need an API call)."""
+    if selector.empty:
+        return False
+    return not selector.name_prefixes or any(name.startswith(p) for p in selector.name_prefixes)
+
+
+def excluded(alarms: Selector, rules: Selector, never_mute: NeverMute) -> MuteRecord:
+    """The stack's own alarms and rules that these selectors would have muted, had they not been protected.
+
+    Pure (no API call), for a preflight that wants to say so before anything runs. Tags are not
+    looked at: a selector with tags and no prefix lists every protected name, since the stack's tags
+    may be on them.
+    """
+    return MuteRecord(
+        alarms=sorted(n for n in never_mute.alarms if _could_select(alarms, n)),
+        rules=sorted(n for n in never_mute.rules if _could_select(rules, n)),
+    )
+
+
+def tagged(tagging: Any, resource_type: str, tags: dict[str, str]) -> set[str]:
+    """ARNs of the resources of ``resource_type`` that carry every one of ``tags``, in a few calls.
+
+    The Resource Groups Tagging API's GetResources "support[s] all resource types" (AWS: "Services
+    that support the Resource Groups Tagging API",
+    https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/supported-services.html);
+    CloudWatch alarms (``cloudwatch:alarm``) and EventBridge rules (``events:rule``) are taggable
+    resources of their services. One page lists up to 100 resources, where asking each alarm or rule
+    for its tags took one call per resource (a 30 s function ran out of time with hundreds of alarms).
+    """
+    pages = tagging.get_paginator("get_resources").paginate(
+        ResourceTypeFilters=[resource_type],
+        TagFilters=[{"Key": key, "Values": [value]} for key, value in tags.items()],  # every filter must match
+        ResourcesPerPage=100,
+    )
+    return {m["ResourceARN"] for page in pages for m in page.get("ResourceTagMappingList", [])}
 
 
 def _alarms(cloudwatch: Any, selector: Selector) -> Iterator[dict[str, Any]]:
@@ -53,24 +100,35 @@ def _alarms(cloudwatch: Any, selector: Selector) -> Iterator[dict[str, Any]]:
             yield from page.get("CompositeAlarms", [])
 
 
-def select_alarms(cloudwatch: Any, selector: Selector) -> list[str]:
+def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
     if selector.empty:
         return []
+    wanted: set[str] = set()
+    if selector.tags:  # one GetResources pass, then match ARNs (not one tag lookup per resource)
+        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), "cloudwatch:alarm", selector.tags)
+        if not wanted:
+            return []
     names: dict[str, None] = {}
     for alarm in _alarms(cloudwatch, selector):
         if not alarm.get("ActionsEnabled", False):
             continue
-        if selector.tags:
-            tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", [])
-            if not _tags_match(selector.tags, tags):
-                continue
+        if alarm["AlarmName"] in never_mute:
+            logger.warning("selected but never muted: the stack's own alarm", extra={"alarm": alarm["AlarmName"]})
+            continue
+        if selector.tags and alarm["AlarmArn"] not in wanted:
+            continue
         names[alarm["AlarmName"]] = None
     return sorted(names)
 
 
-def select_rules(events: Any, selector: Selector) -> list[str]:
+def select_rules(events: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
     if selector.empty:
         return []
+    wanted: set[str] = set()
+    if selector.tags:  # one GetResources pass, then match ARNs (not one tag lookup per resource)
+        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), "events:rule", selector.tags)
+        if not wanted:
+            return []
     paginator = events.get_paginator("list_rules")
     names: dict[str, None] = {}
     for query in [{"NamePrefix": p} for p in selector.name_prefixes] or [{}]:
@@ -78,10 +136,11 @@ def select_rules(events: Any, selector: Selector) -> list[str]:
             for rule in page.get("Rules", []):
                 if rule.get("State") != "ENABLED" or rule.get("ManagedBy"):
                     continue
-                if selector.tags:
-                    tags = events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", [])
-                    if not _tags_match(selector.tags, tags):
-                        continue
+                if rule["Name"] in never_mute:
+                    logger.warning("selected but never disabled: the stack's own rule", extra={"rule": rule["Name"]})
+                    continue
+                if selector.tags and rule["Arn"] not in wanted:
+                    continue
                 names[rule["Name"]] = None
     return sorted(names)
 
@@ -91,19 +150,26 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-def mute(table: RunTable, execution_arn: str, alarms: Selector, rules: Selector) -> MuteRecord:
+def mute(
+    table: RunTable, execution_arn: str, alarms: Selector, rules: Selector, *, never_mute: NeverMute
+) -> MuteRecord:
     cloudwatch, events = clients.client("cloudwatch"), clients.client("events")
     run = table.get_run(execution_arn) or {}
     if "muted" in run:
         record = MuteRecord.model_validate(run["muted"])
         logger.info("re-applying the recorded mute", extra={"alarms": record.alarms, "rules": record.rules})
     else:
-        record = MuteRecord(alarms=select_alarms(cloudwatch, alarms), rules=select_rules(events, rules))
+        record = MuteRecord(
+            alarms=select_alarms(cloudwatch, alarms, never_mute=never_mute.alarms),
+            rules=select_rules(events, rules, never_mute=never_mute.rules),
+        )
         table.set_run_fields(execution_arn, muted=record.model_dump(), mutedAt=timeutil.iso_now())
-    for chunk in _chunks(record.alarms, ALARM_BATCH):
+    # A record written by an older version may name them: never disable them either way.
+    for chunk in _chunks([a for a in record.alarms if a not in never_mute.alarms], ALARM_BATCH):
         cloudwatch.disable_alarm_actions(AlarmNames=chunk)
     for name in record.rules:
-        events.disable_rule(Name=name)
+        if name not in never_mute.rules:
+            events.disable_rule(Name=name)
     logger.info("muted", extra={"alarms": record.alarms, "rules": record.rules})
     return record
 

@@ -13,7 +13,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from opsflow import clients
+from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.targets import target_states
@@ -69,3 +69,39 @@ def register(target_group_arn: str, instance_id: str) -> str:
         return "left in the target group"
     clients.client("elbv2").register_targets(TargetGroupArn=target_group_arn, Targets=[{"Id": instance_id}])
     return "registered again: its application answers"
+
+
+INTERRUPTED = {
+    "outcome": "failed",
+    "step": "the instance's restart ended without reporting",
+    "error": "RestartInterrupted",
+}
+KEYS = ("pk", "sk", "instanceId")  # the run table's keys of an instance item, not part of its outcome
+
+
+def settle(
+    table: Any,
+    execution_arn: str,
+    item: dict[str, Any],
+    *,
+    target_group_arn: str,
+    health: HealthCheck,
+    boot_seconds: int,
+) -> tuple[Verdict, str]:
+    """An instance the run took out and never reported on (its child failed, or the run was stopped):
+    put it back if it answers as itself, keep waiting while it may still come up, or give up on it.
+
+    A decision is recorded on its item (so it is made once); "wait" leaves the item as it is.
+    """
+    instance_id = item["instanceId"]
+    decided = verdict(item, answers(instance_id, health), timeutil.epoch(), boot_seconds)
+    if decided is Verdict.WAIT:
+        return decided, "not answering yet: followed up"
+    where = (
+        register(target_group_arn, instance_id)
+        if decided is Verdict.PUT_BACK
+        else "left out of the target group: its application did not answer within its startup patience"
+    )
+    outcome = {k: v for k, v in item.items() if k not in KEYS} | INTERRUPTED | {"placement": where}
+    table.put_outcome(execution_arn, instance_id, outcome)
+    return decided, where

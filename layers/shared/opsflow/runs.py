@@ -9,6 +9,11 @@ Keys (pk / sk):
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
 functions here read and update them, and the restore safety net uses them to clean up after a run
 that was stopped or timed out.
+
+A run is *open* from "Record the run" (which sets ``openSince``) until it is closed (``closedAt``
+set, ``openSince`` removed): by the state machine once it restored alarms and released the lock, or
+by whoever cleaned up after it (opsflow.cleanup). Only open runs are in the sparse ``open-runs``
+index (hash ``sk``, range ``openSince``), which the reconciler queries instead of scanning.
 """
 
 import contextlib
@@ -25,6 +30,7 @@ _de = TypeDeserializer()
 RUN_SK = "run"
 LOCK_SK = "lock"
 OUT = "out"  # an instance's outcome while the run has it out of service
+OPEN_RUNS_INDEX = "open-runs"  # template.yaml declares it on RunTable
 
 
 def failures(run: dict[str, Any]) -> int:
@@ -174,6 +180,67 @@ class RunTable:
         except self.ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def open_runs(self) -> list[str]:
+        """Execution ARNs of the open runs (the sparse index; eventually consistent, so re-read each run)."""
+        pages = self.ddb.get_paginator("query").paginate(
+            TableName=self.table_name,
+            IndexName=OPEN_RUNS_INDEX,
+            KeyConditionExpression="sk = :run",
+            ExpressionAttributeValues={":run": {"S": RUN_SK}},
+        )
+        return [item["pk"]["S"].removeprefix("run#") for page in pages for item in page["Items"]]
+
+    def claim_cleanup(self, execution_arn: str, now: float, seconds: int) -> bool:
+        """Claim the cleanup of an open run for ``seconds``; False if it is closed or claimed already.
+
+        Two cleaners (a duplicated event, the safety net and the reconciler) must not both act and alert.
+        """
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
+                UpdateExpression="SET cleanupClaimedUntil = :until",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(closedAt)"
+                " AND (attribute_not_exists(cleanupClaimedUntil) OR cleanupClaimedUntil < :now)",
+                ExpressionAttributeValues={":until": {"N": str(int(now) + seconds)}, ":now": {"N": str(int(now))}},
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def release_cleanup_claim(self, execution_arn: str) -> None:
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
+            UpdateExpression="REMOVE cleanupClaimedUntil",
+            ConditionExpression="attribute_exists(pk)",
+        )
+
+    def close_run(self, execution_arn: str, closed_at: str, **fields: Any) -> None:
+        """Mark the run closed (out of the open-runs index), with ``fields`` set."""
+        values = {"closedAt": closed_at, **fields}
+        names = {f"#f{i}": k for i, k in enumerate(values)}
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
+            UpdateExpression="SET "
+            + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
+            + " REMOVE openSince, cleanupClaimedUntil",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":v{i}": _ser.serialize(v) for i, v in enumerate(values.values())},
+        )
+
+    def reopen_for_follow_up(self, execution_arn: str, since: str) -> None:
+        """Open a closed run again (into the open-runs index) for the reconciler to follow its instances up."""
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
+            UpdateExpression="SET openSince = :s, followUpSince = :s REMOVE closedAt",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":s": {"S": since}},
+        )
 
     def release_lock(self, target_group_arn: str, execution_arn: str) -> bool:
         """Delete the lock if this execution holds it; False if it does not (nothing changed)."""

@@ -9,7 +9,7 @@ import functools
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from opsflow.errors import OpsflowError
 
@@ -55,3 +55,21 @@ class NotificationSettings(EnvSettings):
 
 class BucketSettings(EnvSettings):
     bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
+
+
+class NeverMuteSettings(EnvSettings):
+    """The stack's own alarm and safety-net rule, which a restart never mutes whatever it selects.
+
+    Comma-separated exact names; template.yaml passes the names it gives those resources. Required: a
+    deployment that forgot them must fail at cold start, not silently allow muting the safety net.
+    """
+
+    never_mute_alarm_names: frozenset[str] = Field(alias="NEVER_MUTE_ALARM_NAMES", min_length=1)
+    never_mute_rule_names: frozenset[str] = Field(alias="NEVER_MUTE_RULE_NAMES", min_length=1)
+
+    @field_validator("never_mute_alarm_names", "never_mute_rule_names", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value
