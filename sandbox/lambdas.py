@@ -10,6 +10,7 @@ Handlers run one at a time (a lock): environment variables are process-wide, and
 milliseconds of work, so serialising them changes no timing that matters.
 """
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -99,8 +100,15 @@ class SimulatedFunctionError(Exception):
 
 
 class LambdaRuntime:
-    def __init__(self, now: Callable[[], float], forced_env: dict[str, str], layer_dirs: list[Path]) -> None:
+    def __init__(
+        self,
+        now: Callable[[], float],
+        forced_env: dict[str, str],
+        layer_dirs: list[Path],
+        paused: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         self._now = now
+        self._paused = paused  # simulated time stands still while a handler runs
         self._forced_env = forced_env  # applied over each function's own (log level, tracing off...)
         self._layer_dirs = layer_dirs
         self._lock = threading.RLock()
@@ -179,7 +187,7 @@ class LambdaRuntime:
         context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout)
         self._stdout.route(self.logs.setdefault(spec.logical_id, []))
         CURRENT.function = spec.logical_id
-        with self._lock, self._environment(spec), warnings.catch_warnings():
+        with self._lock, self._paused(), self._environment(spec), warnings.catch_warnings():
             # Powertools warns on every invocation that emits no metric; on AWS that is a log line.
             warnings.filterwarnings("ignore", message="No application metrics to publish")
             try:

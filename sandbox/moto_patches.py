@@ -284,7 +284,14 @@ def _time_patches(clock: SimClock) -> list[Any]:
         if wait_seconds > 0:
             clock.wait(env.program_state_event, wait_seconds)
 
+    parse = execution_worker.ExecutionWorker._get_evaluation_entrypoint
+
+    def parse_in_no_time(self: Any) -> Any:
+        with clock.paused():  # each execution parses its definition (ANTLR: tenths of a second); AWS does not
+            return parse(self)
+
     return [
+        mock.patch.object(execution_worker.ExecutionWorker, "_get_evaluation_entrypoint", parse_in_no_time),
         # botocore's own retries (throttling in a handler) back off in simulated time too.
         mock.patch.object(botocore.endpoint, "time", types.SimpleNamespace(sleep=clock.sleep)),
         mock.patch.object(retrier_decl, "time", types.SimpleNamespace(sleep=clock.sleep, time=clock.now)),

@@ -122,3 +122,22 @@ def test_an_instance_that_never_comes_back_is_named_in_one_alert_once_the_follow
     [gave_up] = [n for n in given.notifications() if "reconciler" in n["Subject"]]
     assert sick in gave_up["Message"].split("left OUT")[1]
     assert sick not in given.target_states() and len(given.target_states()) == 3
+
+
+def test_a_refused_run_s_safety_net_never_touches_the_running_one_s_instances(tier: TierFactory) -> None:
+    given = tier(size=4, shutdown=SLOW_SHUTDOWN)
+    winner = given.sb.start_execution(SM, web_input(batchSize=2))
+    deadline = time.monotonic() + 60
+    while (
+        not given.sb.bridge.calls_to("elastic-load-balancing-v2", "DeregisterTargets") and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+
+    refused = given.run(web_input(batchSize=1))  # its FAILED event reaches the safety net while the winner drains
+
+    assert refused.error == "RestartAlreadyRunning"
+    cleanup_calls = [c for c in given.sb.bridge.calls if c.caller == "RestoreSafetyNetFunction"]
+    assert not [c for c in cleanup_calls if c.operation in ("RegisterTargets", "DeregisterTargets")]
+    result = given.sb.wait(winner, timeout=240)
+    assert result.status == "SUCCEEDED", result.cause
+    given.assert_invariants(result, floor=2)
