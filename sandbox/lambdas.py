@@ -6,21 +6,24 @@ applied, so settings read at cold start see what they would see on AWS. An unhan
 becomes the Lambda error payload (``errorType`` = class name), which is what Step Functions matches
 in Retry/Catch.
 
-Handlers run one at a time (a lock): environment variables are process-wide, and handlers are
-milliseconds of work, so serialising them changes no timing that matters.
+Handlers run one at a time because the sandbox runs one thread at a time (sandbox/scheduler.py).
+Environment variables are process-wide: a handler that waits in the middle (a botocore retry
+back-off) keeps its own while the others run (:class:`PrivateEnviron`, the scheduler's switch hooks).
 """
 
+import contextlib
 import importlib.util
 import io
 import json
 import os
+import random
 import sys
 import threading
 import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -57,7 +60,7 @@ class LambdaContext:
     invoked_function_arn: str
     memory_limit_in_mb: int
     timeout_seconds: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the runtime passes a seeded one
     function_version: str = "$LATEST"
     log_group_name: str = ""
     log_stream_name: str = "sandbox"
@@ -94,16 +97,47 @@ class RoutedStdout(io.TextIOBase):
 CURRENT = threading.local()
 
 
+class PrivateEnviron:
+    """Scheduler switch hooks: a sandbox thread that waits keeps its environment variables to itself.
+
+    While it waits, ``os.environ`` is the sandbox's own (``base``); when it runs again, it gets its own back.
+    """
+
+    def __init__(self) -> None:
+        self.base = dict(os.environ)
+
+    def suspend(self) -> object:
+        current = dict(os.environ)
+        if current == self.base:
+            return None
+        os.environ.clear()
+        os.environ.update(self.base)
+        return current
+
+    def resume(self, token: object) -> None:
+        if isinstance(token, dict):
+            os.environ.clear()
+            os.environ.update(token)
+
+
 class SimulatedFunctionError(Exception):
     """Base of the errors raised by injected Lambda faults (subclassed per error name)."""
 
 
 class LambdaRuntime:
-    def __init__(self, now: Callable[[], float], forced_env: dict[str, str], layer_dirs: list[Path]) -> None:
+    def __init__(
+        self,
+        now: Callable[[], float],
+        forced_env: dict[str, str],
+        layer_dirs: list[Path],
+        outside: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        seed: int = 1,
+    ) -> None:
         self._now = now
+        self._ids = random.Random(seed)  # request ids: the same on every run of a seed
         self._forced_env = forced_env  # applied over each function's own (log level, tracing off...)
         self._layer_dirs = layer_dirs
-        self._lock = threading.RLock()
+        self._outside = outside  # how a test invoking a handler acts on the sandbox (with its threads waiting)
         self.functions: dict[str, FunctionSpec] = {}  # by physical function name
         self._modules: dict[str, ModuleType] = {}
         self._faults: dict[str, list[str]] = {}
@@ -111,6 +145,9 @@ class LambdaRuntime:
         self.logs: dict[str, list[str]] = {}  # logical id -> lines the function printed (its log stream)
         self._stdout = RoutedStdout(sys.stdout)
         sys.stdout = self._stdout
+        # Powertools warns on every invocation that emits no metric; on AWS that is a log line. Set once
+        # for the process (warnings.catch_warnings around each handler is not safe when handlers interleave).
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     def close(self) -> None:
         if sys.stdout is self._stdout:
@@ -127,10 +164,10 @@ class LambdaRuntime:
         return values
 
     def add(self, spec: FunctionSpec) -> None:
-        """Register the function and import it now (its cold start), so that import time is not
-        stretched into minutes of simulated time in the middle of a run."""
+        """Register the function and import it now (its cold start, at deployment like on AWS's first
+        invoke; it costs no simulated time, as no Python does)."""
         self.functions[spec.function_name] = spec
-        with self._lock, self._environment(spec):
+        with self._environment(spec):
             self._module(spec)
 
     def by_logical_id(self, logical_id: str) -> FunctionSpec:
@@ -176,12 +213,15 @@ class LambdaRuntime:
         """Run the handler; return (payload JSON, errored, logs) as moto's Lambda backend expects."""
         spec = self.functions[function_name]
         payload = json.loads(event) if isinstance(event, (bytes, str)) and event else (event or {})
-        context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout)
+        with self._outside():
+            return self._invoke(spec, payload)
+
+    def _invoke(self, spec: FunctionSpec, payload: Any) -> tuple[str, bool, str]:
+        request_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout, request_id)
         self._stdout.route(self.logs.setdefault(spec.logical_id, []))
         CURRENT.function = spec.logical_id
-        with self._lock, self._environment(spec), warnings.catch_warnings():
-            # Powertools warns on every invocation that emits no metric; on AWS that is a log line.
-            warnings.filterwarnings("ignore", message="No application metrics to publish")
+        with self._environment(spec):
             try:
                 faults = self._faults.get(spec.logical_id)
                 if faults:
