@@ -45,7 +45,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
-from moto.stepfunctions.parser.asl.utils import json_path
+from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution_worker
 
 from sandbox.clock import SimClock
@@ -369,6 +369,28 @@ def _time_patches(scheduler: Scheduler, latency: LatencyModel, on_state: StateHo
     ]
 
 
+def _client_cache() -> list[Any]:
+    """One boto3 client per service for the interpreter's tasks, instead of a new one per task.
+
+    moto builds a client (and a TLS context) for every Lambda invoke and SDK task: about half of the
+    CPU time of a run. Time in the sandbox is virtual, so this changes no result, only the wall time.
+    Clients are kept per region, service and task credentials (the role a Task names, if any).
+    """
+    original = boto_client.boto_client_for
+    clients: dict[tuple[str, str, str], Any] = {}
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, repr(state_credentials))
+        if key not in clients:
+            clients[key] = original(region=region, service=service, state_credentials=state_credentials)
+        return clients[key]
+
+    return [
+        mock.patch.object(module, "boto_client_for", client_for)
+        for module in _modules_using("boto_client_for", original, "moto.stepfunctions.parser")
+    ]
+
+
 def _map_run_recorder(registry: list[Any]) -> Any:
     """Keep the event managers of Distributed Map runs: their child executions' histories.
 
@@ -399,7 +421,7 @@ def patched(
     if moto.__version__ != MOTO_VERSION:
         raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
     recorder = [_map_run_recorder(map_runs)] if map_runs is not None else []
-    time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed)]
+    time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
         patches = [*_api_patches(), *_principal_patches(), _lambda_patch(invoke_lambda), *time_patches]
         for patch in [*patches, *recorder]:
