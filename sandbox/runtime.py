@@ -23,8 +23,6 @@ import logging
 import os
 import random
 import re
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,7 +54,7 @@ from sandbox.lambdas import FunctionSpec, LambdaRuntime, PrivateEnviron
 from sandbox.latency import LatencyModel
 from sandbox.network import Network, Placement
 from sandbox.patches import PatchService, PatchSpec, generate
-from sandbox.scheduler import Scheduler, Stalled
+from sandbox.scheduler import Scheduler, Stalled, Timer
 from sandbox.template import ROOT, TEMPLATE_PATH, Stack, TemplateError, load_template, table_arguments
 
 REGION = "eu-west-1"
@@ -158,7 +156,7 @@ class Sandbox:
         self.status_events = status_events  # tests may change it between runs
         self.status_event_delay = status_event_delay
         self.status_event_log: list[StatusEvent] = []
-        self._timers: list[threading.Timer] = []
+        self._timers: list[Timer] = []
         self.fleet_spec = fleet
         self.enforce_iam = enforce_iam
         self.patch_spec = patches or PatchSpec()
@@ -253,7 +251,6 @@ class Sandbox:
             return
         for timer in self._timers:  # a delayed event not delivered yet never will be
             timer.cancel()
-            timer.join()
         sfn = self.client("stepfunctions")
         running = [arn for arn in self._executions if self.running(arn)]
         for arn in running:
@@ -648,10 +645,9 @@ class Sandbox:
         if self.status_events == "drop":
             self.status_event_log.append(StatusEvent(arn, described["status"], "dropped", self.clock.now()))
         elif self.status_events == "delay":
-            timer = threading.Timer(self.clock.wall_seconds(self.status_event_delay), self._deliver, (event,))
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
+            self._timers.append(
+                self.scheduler.call_later(self.status_event_delay, lambda: self._deliver(event), "status-event")
+            )
         else:
             for _ in range(2 if self.status_events == "duplicate" else 1):
                 self._deliver(event)
@@ -669,12 +665,8 @@ class Sandbox:
         self.status_event_log.append(delivered)
 
     def wait_for_status_events(self, timeout: float = 30.0) -> None:
-        """Wait (wall seconds) until every delayed status-change event has been delivered."""
-        deadline = time.monotonic() + timeout
-        for timer in self._timers:
-            timer.join(max(0.0, deadline - time.monotonic()))
-            if timer.is_alive():
-                raise TimeoutError(f"a delayed status-change event is still pending after {timeout} s of wall time")
+        """Run the simulation until every delayed status-change event has been delivered (``timeout``: wall seconds)."""
+        self.run_until(lambda: all(timer.done for timer in self._timers), timeout=timeout)
 
     def fire_schedule(self, logical_id: str) -> Any:
         """Invoke a function as its EventBridge Scheduler schedule (ScheduleV2) would, now.
@@ -702,7 +694,7 @@ class Sandbox:
         attributes = {
             "schedule-arn": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{logical_id}{event_id}",
             "scheduled-time": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "execution-id": uuid.uuid4().hex[:16],
+            "execution-id": self._uuid().replace("-", "")[:16],
             "attempt-number": "1",
         }
         text = str(schedule["Input"])

@@ -333,10 +333,38 @@ class Scheduler:
                 self._holder = outsider
         return waiter.woken
 
+    @contextmanager
+    def instantaneous(self) -> Iterator[None]:
+        """A participant acting as the outside world would (a delayed delivery): its sleeps take no time."""
+        self._local.instant = getattr(self._local, "instant", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.instant -= 1
+
+    def call_later(self, delay: float, action: Callable[[], None], name: str = "call_later") -> "Timer":
+        """Run ``action`` ``delay`` simulated seconds from now, in a sandbox thread of its own.
+
+        The action itself takes no simulated time (:meth:`instantaneous`), like an action from outside.
+        """
+        timer = Timer()
+
+        def run() -> None:
+            self.sleep(delay)
+            if not timer.cancelled:
+                with self.instantaneous():
+                    action()
+            timer.done = True
+
+        with self.external():
+            self.Thread(target=run, name=name, daemon=True).start()
+        return timer
+
     def sleep(self, seconds: float) -> None:
         """Sleep in simulated time (a participant); returns at once for any other thread."""
         participant = self.current()
-        if participant is None:
+        instant: int = getattr(self._local, "instant", 0)
+        if participant is None or instant:
             return
         with self._mutex:
             if seconds > 0:
@@ -471,6 +499,17 @@ class Scheduler:
             Thread=self.Thread, Event=self.Event, Lock=self.Lock, RLock=self.RLock, Condition=self.Condition
         )
         return module
+
+
+class Timer:
+    """What :meth:`Scheduler.call_later` returns."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.done = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 class SimThread(threading.Thread):

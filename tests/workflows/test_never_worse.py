@@ -1,6 +1,5 @@
 """Whatever fails, the tier ends no worse than it was: retried steps, lost responses, interrupted restarts."""
 
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -72,16 +71,14 @@ RECONCILER = "RunReconcilerFunction"
 def stop_while_rebooting(given: Tier) -> str:
     """Start a restart and stop it right after the first reboot calls: instances mid-reboot."""
     arn = given.sb.start_execution(SM, web_input(batchSize=2))
-    deadline = time.monotonic() + 60
-    while not given.sb.bridge.calls_to("ec2", "RebootInstances") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    given.sb.run_until(lambda: bool(given.sb.bridge.calls_to("ec2", "RebootInstances")))
     given.sb.stop(arn)
     assert given.sb.wait(arn).status == "ABORTED"
     return arn
 
 
 def let_pass(given: Tier, sim_seconds: float) -> None:
-    time.sleep(given.sb.clock.wall_seconds(sim_seconds))
+    given.sb.run_until(at=given.sb.clock.now() + sim_seconds)
 
 
 SLOW_SHUTDOWN = Spread(120.0)  # the stop finds the rebooted instances on their way down, whatever the timing
