@@ -1,7 +1,7 @@
 """Simulated time: one clock shared by Wait/Retry, timeouts, the fleet simulator and the execution history.
 
-The clock is virtual: it starts at a given instant (by default the real current time, so histories
-look like a real run) and moves only when the scheduler (sandbox/scheduler.py) moves it, to the
+The clock is virtual: it starts at a given instant (by default the real current time, to the
+second, so histories look like a real run) and moves only when the scheduler (sandbox/scheduler.py) moves it, to the
 earliest deadline of a sandbox thread, once every sandbox thread waits. Running Python costs no
 simulated time; what AWS itself takes (a state transition, a Lambda invoke, an API call) is added by
 an explicit latency model (sandbox/latency.py).
@@ -12,8 +12,8 @@ import datetime as _dt
 
 class SimClock:
     def __init__(self, start: _dt.datetime | float | None = None) -> None:
-        if start is None:
-            start = _dt.datetime.now(_dt.UTC)
+        if start is None:  # on a whole second: history timestamps (milliseconds) then differ only as offsets do
+            start = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
         self._now = start.timestamp() if isinstance(start, _dt.datetime) else float(start)
 
     def now(self) -> float:
