@@ -95,6 +95,7 @@ class RoutedStdout(io.TextIOBase):
 
 # Which function the current thread is running (API calls are attributed to it).
 CURRENT = threading.local()
+_IN_HANDLER = threading.local()  # depth: the thread runs with a function's environment variables
 
 
 class PrivateEnviron:
@@ -107,6 +108,8 @@ class PrivateEnviron:
         self.base = dict(os.environ)
 
     def suspend(self) -> object:
+        if not getattr(_IN_HANDLER, "depth", 0):  # only handlers change the environment (most switches: no copy)
+            return None
         current = dict(os.environ)
         if current == self.base:
             return None
@@ -184,6 +187,7 @@ class LambdaRuntime:
     @contextmanager
     def _environment(self, spec: FunctionSpec) -> Iterator[None]:
         saved = dict(os.environ)
+        _IN_HANDLER.depth = getattr(_IN_HANDLER, "depth", 0) + 1
         os.environ.update(spec.environment)
         os.environ.update(self._forced_env)
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.function_name
@@ -192,6 +196,7 @@ class LambdaRuntime:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+            _IN_HANDLER.depth -= 1
 
     def _module(self, spec: FunctionSpec) -> ModuleType:
         module = self._modules.get(spec.logical_id)

@@ -28,6 +28,7 @@ import botocore.endpoint
 import botocore.waiter
 import moto
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
+from jsonpath_ng.parser import parse as plain_jsonpath_parse
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import AWSError
 from moto.core.responses import EmptyResult
@@ -35,6 +36,7 @@ from moto.moto_api._internal import mock_random
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser import utils as parser_utils
+from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import distributed_iteration_component
@@ -102,11 +104,17 @@ def _jsonable(value: Any) -> Any:
 _INDEFINITE = re.compile(r"\[[^\]]*[*:?,][^\]]*\]|\.\.|\.\*")
 
 
+# Parsing a JSONPath builds a lexer and a parser (ply): about 1.5 ms, for every path of every state
+# evaluated. Parsed paths are immutable and reusable.
+cached_jsonpath = functools.lru_cache(maxsize=4096)(jsonpath_parse)
+cached_result_path = functools.lru_cache(maxsize=4096)(plain_jsonpath_parse)  # ResultPath's (not the ext parser)
+
+
 def extract_json(path: str, data: Any) -> Any:
     """moto returns ``$.a[0].b`` as a one-element list; AWS returns the value."""
     if _INDEFINITE.search(path):
         return _original_extract_json(path, data)
-    matches = jsonpath_parse(path).find(data)
+    matches = cached_jsonpath(path).find(data)
     if not matches:
         raise json_path.NoSuchJsonPathError(json_path=path, data=data)
     return matches[0].value
@@ -217,6 +225,9 @@ def _api_patches() -> list[Any]:
         mock.patch.object(sfn_responses.StepFunctionResponse, "send_task_failure", _send_task_failure),
         # A task token answers once: a second SendTaskSuccess/Failure is TaskTimedOut.
         mock.patch.object(callback_module.CallbackPoolManager, "notify", _notify),
+        # Each JSONPath is parsed once (moto parses it on every use; only the wall time changes).
+        mock.patch.object(json_path, "parse", cached_jsonpath),
+        mock.patch.object(result_path, "parse", cached_result_path),
         # Definite JSONPaths with an array index yield the value, not a one-element list.
         *(
             mock.patch.object(module, "extract_json", extract_json)
