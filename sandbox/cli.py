@@ -97,10 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "stop_after:SECONDS",
     )
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="template parameter")
-    run.add_argument("--seed", type=int, default=1, help="seed of the fleet's randomness")
-    run.add_argument("--speed", type=float, default=200.0, help="simulated seconds per wall second (100-1000)")
+    run.add_argument("--seed", type=int, default=1, help="seed of the fleet's and the interpreter's randomness")
+    run.add_argument("--speed", type=float, help=argparse.SUPPRESS)  # before the virtual clock; ignored
     run.add_argument("--out", type=Path, default=Path("build/sandbox"), help="where history and picture go")
-    run.add_argument("--timeout", type=float, default=600.0, help="wall seconds to wait for the execution")
+    run.add_argument("--timeout", type=float, default=600.0, help="wall seconds after which the run is stopped")
     run.add_argument("--quiet", action="store_true", help="no live progress")
     sub.add_parser("list", help="list the state machines of template.yaml")
     return parser
@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
     spec = parse_fleet(args.fleet, args.seed)
     payload = parse_input(args.input)
     faults, stop_after = _faults(args.fault, spec.size)
-    if not 1 <= args.speed <= 5000:
-        raise UsageError("--speed must be between 1 and 5000")
+    if args.speed is not None:
+        print("note: --speed is ignored: the sandbox runs on a virtual clock, as fast as it can", file=sys.stderr)
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from sandbox.progress import Progress
     from sandbox.runtime import Sandbox
 
-    with Sandbox(spec, speed=args.speed, parameters=params) as sb:
+    with Sandbox(spec, parameters=params) as sb:
         if args.state_machine not in sb.stack.resources("AWS::Serverless::StateMachine"):
             raise UsageError(f"no state machine {args.state_machine!r} in template.yaml")
         ids = sorted(sb.fleet.instances, key=lambda i: sb.fleet.names[i])

@@ -6,8 +6,9 @@ applied, so settings read at cold start see what they would see on AWS. An unhan
 becomes the Lambda error payload (``errorType`` = class name), which is what Step Functions matches
 in Retry/Catch.
 
-Handlers run one at a time (a lock): environment variables are process-wide, and handlers are
-milliseconds of work, so serialising them changes no timing that matters.
+Handlers run one at a time because the sandbox runs one thread at a time (sandbox/scheduler.py).
+Environment variables are process-wide: a handler that waits in the middle (a botocore retry
+back-off) keeps its own while the others run (:class:`PrivateEnviron`, the scheduler's switch hooks).
 """
 
 import contextlib
@@ -15,13 +16,14 @@ import importlib.util
 import io
 import json
 import os
+import random
 import sys
 import threading
 import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -58,7 +60,7 @@ class LambdaContext:
     invoked_function_arn: str
     memory_limit_in_mb: int
     timeout_seconds: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the runtime passes a seeded one
     function_version: str = "$LATEST"
     log_group_name: str = ""
     log_stream_name: str = "sandbox"
@@ -93,6 +95,32 @@ class RoutedStdout(io.TextIOBase):
 
 # Which function the current thread is running (API calls are attributed to it).
 CURRENT = threading.local()
+_IN_HANDLER = threading.local()  # depth: the thread runs with a function's environment variables
+
+
+class PrivateEnviron:
+    """Scheduler switch hooks: a sandbox thread that waits keeps its environment variables to itself.
+
+    While it waits, ``os.environ`` is the sandbox's own (``base``); when it runs again, it gets its own back.
+    """
+
+    def __init__(self) -> None:
+        self.base = dict(os.environ)
+
+    def suspend(self) -> object:
+        if not getattr(_IN_HANDLER, "depth", 0):  # only handlers change the environment (most switches: no copy)
+            return None
+        current = dict(os.environ)
+        if current == self.base:
+            return None
+        os.environ.clear()
+        os.environ.update(self.base)
+        return current
+
+    def resume(self, token: object) -> None:
+        if isinstance(token, dict):
+            os.environ.clear()
+            os.environ.update(token)
 
 
 class SimulatedFunctionError(Exception):
@@ -105,13 +133,14 @@ class LambdaRuntime:
         now: Callable[[], float],
         forced_env: dict[str, str],
         layer_dirs: list[Path],
-        paused: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+        outside: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        seed: int = 1,
     ) -> None:
         self._now = now
-        self._paused = paused  # simulated time stands still while a handler runs
+        self._ids = random.Random(seed)  # request ids: the same on every run of a seed
         self._forced_env = forced_env  # applied over each function's own (log level, tracing off...)
         self._layer_dirs = layer_dirs
-        self._lock = threading.RLock()
+        self._outside = outside  # how a test invoking a handler acts on the sandbox (with its threads waiting)
         self.functions: dict[str, FunctionSpec] = {}  # by physical function name
         self._modules: dict[str, ModuleType] = {}
         self._faults: dict[str, list[str]] = {}
@@ -119,6 +148,9 @@ class LambdaRuntime:
         self.logs: dict[str, list[str]] = {}  # logical id -> lines the function printed (its log stream)
         self._stdout = RoutedStdout(sys.stdout)
         sys.stdout = self._stdout
+        # Powertools warns on every invocation that emits no metric; on AWS that is a log line. Set once
+        # for the process (warnings.catch_warnings around each handler is not safe when handlers interleave).
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     def close(self) -> None:
         if sys.stdout is self._stdout:
@@ -135,10 +167,10 @@ class LambdaRuntime:
         return values
 
     def add(self, spec: FunctionSpec) -> None:
-        """Register the function and import it now (its cold start), so that import time is not
-        stretched into minutes of simulated time in the middle of a run."""
+        """Register the function and import it now (its cold start, at deployment like on AWS's first
+        invoke; it costs no simulated time, as no Python does)."""
         self.functions[spec.function_name] = spec
-        with self._lock, self._environment(spec):
+        with self._environment(spec):
             self._module(spec)
 
     def by_logical_id(self, logical_id: str) -> FunctionSpec:
@@ -155,6 +187,7 @@ class LambdaRuntime:
     @contextmanager
     def _environment(self, spec: FunctionSpec) -> Iterator[None]:
         saved = dict(os.environ)
+        _IN_HANDLER.depth = getattr(_IN_HANDLER, "depth", 0) + 1
         os.environ.update(spec.environment)
         os.environ.update(self._forced_env)
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.function_name
@@ -163,6 +196,7 @@ class LambdaRuntime:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+            _IN_HANDLER.depth -= 1
 
     def _module(self, spec: FunctionSpec) -> ModuleType:
         module = self._modules.get(spec.logical_id)
@@ -184,12 +218,15 @@ class LambdaRuntime:
         """Run the handler; return (payload JSON, errored, logs) as moto's Lambda backend expects."""
         spec = self.functions[function_name]
         payload = json.loads(event) if isinstance(event, (bytes, str)) and event else (event or {})
-        context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout)
+        with self._outside():
+            return self._invoke(spec, payload)
+
+    def _invoke(self, spec: FunctionSpec, payload: Any) -> tuple[str, bool, str]:
+        request_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout, request_id)
         self._stdout.route(self.logs.setdefault(spec.logical_id, []))
         CURRENT.function = spec.logical_id
-        with self._lock, self._paused(), self._environment(spec), warnings.catch_warnings():
-            # Powertools warns on every invocation that emits no metric; on AWS that is a log line.
-            warnings.filterwarnings("ignore", message="No application metrics to publish")
+        with self._environment(spec):
             try:
                 faults = self._faults.get(spec.logical_id)
                 if faults:

@@ -13,43 +13,46 @@ import functools
 import importlib
 import json
 import pkgutil
+import random
 import re
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
+import botocore.client
 import botocore.endpoint
+import botocore.waiter
 import moto
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
+from jsonpath_ng.parser import parse as plain_jsonpath_parse
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import AWSError
 from moto.core.responses import EmptyResult
+from moto.moto_api._internal import mock_random
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
-from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser import utils as parser_utils
+from moto.stepfunctions.parser.asl.component.common.path import result_path
+from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
 from moto.stepfunctions.parser.asl.component.state import state as state_module
-from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import distributed_iteration_component
-from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
-    map_run_record,
-)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service,
     state_task_service_aws_sdk,
 )
-from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp as wait_timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
-from moto.stepfunctions.parser.asl.eval.event import event_manager
-from moto.stepfunctions.parser.asl.utils import json_path
-from moto.stepfunctions.parser.backend import execution as backend_execution
+from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution_worker
 
 from sandbox.clock import SimClock
+from sandbox.latency import LatencyModel
+from sandbox.scheduler import Scheduler
 
 MOTO_VERSION = "5.2.5"
 
@@ -79,6 +82,8 @@ class TaskTimedOut(AWSError):
 
 
 LambdaInvoker = Callable[[str, bytes | str | None], tuple[str, bool, str]]
+# Called as each state is about to be entered, with the execution ARN and the state name.
+StateHook = Callable[[str, str], None]
 
 
 def _jsonable(value: Any) -> Any:
@@ -99,11 +104,17 @@ def _jsonable(value: Any) -> Any:
 _INDEFINITE = re.compile(r"\[[^\]]*[*:?,][^\]]*\]|\.\.|\.\*")
 
 
+# Parsing a JSONPath builds a lexer and a parser (ply): about 1.5 ms, for every path of every state
+# evaluated. Parsed paths are immutable and reusable.
+cached_jsonpath = functools.lru_cache(maxsize=4096)(jsonpath_parse)
+cached_result_path = functools.lru_cache(maxsize=4096)(plain_jsonpath_parse)  # ResultPath's (not the ext parser)
+
+
 def extract_json(path: str, data: Any) -> Any:
     """moto returns ``$.a[0].b`` as a one-element list; AWS returns the value."""
     if _INDEFINITE.search(path):
         return _original_extract_json(path, data)
-    matches = jsonpath_parse(path).find(data)
+    matches = cached_jsonpath(path).find(data)
     if not matches:
         raise json_path.NoSuchJsonPathError(json_path=path, data=data)
     return matches[0].value
@@ -112,23 +123,32 @@ def extract_json(path: str, data: Any) -> Any:
 _original_extract_json = json_path.extract_json
 
 
-def _modules_using(name: str, original: Any) -> list[types.ModuleType]:
-    """Every module of moto's ASL interpreter that imported ``original`` under ``name``."""
-    package = importlib.import_module("moto.stepfunctions.parser.asl")
-    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        with contextlib.suppress(ImportError):
+@functools.cache
+def _package_modules(package: str) -> tuple[types.ModuleType, ...]:
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, root.__name__ + "."):
+        with contextlib.suppress(ImportError):  # a few modules need LocalStack: moto never imports them either
             importlib.import_module(info.name)
-    return [
-        module
-        for module_name, module in list(sys.modules.items())
-        if module_name.startswith("moto.stepfunctions.parser") and getattr(module, name, None) is original
-    ]
+    return tuple(module for module_name, module in list(sys.modules.items()) if module_name.startswith(package))
+
+
+def _modules_using(name: str, original: Any, package: str = "moto.stepfunctions.parser.asl") -> list[types.ModuleType]:
+    """Every module of ``package`` (moto's ASL interpreter by default) that imported ``original`` as ``name``."""
+    return [module for module in _package_modules(package) if getattr(module, name, None) is original]
 
 
 def _sim_datetime_module(clock: SimClock) -> types.ModuleType:
     """A stand-in for the ``datetime`` module whose ``datetime.now()`` reads the simulated clock."""
 
-    class SimDatetime(_dt.datetime):
+    class _Meta(type):
+        # isinstance(x, datetime.datetime) in the patched modules must still hold for every datetime.
+        def __instancecheck__(cls, instance: object) -> bool:
+            return isinstance(instance, _dt.datetime)
+
+        def __subclasscheck__(cls, subclass: type) -> bool:
+            return issubclass(subclass, _dt.datetime)
+
+    class SimDatetime(_dt.datetime, metaclass=_Meta):
         @classmethod
         def now(cls, tz: _dt.tzinfo | None = None) -> "SimDatetime":
             real = _dt.datetime.fromtimestamp(clock.now(), tz)
@@ -144,14 +164,14 @@ def _sim_datetime_module(clock: SimClock) -> types.ModuleType:
     return module
 
 
-def _sim_event_class(clock: SimClock) -> type[threading.Event]:
-    class SimEvent(threading.Event):
-        """threading.Event whose wait timeout is in simulated seconds."""
-
-        def wait(self, timeout: float | None = None) -> bool:
-            return clock.wait(super(), timeout)  # type: ignore[arg-type]
-
-    return SimEvent
+def _sim_time_module(scheduler: Scheduler) -> types.ModuleType:
+    """A stand-in for the ``time`` module: sleeps and reads are on the simulated clock."""
+    module = types.ModuleType("time")
+    module.__dict__.update(time.__dict__)
+    module.__dict__.update(
+        sleep=scheduler.sleep, time=scheduler.now, monotonic=scheduler.now, perf_counter=scheduler.now
+    )
+    return module
 
 
 _original_eval_service_task = state_task_service_aws_sdk.StateTaskServiceAwsSdk._eval_service_task
@@ -205,6 +225,9 @@ def _api_patches() -> list[Any]:
         mock.patch.object(sfn_responses.StepFunctionResponse, "send_task_failure", _send_task_failure),
         # A task token answers once: a second SendTaskSuccess/Failure is TaskTimedOut.
         mock.patch.object(callback_module.CallbackPoolManager, "notify", _notify),
+        # Each JSONPath is parsed once (moto parses it on every use; only the wall time changes).
+        mock.patch.object(json_path, "parse", cached_jsonpath),
+        mock.patch.object(result_path, "parse", cached_result_path),
         # Definite JSONPaths with an array index yield the value, not a one-element list.
         *(
             mock.patch.object(module, "extract_json", extract_json)
@@ -271,39 +294,111 @@ def _lambda_patch(invoke_lambda: LambdaInvoker) -> Any:
     return mock.patch.object(LambdaFunction, "_invoke_lambda", invoke)
 
 
-def _time_patches(clock: SimClock) -> list[Any]:
-    """Wait, Retry, timeouts, callbacks and timestamps run on the simulated clock."""
-    sim_datetime = _sim_datetime_module(clock)
-    sim_event = _sim_event_class(clock)
-    sim_threading = types.ModuleType("threading")
-    sim_threading.__dict__.update(threading.__dict__)
-    sim_threading.Event = sim_event  # type: ignore[attr-defined]
+def _seeded_uid() -> str:
+    return str(mock_random.uuid4())
+
+
+def _seeded_patches(seed: int) -> list[Any]:
+    """The interpreter's randomness, seeded: ``JitterStrategy: FULL`` and the ids it makes (task tokens...).
+
+    moto's own ids (instances, target groups, request ids) come from ``mock_random``, seeded here too:
+    the plan orders instances by id, so a run is the same run only if its ids are.
+    """
+    mock_random.seed(seed)
+    original = parser_utils.long_uid
+    return [
+        mock.patch.object(jitter_strategy_decl, "random", random.Random(seed)),
+        *(
+            mock.patch.object(module, "long_uid", _seeded_uid)
+            for module in _modules_using("long_uid", original, "moto.stepfunctions.parser")
+        ),
+    ]
+
+
+def _time_patches(scheduler: Scheduler, latency: LatencyModel, on_state: StateHook | None) -> list[Any]:
+    """Every place moto's interpreter sleeps, waits, starts a thread or reads the time, on the scheduler.
+
+    The interpreter's threads become the scheduler's participants, its Events, Locks and joins the
+    scheduler's (so a Wait, a Retry interval, a task timeout, a callback and StopExecution all wait
+    in simulated time, one thread running at a time) and its clock reads the simulated clock. AWS's
+    own latency is added where AWS takes it: each state transition, each API call made from the
+    sandbox's threads.
+    """
+    package = "moto.stepfunctions.parser"
+    sim_threading = scheduler.threading_module()
+    sim_time = _sim_time_module(scheduler)
+    sim_datetime = _sim_datetime_module(scheduler.clock)
+    swaps: list[tuple[str, Any, Any]] = [
+        ("threading", threading, sim_threading),
+        ("Thread", threading.Thread, scheduler.Thread),
+        ("Event", threading.Event, scheduler.Event),
+        ("Lock", threading.Lock, scheduler.Lock),
+        ("RLock", threading.RLock, scheduler.RLock),
+        ("Condition", threading.Condition, scheduler.Condition),
+        ("time", time, sim_time),
+        ("datetime", _dt, sim_datetime),
+    ]
 
     def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
-        # One interruptible wait in simulated time (StopExecution sets the event).
+        # One interruptible wait (StopExecution sets the event); moto's re-wait loop rounds to whole seconds.
         if wait_seconds > 0:
-            clock.wait(env.program_state_event, wait_seconds)
+            env.program_state_event.wait(wait_seconds)
 
-    parse = execution_worker.ExecutionWorker._get_evaluation_entrypoint
+    original_state_body = state_module.CommonStateField._eval_body
 
-    def parse_in_no_time(self: Any) -> Any:
-        with clock.paused():  # each execution parses its definition (ANTLR: tenths of a second); AWS does not
-            return parse(self)
+    def state_body(self: Any, env: Any) -> None:
+        scheduler.sleep(latency.state_transition)
+        if on_state is not None and env.is_running():
+            on_state(env.states.context_object.context_object_data["Execution"]["Id"], self.name)
+        if env.is_running():  # stopped meanwhile: the state is not entered
+            original_state_body(self, env)
+
+    original_api_call = botocore.client.BaseClient._make_api_call
+
+    def make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
+        if scheduler.is_participant():
+            scheduler.sleep(latency.api(self.meta.service_model.service_id.hyphenize(), operation_name))
+            return original_api_call(self, operation_name, api_params)
+        with scheduler.external():  # a test or the command line acts: with every sandbox thread waiting
+            return original_api_call(self, operation_name, api_params)
 
     return [
-        mock.patch.object(execution_worker.ExecutionWorker, "_get_evaluation_entrypoint", parse_in_no_time),
-        # botocore's own retries (throttling in a handler) back off in simulated time too.
-        mock.patch.object(botocore.endpoint, "time", types.SimpleNamespace(sleep=clock.sleep)),
-        mock.patch.object(retrier_decl, "time", types.SimpleNamespace(sleep=clock.sleep, time=clock.now)),
-        mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval),
-        mock.patch.object(wait_timestamp, "datetime", sim_datetime),
-        mock.patch.object(execute_state, "threading", sim_threading),
-        mock.patch.object(callback_module, "Event", sim_event),
         *(
-            mock.patch.object(module, "datetime", sim_datetime)
-            for module in (event_manager, state_module, map_run_record, backend_execution)
+            mock.patch.object(module, name, replacement)
+            for name, original, replacement in swaps
+            for module in _modules_using(name, original, package)
         ),
-        mock.patch.object(sfn_models, "utcnow", side_effect=lambda: clock.now_datetime().replace(tzinfo=None)),
+        mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval),
+        mock.patch.object(state_module.CommonStateField, "_eval_body", state_body),
+        mock.patch.object(
+            sfn_models, "utcnow", side_effect=lambda: scheduler.clock.now_datetime().replace(tzinfo=None)
+        ),
+        # botocore's own retries (throttling in a handler) and waiters back off in simulated time too.
+        mock.patch.object(botocore.endpoint, "time", types.SimpleNamespace(sleep=scheduler.sleep)),
+        mock.patch.object(botocore.waiter, "time", types.SimpleNamespace(sleep=scheduler.sleep)),
+        mock.patch.object(botocore.client.BaseClient, "_make_api_call", make_api_call),
+    ]
+
+
+def _client_cache() -> list[Any]:
+    """One boto3 client per service for the interpreter's tasks, instead of a new one per task.
+
+    moto builds a client (and a TLS context) for every Lambda invoke and SDK task: about half of the
+    CPU time of a run. Time in the sandbox is virtual, so this changes no result, only the wall time.
+    Clients are kept per region, service and task credentials (the role a Task names, if any).
+    """
+    original = boto_client.boto_client_for
+    clients: dict[tuple[str, str, str], Any] = {}
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, repr(state_credentials))
+        if key not in clients:
+            clients[key] = original(region=region, service=service, state_credentials=state_credentials)
+        return clients[key]
+
+    return [
+        mock.patch.object(module, "boto_client_for", client_for)
+        for module in _modules_using("boto_client_for", original, "moto.stepfunctions.parser")
     ]
 
 
@@ -324,16 +419,41 @@ def _map_run_recorder(registry: list[Any]) -> Any:
 
 
 @contextlib.contextmanager
-def patched(clock: SimClock, invoke_lambda: LambdaInvoker, map_runs: list[Any] | None = None) -> Iterator[None]:
+def patched(
+    scheduler: Scheduler,
+    invoke_lambda: LambdaInvoker,
+    map_runs: list[Any] | None = None,
+    *,
+    latency: LatencyModel,
+    seed: int = 1,
+    on_state: StateHook | None = None,
+) -> Iterator[None]:
     """Apply every patch; undo them on exit. Distributed Map histories are collected in ``map_runs``."""
     if moto.__version__ != MOTO_VERSION:
         raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
     recorder = [_map_run_recorder(map_runs)] if map_runs is not None else []
+    time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
-        patches = [*_api_patches(), *_principal_patches(), _lambda_patch(invoke_lambda), *_time_patches(clock)]
+        patches = [*_api_patches(), *_principal_patches(), _lambda_patch(invoke_lambda), *time_patches]
         for patch in [*patches, *recorder]:
             stack.enter_context(patch)
         yield
+
+
+def _execution(execution_arn: str) -> Any:
+    """moto's record of an execution (``arn:aws:states:REGION:ACCOUNT:execution:...``)."""
+    _, _, _, region, account, _ = execution_arn.split(":", 5)
+    return sfn_responses.get_backend(account, region).describe_execution(execution_arn)
+
+
+def execution_running(execution_arn: str) -> bool:
+    """Whether the execution still runs (read from moto's record: no API call, no simulated time)."""
+    return bool(_execution(execution_arn).status == "RUNNING")
+
+
+def stop_execution(execution_arn: str, when: _dt.datetime, error: str, cause: str) -> None:
+    """StopExecution from inside the sandbox, keeping ``error`` and ``cause`` (moto's API drops them)."""
+    _execution(execution_arn).stop(stop_date=when, error=error, cause=cause)
 
 
 def lambda_error_payload(exc: BaseException, request_id: str, trace: list[str]) -> str:

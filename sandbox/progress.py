@@ -6,10 +6,12 @@ import time
 from pathlib import Path
 
 from sandbox.runtime import ExecutionResult, Sandbox
+from sandbox.scheduler import Stalled
 from sandbox.timeline import render
 
 PLAN_STATE = "Validate the input and plan the restart"
 BUSY_LISTED = 6  # beyond this many instances out of service, progress shows counts per phase
+STEP = 10.0  # simulated seconds between two looks at the fleet
 
 
 def _clock(seconds: float) -> str:
@@ -44,22 +46,34 @@ class Progress:
         return f"serving {fleet.serving(now)}/{len(fleet.instances)}  {detail or 'all in service'}"
 
     def follow(self, timeout: float) -> ExecutionResult:
-        sfn = self.sb.client("stepfunctions")
+        """Run the execution to its end, printing what changed every STEP simulated seconds."""
         deadline = time.monotonic() + timeout
+        stop_at = None if self.stop_after is None else self.started + self.stop_after
         last = ""
-        while (described := sfn.describe_execution(executionArn=self.arn))["status"] == "RUNNING":
+        while self.sb.running(self.arn):
             now = self.sb.clock.now()
-            if self.stop_after is not None and now - self.started >= self.stop_after:
-                self.sb.stop(self.arn, cause=f"stopped by the operator after {duration(self.stop_after)}")
-                self.stop_after = None
-            if time.monotonic() > deadline:
-                self.sb.stop(self.arn, cause="the sandbox's wall-clock timeout")
             line = self.line(now)
             if line != last and not self.quiet:
                 print(f"+{_clock(now - self.started)}  {line}", flush=True)
                 last = line
-            time.sleep(0.1)
-        return self.sb.result(self.arn, described)
+            if stop_at is not None and now >= stop_at:
+                assert self.stop_after is not None
+                return self._stop(f"stopped by the operator after {duration(self.stop_after)}", deadline)
+            target = now + STEP if stop_at is None else min(now + STEP, stop_at)
+            try:
+                self.sb.run_until(lambda: not self.sb.running(self.arn), at=target, timeout=deadline - time.monotonic())
+            except Stalled as exc:
+                return self._stop(f"the sandbox stalled: {str(exc).splitlines()[0]}", deadline)
+            except TimeoutError:
+                return self._stop("the sandbox's wall-clock timeout", deadline)
+        return self.sb.result(self.arn)
+
+    def _stop(self, cause: str, deadline: float) -> ExecutionResult:
+        self.sb.stop(self.arn, cause=cause)
+        try:
+            return self.sb.wait(self.arn, timeout=max(1.0, deadline - time.monotonic()))
+        except TimeoutError:  # still unwinding (e.g. a task waiting for its token): report it as it is
+            return self.sb.result(self.arn)
 
     def floor(self, result: ExecutionResult) -> int | None:
         for event in result.events:
@@ -82,7 +96,7 @@ class Progress:
         lines = [
             "",
             f"{result.arn.rsplit(':', 1)[-1]}: {result.status} after {duration(end - start)} simulated "
-            f"({wall:.1f} s wall at {sb.speed:g}x)",
+            f"({wall:.1f} s wall)",
         ]
         if result.error:
             lines.append(f"  {result.error}: {result.cause}")

@@ -1,4 +1,4 @@
-"""The sandbox: template.yaml deployed into moto, the fleet simulated, time warped.
+"""The sandbox: template.yaml deployed into moto, the fleet simulated, time virtual.
 
     with Sandbox(FleetSpec(size=12)) as sb:
         result = sb.run("RollingRestartStateMachine", {"batchSize": 3})
@@ -10,17 +10,21 @@ resource there needs no change here.
 
 IAM is enforced as on AWS: every call a function or a state machine makes is evaluated against the
 role SAM generates for it from the template (docs/sandbox.md, "IAM").
+
+Simulated time moves only while the caller waits for the sandbox (:meth:`Sandbox.wait`,
+:meth:`Sandbox.run_until`): between two calls everything stands still, so what a test reads and
+does happens at one simulated instant, the same on every run (docs/sandbox.md, "Time").
 """
 
+import contextlib
 import datetime as dt
-import gc
 import json
 import logging
 import os
+import random
 import re
-import threading
-import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from moto import mock_aws
 from moto.events.models import EventPattern, events_backends
 
 from opsflow import clients, timeutil
+from sandbox import latency as latencies
 from sandbox import moto_patches, sam
 from sandbox.authorization import UnmappedOperation
 from sandbox.aws_fleet import (
@@ -45,9 +50,11 @@ from sandbox.aws_fleet import (
 )
 from sandbox.clock import SimClock
 from sandbox.fleet import Fleet, FleetSpec
-from sandbox.lambdas import FunctionSpec, LambdaRuntime
+from sandbox.lambdas import FunctionSpec, LambdaRuntime, PrivateEnviron
+from sandbox.latency import LatencyModel
 from sandbox.network import Network, Placement
 from sandbox.patches import PatchService, PatchSpec, generate
+from sandbox.scheduler import Scheduler, Stalled, Timer
 from sandbox.template import ROOT, TEMPLATE_PATH, Stack, TemplateError, load_template, table_arguments
 
 REGION = "eu-west-1"
@@ -112,12 +119,18 @@ def fill_definition(text: str, substitutions: dict[str, Any], source: str) -> st
     return _PLACEHOLDER.sub(replace, text)
 
 
+@dataclass
+class _StopRule:
+    state_name: str
+    execution_arn: str | None
+    cause: str
+
+
 class Sandbox:
     def __init__(
         self,
         fleet: FleetSpec | None = None,
         *,
-        speed: float = 500.0,
         parameters: dict[str, str] | None = None,
         template_path: Path = TEMPLATE_PATH,
         log_level: str = "ERROR",
@@ -127,9 +140,15 @@ class Sandbox:
         enforce_iam: bool = True,
         status_events: str = "once",
         status_event_delay: float = 300.0,
+        start: dt.datetime | None = None,
+        latency: LatencyModel = latencies.AWS,
+        seed: int | None = None,
     ) -> None:
         """``enforce_iam``: evaluate the calls of functions and state machines against their roles, as
-        AWS does. Turn it off only where a test is about something IAM would hide."""
+        AWS does. Turn it off only where a test is about something IAM would hide. ``start``: the
+        simulated instant the sandbox starts at (default: now). ``latency``: what AWS takes per state
+        transition, invoke and API call (sandbox/latency.py). ``seed``: of the interpreter's and the
+        sandbox's own randomness (default: the fleet's seed, else 1)."""
         if status_events not in STATUS_EVENT_MODES:
             raise ValueError(f"status_events must be one of {', '.join(STATUS_EVENT_MODES)}, not {status_events!r}")
         if status_event_delay < 0:
@@ -137,14 +156,18 @@ class Sandbox:
         self.status_events = status_events  # tests may change it between runs
         self.status_event_delay = status_event_delay
         self.status_event_log: list[StatusEvent] = []
-        self._timers: list[threading.Timer] = []
+        self._timers: list[Timer] = []
         self.fleet_spec = fleet
         self.enforce_iam = enforce_iam
         self.patch_spec = patches or PatchSpec()
         self.window_in_hours = window_in_hours
         # State machine logical id -> an ASL to deploy instead of its file (a test of "what if the workflow did X").
         self._definitions = dict(definitions or {})
-        self.speed = speed
+        self._start = start
+        self.latency = latency
+        self.seed = seed if seed is not None else (fleet.seed if fleet else 1)
+        self._names = random.Random(self.seed)
+        self._stop_rules: list[_StopRule] = []
         self._parameters = dict(parameters or {})
         self.template_path = template_path
         self.log_level = log_level
@@ -174,7 +197,10 @@ class Sandbox:
         self._quieted = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
-        self.clock = SimClock(self.speed)
+        self.clock = SimClock(self._start)
+        self.scheduler = Scheduler(self.clock, PrivateEnviron())
+        self._helpers = self.scheduler.adopting_helpers()
+        self._helpers.__enter__()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self._started = True
@@ -183,10 +209,21 @@ class Sandbox:
             clients.reset()
             timeutil.set_source(self.clock.now)
             self.lambdas = LambdaRuntime(
-                self.clock.now, self._lambda_env(), [ROOT / "layers" / "shared"], self.clock.paused
+                self.clock.now,
+                self._lambda_env(),
+                [ROOT / "layers" / "shared"],
+                outside=self.scheduler.external,
+                seed=self.seed,
             )
             self.map_runs: list[Any] = []
-            self._patches = moto_patches.patched(self.clock, self.lambdas.invoke, self.map_runs)
+            self._patches = moto_patches.patched(
+                self.scheduler,
+                self.lambdas.invoke,
+                self.map_runs,
+                latency=self.latency,
+                seed=self.seed,
+                on_state=self._on_state,
+            )
             self._patches.__enter__()
             self.fleet = Fleet(self.fleet_spec or FleetSpec(size=1), self.clock.now())
             self.bridge = AwsBridge(self.fleet, self.clock.now)
@@ -200,15 +237,11 @@ class Sandbox:
             adapter = FleetHttpAdapter(self.fleet, self.clock.now, self.network)
             clients.http_session().mount("http://", adapter)
             clients.http_session().mount("https://", adapter)
-            if self.fleet_spec:  # after the deployment, whose run time the simulated clock counts too
+            if self.fleet_spec:
                 self.bridge.patches = self._patch_service()
             if self.enforce_iam:
                 self._enforce_iam(template)
             self.bridge.calls.clear()  # count what runs do, not the set-up
-            # The set-up's objects (moto's models, parsed definitions) out of the collector's way: a full
-            # collection over them stalls every thread for tenths of a second, which the clock counts.
-            gc.collect()
-            gc.freeze()
         except BaseException:
             self.close()
             raise
@@ -218,18 +251,20 @@ class Sandbox:
             return
         for timer in self._timers:  # a delayed event not delivered yet never will be
             timer.cancel()
-            timer.join()
         sfn = self.client("stepfunctions")
-        for arn in self._executions:
-            if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-                sfn.stop_execution(executionArn=arn, error="Sandbox.Closed", cause="sandbox closed")
+        running = [arn for arn in self._executions if self.running(arn)]
+        for arn in running:
+            sfn.stop_execution(executionArn=arn, error="Sandbox.Closed", cause="sandbox closed")
+        # Let them unwind (a task waiting for its token ends at its timeout: at once in simulated time).
+        with contextlib.suppress(TimeoutError):
+            self.scheduler.run(until=lambda: not any(self.running(arn) for arn in running), timeout=30)
         timeutil.set_source(None)
-        gc.unfreeze()  # what the set-up froze can go once the sandbox is closed
         if hasattr(self, "lambdas"):
             self.lambdas.close()
         if hasattr(self, "_patches"):
             self._patches.__exit__(None, None, None)
         self._mock.stop()
+        self._helpers.__exit__(None, None, None)
         clients.reset()
         os.environ.clear()
         os.environ.update(self._saved_env)
@@ -456,7 +491,7 @@ class Sandbox:
                     "sourceIp": "192.0.2.1",
                     "userAgent": "sandbox",
                 },
-                "requestId": str(uuid.uuid4()),
+                "requestId": self._uuid(),
                 "stage": "$default",
             },
         }
@@ -492,42 +527,86 @@ class Sandbox:
         return self.stack.get_att(logical_id, "Arn")
 
     def start_execution(self, logical_id: str, payload: Any, name: str | None = None) -> str:
-        with self.clock.paused():  # moto parses the definition anew: no simulated time for runs in flight
-            arn = self.client("stepfunctions").start_execution(
-                stateMachineArn=self.state_machine_arn(logical_id),
-                name=name or f"run-{uuid.uuid4().hex[:12]}",
-                input=json.dumps(payload),
-            )["executionArn"]
+        """Start an execution; it runs up to its first wait (no simulated time passes) before this returns."""
+        arn = self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn(logical_id),
+            name=name or f"run-{self._names.getrandbits(48):012x}",
+            input=json.dumps(payload),
+        )["executionArn"]
         self._executions.append(arn)
         return str(arn)
 
-    def wait(self, execution_arn: str, timeout: float = 120.0, poll: float = 0.05) -> ExecutionResult:
-        """Wait (wall seconds) until the execution ends; TimeoutError if it does not."""
-        sfn = self.client("stepfunctions")
-        deadline = time.monotonic() + timeout
-        while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{execution_arn} still RUNNING after {timeout} s of wall time")
-            time.sleep(poll)  # sleep between polls: a hot loop starves the interpreter's threads
-        return self.result(execution_arn, described)
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self._names.getrandbits(128), version=4))
+
+    def running(self, execution_arn: str) -> bool:
+        return moto_patches.execution_running(execution_arn)
+
+    def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionResult:
+        """Run the simulation until the execution ends.
+
+        ``timeout`` is wall seconds, a safety net (TimeoutError). When the execution waits for
+        something only the caller can do (a task token) and nothing else can happen, raises
+        :class:`sandbox.scheduler.Stalled` (a TimeoutError) at once.
+        """
+        try:
+            self.scheduler.run(until=lambda: not self.running(execution_arn), timeout=timeout)
+        except Stalled as exc:
+            raise Stalled(f"{execution_arn} is still RUNNING: {exc}") from None
+        return self.result(execution_arn)
+
+    def run_until(
+        self, condition: Callable[[], bool] | None = None, *, at: float | None = None, timeout: float = 120.0
+    ) -> bool:
+        """Run the simulation until ``condition()`` holds or simulated time reaches ``at`` (epoch seconds).
+
+        ``condition`` is checked whenever every sandbox thread waits, before the clock moves: it may
+        read anything and call AWS (nothing runs meanwhile). With ``at``, the clock stops exactly
+        there, everything due by then having run. Returns whether ``condition`` held (True if none).
+        Raises :class:`sandbox.scheduler.Stalled` when neither can happen any more.
+        """
+        held = [condition is None]
+
+        def check() -> bool:
+            held[0] = condition is None or bool(condition())
+            return condition is not None and held[0]
+
+        self.scheduler.run(until=check, at=at, timeout=timeout)
+        return held[0]
+
+    def stop_when_entering(
+        self, state_name: str, execution_arn: str | None = None, cause: str = "stopped by an operator"
+    ) -> None:
+        """Stop the execution (any, or ``execution_arn``) at the simulated instant it is about to enter ``state_name``.
+
+        As StopExecution then: the state is not entered (no StateEntered event, nothing of it runs),
+        the execution ends ABORTED with error ``Sandbox.Stopped`` and ``cause``. Once: the first
+        execution to get there.
+        """
+        self._stop_rules.append(_StopRule(state_name, execution_arn, cause))
+
+    def _on_state(self, execution_arn: str, state_name: str) -> None:
+        for rule in self._stop_rules:
+            if rule.state_name == state_name and rule.execution_arn in (None, execution_arn):
+                self._stop_rules.remove(rule)
+                moto_patches.stop_execution(execution_arn, self.clock.now_datetime(), "Sandbox.Stopped", rule.cause)
+                return
 
     def result(self, execution_arn: str, described: dict[str, Any] | None = None) -> ExecutionResult:
-        """The execution's outcome and history (reading them costs no simulated time)."""
-        with self.clock.paused():
-            sfn = self.client("stepfunctions")
-            described = described or sfn.describe_execution(executionArn=execution_arn)
-            if described["status"] != "RUNNING":
-                self._deliver_status_change(described)
-            self._check_unmapped()
-            output = json.loads(described["output"]) if described.get("output") else None
-            return ExecutionResult(
-                execution_arn,
-                described["status"],
-                output,
-                described.get("error"),
-                described.get("cause"),
-                self.history(execution_arn),
-            )
+        sfn = self.client("stepfunctions")
+        described = described or sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            self._deliver_status_change(described)
+        self._check_unmapped()
+        output = json.loads(described["output"]) if described.get("output") else None
+        return ExecutionResult(
+            execution_arn,
+            described["status"],
+            output,
+            described.get("error"),
+            described.get("cause"),
+            self.history(execution_arn),
+        )
 
     def run(self, logical_id: str, payload: Any, timeout: float = 120.0) -> ExecutionResult:
         return self.wait(self.start_execution(logical_id, payload), timeout)
@@ -545,7 +624,7 @@ class Sandbox:
         self._delivered.add(arn)
         event = {
             "version": "0",
-            "id": str(uuid.uuid4()),
+            "id": self._uuid(),
             "detail-type": "Step Functions Execution Status Change",
             "source": "aws.states",
             "account": ACCOUNT,
@@ -566,10 +645,9 @@ class Sandbox:
         if self.status_events == "drop":
             self.status_event_log.append(StatusEvent(arn, described["status"], "dropped", self.clock.now()))
         elif self.status_events == "delay":
-            timer = threading.Timer(self.clock.wall_seconds(self.status_event_delay), self._deliver, (event,))
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
+            self._timers.append(
+                self.scheduler.call_later(self.status_event_delay, lambda: self._deliver(event), "status-event")
+            )
         else:
             for _ in range(2 if self.status_events == "duplicate" else 1):
                 self._deliver(event)
@@ -587,12 +665,8 @@ class Sandbox:
         self.status_event_log.append(delivered)
 
     def wait_for_status_events(self, timeout: float = 30.0) -> None:
-        """Wait (wall seconds) until every delayed status-change event has been delivered."""
-        deadline = time.monotonic() + timeout
-        for timer in self._timers:
-            timer.join(max(0.0, deadline - time.monotonic()))
-            if timer.is_alive():
-                raise TimeoutError(f"a delayed status-change event is still pending after {timeout} s of wall time")
+        """Run the simulation until every delayed status-change event has been delivered (``timeout``: wall seconds)."""
+        self.run_until(lambda: all(timer.done for timer in self._timers), timeout=timeout)
 
     def fire_schedule(self, logical_id: str) -> Any:
         """Invoke a function as its EventBridge Scheduler schedule (ScheduleV2) would, now.
@@ -620,7 +694,7 @@ class Sandbox:
         attributes = {
             "schedule-arn": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{logical_id}{event_id}",
             "scheduled-time": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "execution-id": uuid.uuid4().hex[:16],
+            "execution-id": self._uuid().replace("-", "")[:16],
             "attempt-number": "1",
         }
         text = str(schedule["Input"])
@@ -673,6 +747,7 @@ class Sandbox:
         return [e for page in pages.paginate(executionArn=execution_arn) for e in page["events"]]
 
     def stop(self, execution_arn: str, cause: str = "stopped by an operator") -> None:
+        """StopExecution now (at the current simulated instant)."""
         self.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Sandbox.Stopped", cause=cause)
 
     def monitoring_state(self) -> dict[str, str]:

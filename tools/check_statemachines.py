@@ -37,7 +37,7 @@ def check(root: Path = ROOT) -> list[str]:
     if errors:
         return errors
     try:
-        with Sandbox(None, template_path=template_path, speed=1):
+        with Sandbox(None, template_path=template_path):
             pass
     except TemplateError as exc:
         errors.append(str(exc))

@@ -12,5 +12,5 @@ FIXTURE_TEMPLATE = Path(__file__).parent / "fixture" / "template.yaml"
 @pytest.fixture
 def features() -> Iterator[Sandbox]:
     """A sandbox with the fixture stack (every interpreter feature) and a fleet of 3."""
-    with Sandbox(FleetSpec(size=3), template_path=FIXTURE_TEMPLATE, speed=1000) as sb:
+    with Sandbox(FleetSpec(size=3), template_path=FIXTURE_TEMPLATE) as sb:
         yield sb

@@ -1,12 +1,14 @@
 """The sandbox runs ASL as AWS documents it: each moto patch and each interpreter feature we use.
 
-Asserted from the execution history, in simulated time.
+Asserted from the execution history, in simulated time: exact, since Python costs no simulated time
+and AWS's own latency is the model's (sandbox/latency.py).
 """
 
 import datetime as dt
 import json
-import time
 from typing import Any
+
+import pytest
 
 from sandbox.runtime import ExecutionResult, Sandbox
 
@@ -21,18 +23,51 @@ def of_type(result: ExecutionResult, kind: str) -> list[dict[str, Any]]:
     return [e for e in result.events if e["type"] == kind]
 
 
+def seconds(later: dt.datetime, earlier: dt.datetime) -> float:
+    return round((later - earlier).total_seconds(), 3)
+
+
 def test_wait_and_retry_intervals_are_kept_in_simulated_time(features: Sandbox) -> None:
     """Wait 300 s, then a Lambda failing twice with Retry 120 s x backoff 2: gaps of 300, 120, 240 s."""
     result = features.run(SM, {"path": "wait"})
 
     assert result.status == "SUCCEEDED"
+    transition, invoke = features.latency.state_transition, features.latency.lambda_invoke
     wait_started = entered(result, "Wait five minutes")[0]
     scheduled = [e["timestamp"] for e in of_type(result, "TaskScheduled")]
     failed = [e["timestamp"] for e in of_type(result, "TaskFailed")]
-    # Lower bounds are exact; the small excess is Python run time stretched by the time warp.
-    assert 300 <= (entered(result, "Retry slowly")[0] - wait_started).total_seconds() <= 300 * 1.1
-    assert 120 <= (scheduled[1] - failed[0]).total_seconds() <= 120 * 1.1
-    assert 240 <= (scheduled[2] - failed[1]).total_seconds() <= 240 * 1.1
+    assert seconds(entered(result, "Retry slowly")[0], wait_started) == 300 + transition
+    assert seconds(failed[0], scheduled[0]) == invoke
+    assert seconds(scheduled[1], failed[0]) == 120
+    assert seconds(scheduled[2], failed[1]) == 240
+
+
+def test_stop_execution_interrupts_a_wait(features: Sandbox) -> None:
+    arn = features.start_execution(SM, {"path": "wait"})
+    start = features.clock.now()
+    features.run_until(at=start + 100)  # 100 s into the 300 s Wait
+
+    features.stop(arn, cause="enough")
+    result = features.wait(arn)
+
+    assert result.status == "ABORTED"
+    assert result.events[-1]["type"] == "ExecutionAborted"
+    assert seconds(result.events[-1]["timestamp"], result.events[0]["timestamp"]) == 100
+    assert "Retry slowly" not in result.states_entered()
+
+
+def test_an_execution_can_be_stopped_as_it_is_about_to_enter_a_state(features: Sandbox) -> None:
+    features.stop_when_entering("Retry slowly", cause="stopped before the retries")
+
+    result = features.run(SM, {"path": "wait"})
+
+    assert result.status == "ABORTED"
+    assert result.states_entered() == ["Choose the path", "Wait five minutes"]
+    aborted = result.events[-1]
+    assert aborted["executionAbortedEventDetails"]["cause"] == "stopped before the retries"
+    transition = features.latency.state_transition
+    assert seconds(aborted["timestamp"], entered(result, "Wait five minutes")[0]) == 300 + transition
+    assert features.lambdas.invocations == [], "nothing of the state ran"
 
 
 def test_a_lambda_error_reaches_retry_by_its_class_name(features: Sandbox) -> None:
@@ -105,22 +140,41 @@ def test_wait_for_task_token_resumes_with_the_callback_output(features: Sandbox)
     sqs = features.client("sqs")
     queue = sqs.get_queue_url(QueueName="opsflow-Queue")["QueueUrl"]
     messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 30
-    while not messages and time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+
+    def asked() -> bool:
+        messages.extend(sqs.receive_message(QueueUrl=queue).get("Messages", []))
+        return bool(messages)
+
+    features.run_until(asked)  # simulated time runs until the request is in the queue
     token = json.loads(messages[0]["Body"])["token"]
+    asked_at = features.clock.now()
 
     features.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps({"approved": True}))
 
     result = features.wait(arn)
     assert result.status == "SUCCEEDED" and result.output == {"approved": True}
+    succeeded = of_type(result, "TaskSucceeded")[0]["timestamp"].timestamp()
+    assert succeeded == pytest.approx(asked_at, abs=0.001), "the answer lands at the instant it was sent"
+
+
+def test_with_nothing_else_to_do_a_callback_wait_stands_still_until_answered(features: Sandbox) -> None:
+    arn = features.start_execution(SM, {"path": "callback"})
+    sqs = features.client("sqs")
+    queue = sqs.get_queue_url(QueueName="opsflow-Queue")["QueueUrl"]
+    features.run_until(lambda: "Messages" in sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0))
+    asked_at = features.clock.now()
+
+    for _ in range(3):  # reading the run does not move time
+        assert features.result(arn).status == "RUNNING"
+    assert features.clock.now() == asked_at
 
 
 def test_wait_for_task_token_times_out_in_simulated_time(features: Sandbox) -> None:
     result = features.run(SM, {"path": "callback"}, timeout=60)
 
     assert result.output["Error"] == "States.Timeout"
-    assert 3600 <= result.sim_seconds <= 3600 * 1.05
+    # TimeoutSeconds 3600, and three state transitions (Choice, the Task, the Pass reporting the timeout).
+    assert result.sim_seconds == pytest.approx(3600 + 3 * features.latency.state_transition, abs=0.001)
 
 
 def test_an_injected_lambda_error_is_seen_by_the_state_machine(features: Sandbox) -> None:

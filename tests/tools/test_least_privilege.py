@@ -9,7 +9,6 @@
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,7 +178,7 @@ def observed() -> dict[str, set[str]]:
                 calls.setdefault(call.caller, set()).add(ACTION_OF.get(action, action))
 
     web = {"health": {"port": 8080}, "alarms": {"namePrefixes": ["web-"]}, "rules": {"namePrefixes": ["web-"]}}
-    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # approval by email, a failing instance, the summary
+    with Sandbox(FleetSpec(size=4)) as sb:  # approval by email, a failing instance, the summary
         sb.fleet.inject(sorted(sb.fleet.instances)[0], "never_ready")
         arn = sb.start_execution("RollingRestartStateMachine", {**web, "batchSize": 2, "requireApproval": True})
         from tests.workflows.conftest import Tier
@@ -189,29 +188,23 @@ def observed() -> dict[str, set[str]]:
         sb.wait(arn, timeout=180)
         keep(sb)
     by_tag = {"namePrefixes": ["web-"], "tags": {"tier": "web"}}
-    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # selection by tags; stopped midway: the safety net
+    with Sandbox(FleetSpec(size=4)) as sb:  # selection by tags; stopped midway: the safety net
         arn = sb.start_execution(
             "RollingRestartStateMachine", {**web, "alarms": by_tag, "rules": by_tag, "batchSize": 2}
         )
-        deadline = time.monotonic() + 60
-        while not sb.bridge.calls_to("ec2", "RebootInstances"):
-            assert time.monotonic() < deadline, sb.result(arn)
-            time.sleep(0.05)
+        assert sb.run_until(lambda: bool(sb.bridge.calls_to("ec2", "RebootInstances"))), sb.result(arn)
         sb.stop(arn)
         sb.wait(arn)
         keep(sb)
-    with Sandbox(FleetSpec(size=4), speed=500, status_events="drop") as sb:  # the event lost: the reconciler
+    with Sandbox(FleetSpec(size=4), status_events="drop") as sb:  # the event lost: the reconciler
         arn = sb.start_execution("RollingRestartStateMachine", {**web, "batchSize": 2})
-        deadline = time.monotonic() + 60
-        while not sb.bridge.calls_to("ec2", "RebootInstances"):
-            assert time.monotonic() < deadline, sb.result(arn)
-            time.sleep(0.05)
+        assert sb.run_until(lambda: bool(sb.bridge.calls_to("ec2", "RebootInstances"))), sb.result(arn)
         sb.fire_schedule("RunReconcilerFunction")  # still running: left alone
         sb.stop(arn)
         sb.wait(arn)
         sb.fire_schedule("RunReconcilerFunction")  # ended: cleaned up
         keep(sb)
-    with Sandbox(FleetSpec(size=4), speed=500) as sb:  # the patch preview
+    with Sandbox(FleetSpec(size=4)) as sb:  # the patch preview
         sb.run("PatchPreviewStateMachine", {})
         keep(sb)
     return calls

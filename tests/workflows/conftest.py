@@ -2,7 +2,6 @@
 
 import json
 import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,29 +83,32 @@ class Tier:
         descriptions = self.sb.client("elbv2").describe_target_health(TargetGroupArn=self.target_group_arn)
         return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in descriptions["TargetHealthDescriptions"]}
 
-    def sqs_message(self, timeout: float = 30) -> dict[str, Any]:
+    def sqs_message(self) -> dict[str, Any]:
+        """The approval request, once the run has sent it (simulated time runs until then)."""
         sqs = self.sb.client("sqs")
         url = self.sb.stack.physical["ApprovalQueue"]["Ref"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # long polls: a hot loop would starve the interpreter
-            messages = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
-            if messages:
-                return dict(json.loads(messages[0]["Body"]))
-        raise AssertionError("no approval request arrived")
+        messages: list[dict[str, Any]] = []
 
-    def approval_links(self, timeout: float = 30) -> dict[str, str]:
-        """The query strings of the approve and reject links in the approval email."""
+        def arrived() -> bool:
+            messages.extend(sqs.receive_message(QueueUrl=url).get("Messages", []))
+            return bool(messages)
+
+        assert self.sb.run_until(arrived), "no approval request arrived"
+        return dict(json.loads(messages[0]["Body"]))
+
+    def approval_links(self) -> dict[str, str]:
+        """The query strings of the approve and reject links in the approval email, once it is sent."""
         import re
         from urllib.parse import urlparse
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for mail in self.notifications():
-                if "approve the rolling restart" in mail["Subject"]:
-                    found = dict(re.findall(r"^(Approve|Reject): (\S+)$", mail["Message"], re.MULTILINE))
-                    return {k.lower(): urlparse(v).query for k, v in found.items()}
-            time.sleep(0.1)
-        raise AssertionError("no approval email was sent")
+        def mail() -> dict[str, Any] | None:
+            return next((m for m in self.notifications() if "approve the rolling restart" in m["Subject"]), None)
+
+        assert self.sb.run_until(lambda: mail() is not None), "no approval email was sent"
+        sent = mail()
+        assert sent is not None
+        found = dict(re.findall(r"^(Approve|Reject): (\S+)$", sent["Message"], re.MULTILINE))
+        return {k.lower(): urlparse(v).query for k, v in found.items()}
 
     def assert_invariants(self, result: ExecutionResult, floor: int | None = None) -> None:
         """What must hold after every run, whatever its outcome."""
@@ -147,7 +149,7 @@ def tier() -> Iterator[Callable[..., Tier]]:
         **spec: Any,
     ) -> Tier:
         fleet = FleetSpec(size=size, boot=Spread(45, spread), readiness=Spread(30, spread), seed=3, **spec)
-        sb = Sandbox(fleet, speed=500, parameters=parameters, definitions=definitions, template_path=template_path)
+        sb = Sandbox(fleet, parameters=parameters, definitions=definitions, template_path=template_path)
         sb.start()
         opened.append(sb)
         return Tier(sb, sb.monitoring_state())

@@ -156,7 +156,9 @@ def test_the_sandbox_catches_a_workflow_that_trusts_the_old_process(tier: TierFa
     result = given.run(web_input(batchSize=1, expectedBootSeconds=0), timeout=180)
 
     start, end = result.events[0]["timestamp"].timestamp(), result.events[-1]["timestamp"].timestamp()
-    assert given.sb.fleet.timeline(start, end).dropped_requests > 0, "requests were routed to a rebooting instance"
+    # The harm comes after the run: the instance it put back goes down when its slow shutdown ends.
+    later = end + SLOW_SHUTDOWN["shutdown"].mean + 60
+    assert given.sb.fleet.timeline(start, later).dropped_requests > 0, "requests were routed to a rebooting instance"
 
 
 def test_a_reboot_that_never_happens_fails_that_instance_clearly(tier: TierFactory) -> None:

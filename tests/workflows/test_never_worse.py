@@ -1,6 +1,5 @@
 """Whatever fails, the tier ends no worse than it was: retried steps, lost responses, interrupted restarts."""
 
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -72,16 +71,14 @@ RECONCILER = "RunReconcilerFunction"
 def stop_while_rebooting(given: Tier) -> str:
     """Start a restart and stop it right after the first reboot calls: instances mid-reboot."""
     arn = given.sb.start_execution(SM, web_input(batchSize=2))
-    deadline = time.monotonic() + 60
-    while not given.sb.bridge.calls_to("ec2", "RebootInstances") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    given.sb.run_until(lambda: bool(given.sb.bridge.calls_to("ec2", "RebootInstances")))
     given.sb.stop(arn)
     assert given.sb.wait(arn).status == "ABORTED"
     return arn
 
 
 def let_pass(given: Tier, sim_seconds: float) -> None:
-    time.sleep(given.sb.clock.wall_seconds(sim_seconds))
+    given.sb.run_until(at=given.sb.clock.now() + sim_seconds)
 
 
 SLOW_SHUTDOWN = Spread(120.0)  # the stop finds the rebooted instances on their way down, whatever the timing
@@ -124,20 +121,20 @@ def test_an_instance_that_never_comes_back_is_named_in_one_alert_once_the_follow
     assert sick not in given.target_states() and len(given.target_states()) == 3
 
 
-def test_a_refused_run_s_safety_net_never_touches_the_running_one_s_instances(tier: TierFactory) -> None:
+def test_a_refused_run_s_late_safety_net_never_touches_the_running_one_s_instances(tier: TierFactory) -> None:
     given = tier(size=4, shutdown=SLOW_SHUTDOWN)
+    given.sb.status_events, given.sb.status_event_delay = "delay", 120  # arrives while the winner drains and reboots
     winner = given.sb.start_execution(SM, web_input(batchSize=2))
-    deadline = time.monotonic() + 60
-    while (
-        not given.sb.bridge.calls_to("elastic-load-balancing-v2", "DeregisterTargets") and time.monotonic() < deadline
-    ):
-        time.sleep(0.02)
 
-    refused = given.run(web_input(batchSize=1))  # its FAILED event reaches the safety net while the winner drains
+    refused = given.run(web_input(batchSize=1))  # the same instant: it recorded its run, then the lock refused it
 
     assert refused.error == "RestartAlreadyRunning"
+    result = given.sb.wait(winner, timeout=240)
+    given.sb.wait_for_status_events()
+    safety_net = given.sb.stack.physical["RestoreSafetyNetFunction"]["Ref"]
+    assert [e.fate for e in given.sb.status_event_log if e.execution_arn == refused.arn] == ["delivered"]
+    assert any(safety_net in e.answers for e in given.sb.status_event_log if e.execution_arn == refused.arn)
     cleanup_calls = [c for c in given.sb.bridge.calls if c.caller == "RestoreSafetyNetFunction"]
     assert not [c for c in cleanup_calls if c.operation in ("RegisterTargets", "DeregisterTargets")]
-    result = given.sb.wait(winner, timeout=240)
     assert result.status == "SUCCEEDED", result.cause
     given.assert_invariants(result, floor=2)

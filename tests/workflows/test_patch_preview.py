@@ -21,9 +21,7 @@ def fleet() -> Iterator[Factory]:
     opened: list[Sandbox] = []
 
     def make(size: int = 20, patches: PatchSpec | None = None, window_in_hours: float = 6.0, **params: str) -> Sandbox:
-        sb = Sandbox(
-            FleetSpec(size=size), speed=500, patches=patches, window_in_hours=window_in_hours, parameters=params
-        )
+        sb = Sandbox(FleetSpec(size=size), patches=patches, window_in_hours=window_in_hours, parameters=params)
         sb.start()
         opened.append(sb)
         return sb

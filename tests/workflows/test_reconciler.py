@@ -4,7 +4,6 @@ EventBridge delivers the status-change event that starts the safety net on a bes
 sandbox drops, duplicates or delays it on demand, and fires the reconciler as its schedule would.
 """
 
-import time
 from collections.abc import Callable
 
 from sandbox.aws_fleet import ApiCall
@@ -30,9 +29,7 @@ def changes(calls: list[ApiCall]) -> list[str]:
 def start_and_stop_midway(given: Tier, batch_size: int = 2) -> str:
     """Start a restart and stop it once the first instance is rebooting (alarms muted, lock held)."""
     arn = given.sb.start_execution(SM, web_input(batchSize=batch_size))
-    deadline = time.monotonic() + 60
-    while not given.sb.bridge.calls_to("ec2", "RebootInstances") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    given.sb.run_until(lambda: bool(given.sb.bridge.calls_to("ec2", "RebootInstances")))
     given.sb.stop(arn)
     assert given.sb.wait(arn).status == "ABORTED"
     return arn
@@ -45,7 +42,7 @@ SLOW_SHUTDOWN = Spread(120.0)
 
 def after_the_follow_up(given: Tier) -> dict[str, object]:
     """Let the rebooted instances come back, then the reconciler's pass that puts them back and closes the run."""
-    time.sleep(given.sb.clock.wall_seconds(700))  # beyond the reboot's patience to begin (opsflow.placement)
+    given.sb.run_until(at=given.sb.clock.now() + 700)  # beyond the reboot's patience to begin (opsflow.placement)
     return dict(given.sb.fire_schedule(RECONCILER))
 
 
@@ -112,9 +109,7 @@ def test_a_duplicated_status_event_changes_nothing_the_second_time(tier: TierFac
 def test_the_reconciler_leaves_a_running_restart_alone(tier: TierFactory) -> None:
     given = tier(size=3)
     arn = given.sb.start_execution(SM, web_input(batchSize=1))
-    deadline = time.monotonic() + 60
-    while not given.sb.bridge.calls_to("ec2", "RebootInstances") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    given.sb.run_until(lambda: bool(given.sb.bridge.calls_to("ec2", "RebootInstances")))
 
     answer = given.sb.fire_schedule(RECONCILER)
 
