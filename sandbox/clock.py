@@ -9,22 +9,39 @@ an explicit latency model (sandbox/latency.py).
 
 import datetime as _dt
 
+NS = 1_000_000_000
+
 
 class SimClock:
+    """Simulated time, kept in whole nanoseconds: sums of waits and latencies are exact, so two threads
+    that reach the same instant by different paths meet there, and timestamps never drift by a rounding."""
+
     def __init__(self, start: _dt.datetime | float | None = None) -> None:
         if start is None:  # on a whole second: history timestamps (milliseconds) then differ only as offsets do
             start = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
-        self._now = start.timestamp() if isinstance(start, _dt.datetime) else float(start)
+        if isinstance(start, _dt.datetime):
+            epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+            delta = start.astimezone(_dt.UTC) - epoch
+            self._ns = (delta.days * 86_400 + delta.seconds) * NS + delta.microseconds * 1_000
+        else:
+            self._ns = round(start * NS)
 
     def now(self) -> float:
         """Simulated time as epoch seconds."""
-        return self._now
+        return self._ns / NS
+
+    def now_ns(self) -> int:
+        return self._ns
 
     def now_datetime(self) -> _dt.datetime:
-        return _dt.datetime.fromtimestamp(self._now, _dt.UTC)
+        seconds, ns = divmod(self._ns, NS)
+        return _dt.datetime.fromtimestamp(seconds, _dt.UTC) + _dt.timedelta(microseconds=ns // 1_000)
 
     def advance_to(self, t: float) -> None:
-        """Move the clock forward to ``t`` (the scheduler's job: nothing else should call this)."""
-        if t < self._now:
-            raise ValueError(f"simulated time cannot go back ({t} < {self._now})")
-        self._now = t
+        """Move the clock forward to ``t`` epoch seconds (the scheduler's job: nothing else should call this)."""
+        self.advance_to_ns(round(t * NS))
+
+    def advance_to_ns(self, ns: int) -> None:
+        if ns < self._ns:
+            raise ValueError(f"simulated time cannot go back ({ns} < {self._ns} ns)")
+        self._ns = ns

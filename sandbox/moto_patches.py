@@ -151,7 +151,7 @@ def _sim_datetime_module(clock: SimClock) -> types.ModuleType:
     class SimDatetime(_dt.datetime, metaclass=_Meta):
         @classmethod
         def now(cls, tz: _dt.tzinfo | None = None) -> "SimDatetime":
-            real = _dt.datetime.fromtimestamp(clock.now(), tz)
+            real = clock.now_datetime().astimezone(tz)  # exact to the microsecond (the clock counts nanoseconds)
             return cls.combine(real.date(), real.timetz()) if tz else cls.combine(real.date(), real.time())
 
         @classmethod

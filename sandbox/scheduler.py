@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Protocol, cast
 
-from sandbox.clock import SimClock
+from sandbox.clock import NS, SimClock
 
 DEFAULT_WALL_TIMEOUT = 120.0
 
@@ -81,7 +81,7 @@ class _Participant(_Waiter):
         self.go = threading.Lock()  # released by whoever hands this participant the baton
         self.go.acquire()
         self.timer: int | None = None  # key of its live timer entry
-        self.deadline: float | None = None
+        self.deadline: int | None = None  # nanoseconds
         self.done = False
         self.ended = _Waitable(f"the end of {name}")
 
@@ -120,7 +120,7 @@ class Scheduler:
         self._quiet = threading.Condition(self._mutex)  # notified when nobody holds the baton and nobody is runnable
         self._holder: _Participant | _Outsider | None = None
         self._ready: deque[_Participant] = deque()
-        self._timers: list[tuple[float, int, _Participant]] = []
+        self._timers: list[tuple[int, int, _Participant]] = []  # (deadline in ns, key, participant)
         self._seq = itertools.count()
         self._local = threading.local()
         self._alive: dict[int, _Participant] = {}  # by seq: for diagnostics
@@ -186,7 +186,7 @@ class Scheduler:
                 what = "nothing (running)"
             until = ""
             if p.timer is not None and p.deadline is not None:
-                until = f" or until {_dt.datetime.fromtimestamp(p.deadline, _dt.UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
+                until = f" or until {_dt.datetime.fromtimestamp(p.deadline / NS, _dt.UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
             lines.append(f"  {p.name}: waits for {what}{until}")
         return "\n".join(lines) or "  (no sandbox thread)"
 
@@ -293,7 +293,7 @@ class Scheduler:
         if timeout is not None:
             key = next(self._seq)
             participant.timer = key
-            participant.deadline = self.clock.now() + timeout
+            participant.deadline = self.clock.now_ns() + round(timeout * NS)
             heapq.heappush(self._timers, (participant.deadline, key, participant))
         token = self._hooks.suspend() if self._hooks is not None else None
         self._holder = None
@@ -453,18 +453,19 @@ class Scheduler:
                     return
                 with self._mutex:
                     due = self._next_deadline_locked()
-                    if due is None or (at is not None and due > at):
-                        if at is not None:
-                            if at > self.clock.now():
-                                self.clock.advance_to(at)
+                    stop = None if at is None else round(at * NS)
+                    if due is None or (stop is not None and due > stop):
+                        if stop is not None:
+                            if stop > self.clock.now_ns():
+                                self.clock.advance_to_ns(stop)
                                 self.jumps += 1
                             return
                         raise Stalled(
                             "nothing can happen any more: every sandbox thread waits, with no deadline, for an "
                             f"action from outside (a task token nobody answers?):\n{self._describe_locked()}"
                         )
-                    if due > self.clock.now():
-                        self.clock.advance_to(due)
+                    if due > self.clock.now_ns():
+                        self.clock.advance_to_ns(due)
                         self.jumps += 1
                     self._fire_locked(due)
                     self._holder = None
@@ -474,7 +475,7 @@ class Scheduler:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"still running after {timeout} s of wall time")
 
-    def _next_deadline_locked(self) -> float | None:
+    def _next_deadline_locked(self) -> int | None:
         while self._timers:
             deadline, key, participant = self._timers[0]
             if participant.timer == key:
@@ -482,7 +483,7 @@ class Scheduler:
             heapq.heappop(self._timers)  # stale: that wait ended otherwise
         return None
 
-    def _fire_locked(self, due: float) -> None:
+    def _fire_locked(self, due: int) -> None:
         """Wake every participant whose deadline is ``due`` or earlier, in the order the deadlines were set."""
         while self._timers and self._timers[0][0] <= due:
             _, key, participant = heapq.heappop(self._timers)
