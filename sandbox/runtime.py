@@ -200,10 +200,10 @@ class Sandbox:
         self.clock = SimClock(self._start)
         self.scheduler = Scheduler(self.clock, PrivateEnviron())
         self._helpers = self.scheduler.adopting_helpers()
-        self._helpers.__enter__()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self._started = True
+        self._helpers.__enter__()  # threads a handler starts (an S3 transfer's pool) are its helpers
         try:
             boto3.setup_default_session(region_name=REGION)
             clients.reset()

@@ -181,13 +181,18 @@ class Scheduler:
     def _describe_locked(self) -> str:
         lines = []
         for p in self._alive.values():
-            what = p.waiting_on.label if p.waiting_on else ("nothing (runnable)" if p in self._ready else "-")
-            if p is self._holder:
-                what = "nothing (running)"
             until = ""
             if p.timer is not None and p.deadline is not None:
-                until = f" or until {_dt.datetime.fromtimestamp(p.deadline / NS, _dt.UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
-            lines.append(f"  {p.name}: waits for {what}{until}")
+                until = f"until {_dt.datetime.fromtimestamp(p.deadline / NS, _dt.UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
+            if p is self._holder:
+                state = "running"
+            elif p in self._ready:
+                state = "runnable"
+            elif p.waiting_on is not None:
+                state = f"waits for {p.waiting_on.label}" + (f" or {until}" if until else " (no deadline)")
+            else:
+                state = f"sleeps {until}"
+            lines.append(f"  {p.name}: {state}")
         return "\n".join(lines) or "  (no sandbox thread)"
 
     # -- participants ----------------------------------------------------------------------
