@@ -311,8 +311,10 @@ class AwsBridge:
                 health.update(Reason="Target.NotRegistered", Description="Target is not registered")
             elif state == "draining":
                 health.update(Reason="Target.DeregistrationInProgress", Description="Deregistration in progress")
+            elif state == "initial" and not self.fleet.health_checks_done(instance_id, t):
+                health.update(Reason="Elb.RegistrationInProgress", Description="Target registration is in progress")
             elif state == "initial":
-                health.update(Reason="Elb.RegistrationInProgress", Description="Registration in progress")
+                health.update(Reason="Elb.InitialHealthChecking", Description="Initial health checks in progress")
             elif state == "unhealthy":
                 health.update(Reason="Target.FailedHealthChecks", Description="Health checks failed")
             descriptions.append(

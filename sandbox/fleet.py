@@ -6,9 +6,13 @@ a reboot is instantaneous). This model adds, in simulated time and driven by a s
 - reboots that are asynchronous as on EC2 ("it only queues a request to reboot"; a clean shutdown can
   take minutes before EC2 reboots hard): the old process keeps answering for a shutdown time after the
   call, then the instance takes a boot time and then an application readiness time;
-- the target lifecycle: ``initial`` -> ``healthy`` after HealthyThresholdCount passing checks,
-  ``unhealthy`` after UnhealthyThresholdCount failing ones, ``draining`` for up to the
-  deregistration delay (ending early once in-flight requests finish), then ``unused``;
+- the target lifecycle, as the ALB documents it, from discrete health checks every
+  HealthCheckIntervalSeconds after the registration: a newly registered target is ``initial`` and
+  becomes ``healthy`` after ONE passing check, or ``unhealthy`` after UnhealthyThresholdCount
+  failing ones; a healthy target turns ``unhealthy`` after UnhealthyThresholdCount consecutive
+  failures, and an unhealthy one needs HealthyThresholdCount consecutive passes to be healthy again;
+  ``draining`` for up to the deregistration delay (ending early once in-flight requests finish), then
+  ``unused``;
 - a steady request load over the targets the ALB routes to, so rebooting an instance that still had
   requests in flight, or that the ALB still routes to, counts dropped requests;
 - faults: never ready, slow, throttled reboot call, a reboot that never happens.
@@ -20,6 +24,7 @@ State is kept as facts with timestamps (registered at, app down between ...), an
 import math
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -193,21 +198,68 @@ class Fleet:
             return self._registered_health(self.instances[instance_id], reg, t)
 
     def _registered_health(self, inst: Instance, reg: Registration, t: float) -> TargetState:
+        """The state after the checks made since the registration, up to ``t``.
+
+        "After your target is registered, it must pass one health check to be considered healthy"
+        (ELB, Application Load Balancers guide, "Health checks for Application Load Balancer target
+        groups"); HealthyThresholdCount is "the number of consecutive health checks successes required
+        before considering an unhealthy target healthy" (ELB API reference, TargetGroup). AWS does not
+        document when the first check is sent: the model sends it one interval after the registration.
+        """
         spec = self.spec
-        to_healthy = spec.healthy_threshold * spec.health_check_interval
-        to_unhealthy = spec.unhealthy_threshold * spec.health_check_interval
-        if inst.app_up(t):
-            since = max(inst.app_went_up_at(t), reg.registered_at)
-            if t - since >= to_healthy:
-                return "healthy"
-            # Checks are still passing up to the threshold: new targets say initial.
-            return "initial" if since == reg.registered_at else "unhealthy"
-        down_since = inst.app_went_down_at(t)
-        if down_since < reg.registered_at:
-            # Registered while down: initial until the first checks have failed.
-            return "initial" if t - reg.registered_at < to_unhealthy else "unhealthy"
-        # Went down while registered: the ALB notices only after the failing checks.
-        return "healthy" if t - down_since < to_unhealthy else "unhealthy"
+        done = self._checks_done(reg, t)
+        state: TargetState = "initial"
+        next_check = 1
+        for first_failing, last_failing in self._failing_checks(inst, reg, done):
+            state = self._after_passes(state, first_failing - next_check)
+            if last_failing - first_failing + 1 >= spec.unhealthy_threshold:
+                state = "unhealthy"
+            next_check = last_failing + 1
+        return self._after_passes(state, done + 1 - next_check)
+
+    def _after_passes(self, state: TargetState, passes: int) -> TargetState:
+        if passes <= 0:
+            return state
+        if state == "initial" or passes >= self.spec.healthy_threshold:
+            return "healthy"
+        return state
+
+    def _check_at(self, reg: Registration, k: int) -> float:
+        return reg.registered_at + k * self.spec.health_check_interval
+
+    def _first_check_from(self, reg: Registration, t: float) -> int:
+        """The index (1 = the first check after the registration) of the first check at or after ``t``."""
+        k = max(1, math.ceil((t - reg.registered_at) / self.spec.health_check_interval))
+        while k > 1 and self._check_at(reg, k - 1) >= t:  # exact against float rounding
+            k -= 1
+        while self._check_at(reg, k) < t:
+            k += 1
+        return k
+
+    def _checks_done(self, reg: Registration, t: float) -> int:
+        return self._first_check_from(reg, math.nextafter(t, INF)) - 1
+
+    def _failing_checks(self, inst: Instance, reg: Registration, done: int) -> list[tuple[int, int]]:
+        """Runs of consecutive failing checks (first, last index) among the first ``done`` checks."""
+        runs: list[tuple[int, int]] = []
+        for down, _, app_up in sorted(inst.reboots):
+            if app_up <= reg.registered_at:
+                continue
+            first = self._first_check_from(reg, down)
+            last = min(done, self._first_check_from(reg, app_up) - 1 if app_up < INF else done)
+            if first > last:
+                continue
+            if runs and first <= runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], max(runs[-1][1], last))
+            else:
+                runs.append((first, last))
+        return runs
+
+    def health_checks_done(self, instance_id: str, t: float) -> int:
+        """Checks made since the target's current registration (0 while the registration is in progress)."""
+        with self._lock:
+            reg = self._current(instance_id, t)
+            return 0 if reg is None else self._checks_done(reg, t)
 
     def status_checks_ok(self, instance_id: str, t: float) -> bool:
         return self.instances[instance_id].os_up(t)
@@ -266,7 +318,64 @@ class Fleet:
         return {"healthy": "in service", "unused": "out of service"}.get(state, state)
 
     def timeline(self, t0: float, t1: float, step: float = 1.0) -> "Timeline":
-        """Sample capacity and count requests routed to dead instances over [t0, t1]."""
+        """Sample capacity and count requests routed to dead instances over [t0, t1].
+
+        Each instance's state is recomputed only where it can change (its own breakpoints), so a long
+        run of a large fleet costs what its events cost, not samples x instances."""
+        with self._lock:
+            changes = sorted((b, i) for i in self.instances for b in self._breakpoints(i) if t0 < b <= t1)
+            current = {i: self._routing_state(i, t0) for i in self.instances}
+            counts = Counter(current.values())
+            times, serving, in_service = [], [], []
+            dropped_routing = 0.0
+            next_change = 0
+            t = t0
+            while t <= t1:
+                while next_change < len(changes) and changes[next_change][0] <= t:
+                    instance_id = changes[next_change][1]
+                    counts[current[instance_id]] -= 1
+                    current[instance_id] = self._routing_state(instance_id, t)
+                    counts[current[instance_id]] += 1
+                    next_change += 1
+                routable, dead = self._routable_counts(counts)
+                if routable:
+                    dropped_routing += self.spec.requests_per_second * step * dead / routable
+                times.append(t)
+                serving.append(routable - dead)
+                in_service.append(routable)
+                t += step
+            return Timeline(times, serving, in_service, self.dropped_requests + dropped_routing)
+
+    def _routing_state(self, instance_id: str, t: float) -> tuple[str, bool]:
+        """What routing depends on: the ALB's view of the target, and whether its application answers."""
+        return self.target_state(instance_id, t), self.instances[instance_id].app_up(t)
+
+    @staticmethod
+    def _routable_counts(counts: "Counter[tuple[str, bool]]") -> tuple[int, int]:
+        """(targets routed to, those whose application is down), as ``_routable`` decides."""
+        healthy = counts[("healthy", True)] + counts[("healthy", False)]
+        if healthy:
+            return healthy, counts[("healthy", False)]
+        # With no healthy target the ALB fails open to every registered one.
+        down = counts[("initial", False)] + counts[("unhealthy", False)]
+        return down + counts[("initial", True)] + counts[("unhealthy", True)], down
+
+    def _breakpoints(self, instance_id: str) -> set[float]:
+        """Every instant at which the instance's target state or its application can change."""
+        inst = self.instances[instance_id]
+        points = {p for reboot in inst.reboots for p in reboot}
+        settle = max(self.spec.healthy_threshold, self.spec.unhealthy_threshold) + 1
+        for reg in self.registrations.get(instance_id, []):
+            points |= {reg.registered_at, reg.deregistered_at, reg.drain_end}
+            # The state changes only at a check, within a threshold of checks after a change of the application.
+            for cause in (reg.registered_at, *(p for down, _, up in inst.reboots for p in (down, up))):
+                if reg.registered_at <= cause < reg.deregistered_at:
+                    first = self._first_check_from(reg, cause)
+                    points |= {self._check_at(reg, k) for k in range(first, first + settle)}
+        return {p for p in points if p < INF}
+
+    def _timeline_by_sampling(self, t0: float, t1: float, step: float = 1.0) -> "Timeline":
+        """The same as :meth:`timeline`, asking every instance at every sample (the reference for tests)."""
         times, serving, in_service = [], [], []
         dropped_routing = 0.0
         t = t0
@@ -297,9 +406,20 @@ class Fleet:
         return out
 
     def _first_healthy_after(self, instance_id: str, t: float) -> float:
+        """When the target registered at ``t`` was first healthy (INF if never, for the picture)."""
+        regs = self.registrations[instance_id]
+        reg = next(r for r in regs if r.registered_at == t)
         inst = self.instances[instance_id]
-        up = inst.app_went_up_at(INF) if inst.reboots else -INF
-        return max(t, up) + self.spec.healthy_threshold * self.spec.health_check_interval
+        last_up = max((up for _, _, up in inst.reboots), default=-INF)
+        if last_up == INF:
+            return INF
+        for k in range(1, self._first_check_from(reg, max(last_up, t)) + self.spec.healthy_threshold + 1):
+            at = self._check_at(reg, k)
+            if at >= reg.deregistered_at:
+                return INF
+            if self._registered_health(inst, reg, at) == "healthy":
+                return at
+        return INF
 
     def _current(self, instance_id: str, t: float) -> Registration | None:
         regs = self.registrations[instance_id]
