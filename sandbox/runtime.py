@@ -207,7 +207,7 @@ class Sandbox:
         try:
             boto3.setup_default_session(region_name=REGION)
             clients.reset()
-            timeutil.set_source(self.clock.now)
+            timeutil.set_source(self.clock.now, self.scheduler.sleep)  # a handler's waits too
             self.lambdas = LambdaRuntime(
                 self.clock.now,
                 self._lambda_env(),
