@@ -289,7 +289,9 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     ).model_copy(update=request.health.model_dump(exclude_none=True) if request.health else {})
     HealthCheck.model_validate(health.model_dump())
     boot = cfg.expected_boot_seconds if request.expected_boot_seconds is None else request.expected_boot_seconds
-    to_healthy = group["HealthCheckIntervalSeconds"] * group["HealthyThresholdCount"]
+    # A newly registered target "must pass one health check to be considered healthy" (ALB guide, "Health
+    # checks for Application Load Balancer target groups"): HealthyThresholdCount is for unhealthy targets.
+    to_healthy = group["HealthCheckIntervalSeconds"]
     per_instance = delay + boot + to_healthy
     batches = [selected[i : i + batch] for i in range(0, len(selected), batch)]
     predicted = len(batches) * per_instance

@@ -7,7 +7,9 @@
 - ``drained``: has the target finished draining?
 - ``in_service``: is the re-registered target healthy?
 
-"Not yet" raises TargetNotYetInStateException, which the state machine retries with backoff.
+"Not yet" raises TargetNotYetInStateException, which the state machine retries. With ``waitSeconds``,
+``drained`` and ``in_service`` keep asking DescribeTargetHealth every ``pollSeconds`` for up to that long
+within one invocation first (the change is seen within a poll; one state transition per ``waitSeconds``).
 """
 
 from typing import Any, Literal
@@ -15,7 +17,7 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import timeutil
+from opsflow import polling, timeutil
 from opsflow.errors import LockLostError, TargetNotYetInStateException
 from opsflow.observability import logger, tracer
 from opsflow.runs import RunTable, failures
@@ -41,6 +43,10 @@ class GateEvent(BaseModel):
     floor: int = Field(default=0, ge=0)
     error_budget: int = Field(default=1, ge=1, alias="errorBudget")
     lock_seconds: int = Field(default=0, ge=0, alias="lockSeconds")  # capacity: renew the lock for this long
+    wait_seconds: int = Field(default=0, ge=0, le=900, alias="waitSeconds")  # drained, in_service: keep asking
+    # ELB allows an account 10 Describe* requests a second after a burst of 40 (ELB guide, "Request
+    # throttling for the ELB API"): a few instances polling each second stay well within it.
+    poll_seconds: float = Field(default=1.0, ge=0.5, le=60, alias="pollSeconds")
 
 
 def capacity(gate: GateEvent) -> dict[str, Any]:
@@ -68,10 +74,16 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     return {"proceed": True, "healthyTargets": healthy}
 
 
-def wait_for(gate: GateEvent, done: set[str]) -> dict[str, Any]:
-    state = target_states(gate.target_group_arn, [gate.instance_id]).get(gate.instance_id, "unused")
-    if state not in done:
-        raise TargetNotYetInStateException(f"{gate.instance_id} is {state}")
+def wait_for(gate: GateEvent, done: set[str], for_seconds: float = 0.0) -> dict[str, Any]:
+    def reached() -> str:
+        state = target_states(gate.target_group_arn, [gate.instance_id]).get(gate.instance_id, "unused")
+        if state not in done:
+            raise TargetNotYetInStateException(f"{gate.instance_id} is {state}")
+        return state
+
+    state = polling.poll(
+        reached, not_yet=TargetNotYetInStateException, every=gate.poll_seconds, for_seconds=for_seconds
+    )
     return {"state": state}
 
 
@@ -79,10 +91,11 @@ def wait_for(gate: GateEvent, done: set[str]) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     gate = parse_event(GateEvent, event)
+    for_seconds = polling.budget(gate.wait_seconds, context)
     if gate.check == "capacity":
         result = capacity(gate)
     elif gate.check == "drained":
-        result = wait_for(gate, {"unused"})
+        result = wait_for(gate, {"unused"}, for_seconds)
     else:
-        result = wait_for(gate, {HEALTHY})
+        result = wait_for(gate, {HEALTHY}, for_seconds)
     return {"at": timeutil.iso_now(), **result}

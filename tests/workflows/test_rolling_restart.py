@@ -1,5 +1,6 @@
 """The rolling restart, end to end in the sandbox: outcomes, and the invariants after every scenario."""
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 
@@ -23,6 +24,24 @@ def test_every_instance_restarts_a_batch_at_a_time_with_zero_downtime(tier: Tier
     summary = given.notifications()[-1]
     assert summary["Subject"].startswith("opsflow rolling restart succeeded: 6 restarted, 0 failed")
     assert all(instance_id in summary["Message"] for instance_id in given.instances)
+
+
+def test_a_re_registered_instance_serves_again_after_one_passing_health_check(tier: TierFactory) -> None:
+    """ALB guide: a registered target "must pass one health check to be considered healthy"; the
+    HealthyThresholdCount (3 here) is for unhealthy targets. The workflow polls from the registration."""
+    given = tier(size=3)
+
+    result = given.run(web_input(batchSize=1))
+
+    assert result.status == "SUCCEEDED", result.cause
+    interval = given.sb.fleet.spec.health_check_interval
+    assert given.sb.fleet.spec.healthy_threshold == 3
+    for outcome in given.outcomes(result).values():
+        registered, healthy = (
+            dt.datetime.fromisoformat(outcome["times"][k]).timestamp() for k in ("registered", "healthy")
+        )
+        assert interval <= healthy - registered <= interval + 2  # the first check, seen within a poll; not 3 x 10 s
+    given.assert_invariants(result, floor=2)
 
 
 def test_alarms_are_muted_during_the_restart_and_restored_after(tier: TierFactory) -> None:
@@ -188,7 +207,8 @@ def test_a_dry_run_returns_the_plan_and_changes_nothing(tier: TierFactory) -> No
     plan = result.output
     assert [len(b) for b in plan["batches"]] == [2, 2, 2]
     assert plan["floor"] == 4 and plan["healthyTargets"] == 6
-    assert plan["predictedSecondsAtMost"] == 3 * (60 + 45 + 30)
+    # drain (the delay) + expected boot + one health-check interval: a re-registered target needs one passing check
+    assert plan["predictedSecondsAtMost"] == 3 * (60 + 45 + 10)
     assert "at least 4 healthy targets keep serving" in plan["summary"]
     assert given.mutating_calls() == [] and not given.lock_held()
 

@@ -18,9 +18,10 @@ from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.targets import target_states
 
-# The patience of "Wait until the reboot has begun" and of "Check the application is up" in
-# statemachines/rolling_restart.asl.json, rounded up (tests/unit/test_placement.py derives them from it).
-REBOOT_BEGIN_PATIENCE_SECONDS = 660
+# The patience of "Wait until the reboot has begun" (exactly: the reporter, which runs once it is spent,
+# must see it spent) and of "Check the application is up" (rounded up) in
+# statemachines/rolling_restart.asl.json; tests/unit/test_placement.py derives them from it.
+REBOOT_BEGIN_PATIENCE_SECONDS = 675
 STARTUP_PATIENCE_SECONDS = 900
 
 
