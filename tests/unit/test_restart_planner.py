@@ -22,7 +22,8 @@ def retry_patience(state: dict[str, Any]) -> float:
     plus what every attempt itself keeps asking (its handler's ``waitSeconds``)."""
     retrier = state["Retry"][0]
     asking = float(state.get("Parameters", {}).get("Payload", {}).get("waitSeconds", 0))
-    return _retry_wait(retrier) + (1 + retrier.get("MaxAttempts", 3)) * asking
+    attempts = 1 + int(retrier.get("MaxAttempts", 3))
+    return _retry_wait(retrier) + attempts * asking
 
 
 def per_instance_patience() -> float:
