@@ -1,4 +1,5 @@
-"""SDK tracing is opt-in (stack parameter SdkTracing), so that a cold start does not pay for the X-Ray SDK.
+"""What a handler's cold start loads: no X-Ray SDK unless SDK tracing is asked for (stack parameter
+SdkTracing), and no HTTP client until a call needs one.
 
 Each case imports a handler in a fresh interpreter, with the Powertools variables the template gives
 every function, so no module cached by another test can hide (or fake) an import.
@@ -14,21 +15,14 @@ from typing import Any
 
 import pytest
 
-from sandbox.template import ROOT, Stack, load_template
+from sandbox.template import ROOT, load_template
 from tests.conftest import REGION
+from tools.check_build import lambda_environment
 
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
 # A sampled trace as Lambda passes it to a function with active tracing (X-Ray developer guide,
 # "Tracing header": Root, Parent, Sampled).
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
-
-
-def powertools_environment(sdk_tracing: str) -> dict[str, str]:
-    """The POWERTOOLS_* variables template.yaml's Globals give every function, for this parameter value."""
-    template = load_template()
-    stack = Stack(template, {"SdkTracing": sdk_tracing})
-    variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    return {k: str(stack.resolve(v)) for k, v in variables.items() if k.startswith("POWERTOOLS_")}
 
 
 def in_lambda(function: str, sdk_tracing: str, code: str, **extra_env: str) -> dict[str, Any]:
@@ -37,12 +31,10 @@ def in_lambda(function: str, sdk_tracing: str, code: str, **extra_env: str) -> d
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join([str(function_dir), str(ROOT / "layers" / "shared")]),
-        "LAMBDA_TASK_ROOT": str(function_dir),  # Powertools and the X-Ray SDK detect Lambda by it
-        "AWS_LAMBDA_FUNCTION_NAME": f"opsflow-{function}",
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        **powertools_environment(sdk_tracing),
+        **lambda_environment(function_dir, {"SdkTracing": sdk_tracing}),
         **extra_env,
     }
     done = subprocess.run(
@@ -55,8 +47,9 @@ def in_lambda(function: str, sdk_tracing: str, code: str, **extra_env: str) -> d
 def test_the_stack_turns_sdk_tracing_off_by_default_and_keeps_lambda_active_tracing() -> None:
     template = load_template()
     assert template["Parameters"]["SdkTracing"]["Default"] == "false"
-    assert powertools_environment("false")["POWERTOOLS_TRACE_DISABLED"] == "true"
-    assert powertools_environment("true")["POWERTOOLS_TRACE_DISABLED"] == "false"
+    function_dir = ROOT / "functions" / "target_gate"
+    assert lambda_environment(function_dir)["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert lambda_environment(function_dir, {"SdkTracing": "true"})["POWERTOOLS_TRACE_DISABLED"] == "false"
     # Invocations are recorded by Lambda itself either way.
     assert template["Globals"]["Function"]["Tracing"] == "Active"
 
@@ -68,6 +61,7 @@ INSPECT = """
     from opsflow.observability import tracer
     print(json.dumps({
         "xray_modules": sorted(m for m in sys.modules if m.split(".")[0] == "aws_xray_sdk"),
+        "requests_loaded": "requests" in sys.modules,
         "tracer_disabled": tracer.disabled,
         # The X-Ray SDK patches by replacing the method with a wrapt proxy, not a function.
         "botocore_patched": type(vars(botocore.client.BaseClient)["_make_api_call"]).__name__ != "function",
@@ -76,13 +70,15 @@ INSPECT = """
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_with_sdk_tracing_off_no_handler_loads_the_x_ray_sdk(function: str) -> None:
+def test_with_sdk_tracing_off_no_handler_loads_the_x_ray_sdk_or_an_http_client(function: str) -> None:
     seen = in_lambda(function, "false", INSPECT)
 
     # Only the SDK's on/off switch, which Powertools turns off; no recorder, sampler or patcher.
     assert set(seen["xray_modules"]) <= {"aws_xray_sdk", "aws_xray_sdk.sdk_config"}
     assert seen["tracer_disabled"] is True
     assert seen["botocore_patched"] is False
+    # requests comes with the first health probe (opsflow.health.probe), not with the import.
+    assert seen["requests_loaded"] is False
 
 
 def test_with_sdk_tracing_on_the_handler_and_its_aws_calls_are_recorded() -> None:
