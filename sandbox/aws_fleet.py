@@ -92,8 +92,11 @@ class AccountLookups:
     def _client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
-                # A session of its own: no sandbox hooks, so a lookup is neither recorded nor authorized.
-                self._clients[service] = boto3.session.Session(region_name=self.region).client(service)
+                # A session of its own: no sandbox hooks, so a lookup is neither recorded nor authorized;
+                # and no latency: IAM reads a resource's tags as part of the caller's request, not as a call.
+                client = boto3.session.Session(region_name=self.region).client(service)
+                client.sandbox_costs_no_time = True
+                self._clients[service] = client
             return self._clients[service]
 
     def tags(self, arn: str) -> dict[str, str]:

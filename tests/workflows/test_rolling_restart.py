@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from sandbox.latency import AWS
 from tests.conftest import put_alarm
 from tests.workflows.conftest import SM, Tier, web_input
 
@@ -401,3 +402,17 @@ def test_malformed_input_is_refused_naming_the_field(tier: TierFactory, payload:
 def test_an_input_that_is_not_an_object_is_refused(tier: TierFactory) -> None:
     given = tier(size=2)
     given.assert_refused(given.run(["i-0123456789abcdef0"]), "InvalidInputError", "input")
+
+
+def test_the_preflight_does_not_take_longer_per_instance(tier: TierFactory) -> None:
+    """IAM reading each instance's tags is part of one dry-run request, not a call of its own: the sandbox
+    charged an EC2 call's latency per instance for it (20 s before a 200-instance restart)."""
+    given = tier(size=12)
+
+    result = given.run(web_input(batchSize=1, dryRun=True))
+
+    entered = {
+        e["stateEnteredEventDetails"]["name"]: e["timestamp"] for e in result.events if "StateEntered" in e["type"]
+    }
+    preflight = entered["Is this a dry run?"] - entered["Check the run can succeed before changing anything"]
+    assert preflight.total_seconds() < 12 * AWS.api("ec2", "DescribeTags")  # what charging per instance would take
