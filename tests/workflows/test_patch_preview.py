@@ -114,6 +114,21 @@ def test_a_server_whose_call_fails_is_listed_as_unreadable(fleet: Factory) -> No
     assert f"{sb.fleet.names[broken]} ({broken}): InternalServerError" in mail["Message"]
 
 
+def test_a_batch_whose_listing_fails_is_unreadable_and_the_rest_is_mailed(fleet: Factory) -> None:
+    sb = fleet(size=60)  # two batches: 50 and 10 servers
+    sb.lambdas.inject_error("ApiCollectorFunction", "KeyError", count=1)
+
+    result = run(sb)
+
+    assert result.status == "SUCCEEDED", result.cause
+    [mail] = mails(sb)
+    flagged = re.search(r"\[(\d+) unreadable\]", mail["Subject"])
+    assert flagged and int(flagged.group(1)) in (50, 10), "exactly one batch's servers"
+    unreadable = mail["Message"].split("UNREADABLE", 1)[1].split("\n\n", 1)[0]
+    assert unreadable.count(": KeyError") == int(flagged.group(1))
+    assert result.output["checked"] == 60
+
+
 def test_ssm_throttling_is_retried(fleet: Factory) -> None:
     sb = fleet(size=3)
     sb.inject_api_error("ssm", "DescribeInstancePatches", "ThrottlingException", count=2)
