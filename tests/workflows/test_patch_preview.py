@@ -44,8 +44,8 @@ def calls(sb: Sandbox) -> Counter[str]:
     return Counter(f"{c.service}:{c.operation}" for c in sb.bridge.calls if c.service not in ("sfn", "lambda", "s3"))
 
 
-def run(sb: Sandbox, payload: dict[str, Any] | None = None) -> ExecutionResult:
-    return sb.run(SM, payload or {}, timeout=240)
+def run(sb: Sandbox, payload: dict[str, Any] | None = None, timeout: float = 240) -> ExecutionResult:
+    return sb.run(SM, payload or {}, timeout=timeout)  # wall seconds: a safety net
 
 
 def test_one_server(fleet: Factory) -> None:
@@ -244,7 +244,7 @@ def test_five_thousand_servers_fit_the_payload_and_history_quotas(fleet: Factory
         i for i, info in patch_data(sb).items() if any(p["State"] in ("Missing", "Failed") for p in info.patches)
     }
 
-    result = run(sb, {"instances": {"patchGroup": "web"}})
+    result = run(sb, {"instances": {"patchGroup": "web"}}, timeout=1800)
 
     assert result.status == "SUCCEEDED", result.cause
     assert result.output["checked"] == 5000
