@@ -187,7 +187,7 @@ def preview_lines(previews: list[dict[str, Any]]) -> list[str]:
     for p in previews:
         lines.append(
             f"| {p['servers']:,} | {p['status']} | {p['largest_payload'] / 1024:.1f} KiB | {p['parent_events']} | "
-            f"{p['children']} | {p['max_child_events']} | {p['virtual'] / 60:.1f} min | {p['wall']:.0f} s |"
+            f"{p['children']} | {p['max_child_events']} | {p['virtual']:.1f} s | {p['wall']:.0f} s |"
         )
     return lines
 
