@@ -85,10 +85,10 @@ def _group_room(gate: GateEvent, described: dict[str, list[TargetHealth]]) -> No
 def _zone_room(gate: GateEvent, run: dict[str, Any], described: dict[str, list[TargetHealth]]) -> None:
     """One zone at a time: wait while another zone has an instance out, or while the zone is at its floor."""
     table = RunTable(settings().table_name)
-    others = _out_elsewhere(table, gate)
+    others = sorted(o["instanceId"] for o in _out_elsewhere(table, gate))
     if others:
         raise TargetNotYetInStateException(
-            f"{gate.instance_id} is in {gate.zone}; waiting until {', '.join(sorted(others))} of another zone are back"
+            f"{gate.instance_id} is in {gate.zone}; waiting until {', '.join(others)} of another zone are back"
         )
     members = set(json.loads(run.get("zones", "{}")).get(gate.zone, []))
     serving = {
@@ -105,12 +105,29 @@ def _zone_room(gate: GateEvent, run: dict[str, Any], described: dict[str, list[T
         )
 
 
-def _out_elsewhere(table: RunTable, gate: GateEvent) -> list[str]:
+def _out_elsewhere(table: RunTable, gate: GateEvent) -> list[dict[str, Any]]:
+    """The run's instances out of service in another zone."""
     return [
-        o["instanceId"]
+        o
         for o in table.outcomes(gate.execution_arn)
         if o.get("outcome") == OUT and o.get("zone", gate.zone) != gate.zone and o["instanceId"] != gate.instance_id
     ]
+
+
+def _first_zone_wins(table: RunTable, gate: GateEvent) -> None:
+    """Two gates of different zones may both find no other zone out, and both mark their instance. Each
+    looks again after its mark (reads are strongly consistent): the later mark steps back and waits.
+    At least one sees the other, and the one marked first never steps back: one zone goes on."""
+    mine = table.get_outcome(gate.execution_arn, gate.instance_id) or {}
+    first = (mine.get("takenOutAt", ""), gate.instance_id)
+    earlier = [
+        o["instanceId"] for o in _out_elsewhere(table, gate) if (o.get("takenOutAt", ""), o["instanceId"]) < first
+    ]
+    if earlier:
+        table.unmark_taken_out(gate.execution_arn, gate.instance_id)
+        raise TargetNotYetInStateException(
+            f"{', '.join(earlier)} of another zone went out at the same time; {gate.zone} waits for it"
+        )
 
 
 def capacity(gate: GateEvent) -> dict[str, Any]:
@@ -133,10 +150,8 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
         _zone_room(gate, run, described)
     where = json.dumps([r.model_dump(by_alias=True) for r in gate.where()])
     table.mark_taken_out(gate.execution_arn, gate.instance_id, timeutil.iso_now(), where, gate.zone)
-    if gate.one_zone_at_a_time and _out_elsewhere(table, gate):
-        # Another zone's instance was marked at the same time: both step back, and try again later.
-        table.unmark_taken_out(gate.execution_arn, gate.instance_id)
-        raise TargetNotYetInStateException(f"an instance of another zone was taken out at the same time as {gate.zone}")
+    if gate.one_zone_at_a_time:
+        _first_zone_wins(table, gate)
     healthy = {_short(arn): sum(1 for t in ts if t.state == HEALTHY) for arn, ts in described.items()}
     return {"proceed": True, "healthyTargets": min(healthy.values()), "healthyTargetsByGroup": healthy}
 
