@@ -486,7 +486,6 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     lock_per_instance = INSTANCE_PATIENCE_SECONDS + boot + to_healthy
     floor = size - batch
     names = ", ".join(_short(a) for a in tier)
-    also = [g for g in group_plans if not g.in_tier]
     per_group = (
         " (per target group: "
         + ", ".join(f"{_short(g.target_group_arn)} keeps {g.floor} of {g.healthy_targets}" for g in group_plans)

@@ -61,7 +61,9 @@ class GateEvent(BaseModel):
 
 
 def _short(arn: str) -> str:
-    return arn.rsplit(":", 1)[-1]
+    """targetgroup/web/0123... -> web"""
+    name = arn.rsplit(":", 1)[-1]
+    return name.split("/")[1] if name.count("/") == 2 else name
 
 
 def _group_room(gate: GateEvent, described: dict[str, list[TargetHealth]]) -> None:
