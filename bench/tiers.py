@@ -21,7 +21,8 @@ from sandbox.fleet import FleetSpec, GroupSpec, Spread  # noqa: E402
 
 SIZE, BATCH = 12, 3
 SECOND_LOAD_BALANCER = (GroupSpec("api", port=9000, load_balancer="api", share=0.5),)
-CASES = {
+Case = tuple[dict[str, Any], dict[str, Any], dict[str, str]]  # fleet, input, groups the stack may also change
+CASES: dict[str, Case] = {
     "one target group": ({}, {}, {}),
     "two target groups (second load balancer)": ({"more_groups": SECOND_LOAD_BALANCER}, {}, {"api": ""}),
     "two target groups, one zone at a time": (

@@ -28,7 +28,7 @@ from opsflow.muting import MuteRecord, NeverMute, Selector, excluded
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import NeverMuteSettings, RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, Registration, TargetHealth, describe
-from opsflow.validation import ExecutionEvent, parse_event
+from opsflow.validation import ExecutionEvent, InstanceId, parse_event
 
 TARGET_GROUP_ARN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
@@ -36,7 +36,6 @@ TARGET_GROUP_ARN = (
 LOAD_BALANCER_ARN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/app/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
 )
-INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 BATCH_SIZE = r"^([1-9][0-9]{0,3}|([1-9][0-9]?|100)%)$"
 DESCRIBE_CHUNK = 200
 RECORD_DAYS = 90  # run records expire (DynamoDB TTL) after this
@@ -101,9 +100,7 @@ class RestartRequest(_Model):
     load_balancer_arn: Annotated[str, Field(pattern=LOAD_BALANCER_ARN)] | None = None
     one_zone_at_a_time: StrictBool = False
     batch_size: StrictInt | Annotated[str, Field(pattern=BATCH_SIZE)] | None = None
-    instance_ids: (
-        Annotated[list[Annotated[str, Field(pattern=INSTANCE_ID)]], Field(min_length=1, max_length=1000)] | None
-    ) = None
+    instance_ids: Annotated[list[InstanceId], Field(min_length=1, max_length=1000)] | None = None
     alarms: Selector | None = None
     rules: Selector | None = None
     health: HealthOverride | None = None
