@@ -499,10 +499,10 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
         )
         model.arn = _target_group(elbv2, vpc, model, spec.health_path)
         members = range(len(instance_ids)) if more.members is None else more.members
-        targets = [{"Id": instance_ids[n], "Port": more.port_of(n)} for n in members]
-        elbv2.register_targets(TargetGroupArn=model.arn, Targets=targets)
-        for target in targets:
-            fleet.enrol(target["Id"], model.name, target["Port"])
+        ports = [(instance_ids[n], more.port_of(n)) for n in members]
+        elbv2.register_targets(TargetGroupArn=model.arn, Targets=[{"Id": i, "Port": port} for i, port in ports])
+        for instance_id, port in ports:
+            fleet.enrol(instance_id, model.name, port)
         if more.load_balancer not in load_balancers:
             load_balancers[more.load_balancer] = _load_balancer(elbv2, more.load_balancer, subnets, sg)
             listener_ports[more.load_balancer] = 80
