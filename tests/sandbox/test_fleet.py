@@ -172,24 +172,3 @@ def test_the_same_seed_gives_the_same_fleet() -> None:
 
     assert drains(5) == drains(5)
     assert drains(5) != drains(6)
-
-
-@pytest.mark.parametrize("spread", [0.0, 0.4])
-def test_the_timeline_from_breakpoints_matches_sampling_every_instance(spread: float) -> None:
-    """The fast timeline (state recomputed only where it can change) agrees with asking every instance."""
-    spec = FleetSpec(size=8, boot=Spread(45, spread), readiness=Spread(30, spread), drain=Spread(5, spread), seed=4)
-    model = Fleet(spec, T0)
-    for n in range(8):
-        model.add_instance(f"i-{n}", f"10.0.0.{n}")
-    model.inject("i-3", "never_ready")
-    model.inject("i-5", "slow")
-    t = T0 + 3.3
-    for n in range(8):
-        if n != 6:  # i-6: rebooted in service, without deregistration (the original design's way)
-            model.deregister(f"i-{n}", t)
-        model.reboot(f"i-{n}", t + 6.1)
-        model.register(f"i-{n}", t + (20 if n == 2 else 95.7))  # i-2: registered while still down
-        t += 37.9
-    slow, fast = model._timeline_by_sampling(T0 - 5, t + 400), model.timeline(T0 - 5, t + 400)
-    assert fast == slow
-    assert fast.dropped_requests > 0 and min(fast.serving) < 8
