@@ -62,13 +62,18 @@ def answers(instance_id: str, health: HealthCheck) -> bool:
     return True
 
 
+LEFT_IN = "left in the target group"
+REGISTERED_AGAIN = "registered again: its application answers"
+PUT_BACK_PLACEMENTS = frozenset({LEFT_IN, REGISTERED_AGAIN})  # what register() says: in service now
+
+
 def register(target_group_arn: str, instance_id: str) -> str:
     """Register the instance unless it is (still or again) registered; say what was done."""
     state = target_states(target_group_arn, [instance_id]).get(instance_id, "unused")
     if state not in ("unused", "draining"):
-        return "left in the target group"
+        return LEFT_IN
     clients.client("elbv2").register_targets(TargetGroupArn=target_group_arn, Targets=[{"Id": instance_id}])
-    return "registered again: its application answers"
+    return REGISTERED_AGAIN
 
 
 INTERRUPTED = {
