@@ -306,6 +306,11 @@ def resumed_request(request: RestartRequest, execution_arn: str, cfg: Settings) 
             f"resumeFrom: {earlier} is not cleaned up yet (its alarms, lock or instances it took out are still "
             "being put back by the safety net or the reconciler): try again in a few minutes"
         )
+    if run.get("resumedBy"):
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} was resumed already by {run['resumedBy']}: resume that run instead if it did "
+            "not finish (a run is resumed once, so no instance restarts twice)"
+        )
     selected = list(json.loads(run["instanceIds"]))
     left = resume.remaining(selected, table.outcomes(earlier))
     if not left:

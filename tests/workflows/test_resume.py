@@ -144,3 +144,44 @@ def test_a_run_of_another_target_group_is_not_resumed(tier: TierFactory) -> None
     other = given.target_group_arn[:-16] + "0123456789abcdef"
 
     refused(given, {"resumeFrom": first.arn, "targetGroupArn": other}, "leave targetGroupArn out")
+
+
+def test_a_run_is_resumed_once(tier: TierFactory) -> None:
+    given = tier(size=4)
+    given.sb.inject_api_error("elastic-load-balancing-v2", "DeregisterTargets", "AccessDenied", count=6)
+    first = given.run(web_input(batchSize=1))
+    assert first.error == "InstancesFailedToRestart"
+    second = given.run({"resumeFrom": first.arn})
+    assert second.status == "SUCCEEDED", second.cause
+
+    refused(given, {"resumeFrom": first.arn}, f"was resumed already by {second.arn}")
+
+
+def test_two_resumes_planned_at_once_do_not_both_run(tier: TierFactory) -> None:
+    """The planner saw the run not resumed yet; another resume marks it first: this one is refused under the lock."""
+    from opsflow.runs import RunTable
+
+    given = tier(size=4)
+    given.sb.inject_api_error("elastic-load-balancing-v2", "DeregisterTargets", "AccessDenied", count=6)
+    first = given.run(web_input(batchSize=1))
+    table = RunTable(given.sb.stack.physical["RunTable"]["Ref"], given.sb.client("dynamodb"))
+    late = given.sb.start_execution(SM, {"resumeFrom": first.arn})
+
+    def entered() -> list[str]:
+        return [
+            e["stateEnteredEventDetails"]["name"] for e in given.sb.history(late) if "stateEnteredEventDetails" in e
+        ]
+
+    given.sb.run_until(lambda: "Take the target group lock" in entered())
+    table.set_run_fields(
+        first.arn, resumedBy="arn:aws:states:eu-west-1:123456789012:execution:opsflow-rolling-restart:other"
+    )
+    calls_before = len(given.sb.bridge.calls)
+
+    result = given.sb.wait(late)
+
+    assert result.error == "CannotResumeError" and "resumed by another run meanwhile" in (result.cause or "")
+    assert [
+        c for c in given.sb.bridge.calls[calls_before:] if c.operation in ("DeregisterTargets", "RebootInstances")
+    ] == []
+    assert not given.lock_held() and given.sb.monitoring_state() == given.before

@@ -28,6 +28,9 @@ def test_an_alarm_firing_mid_run_stops_new_instances_and_the_run_fails_naming_it
     muted = {n for c in given.sb.bridge.calls_to("cloudwatch", "DisableAlarmActions") for n in c.params["AlarmNames"]}
     assert "web-5xx-errors" not in muted, "a watched alarm is never muted"
     assert muted == {"web-unhealthy-hosts", "web-target-latency-p99"}
+    summary = given.notifications()[-1]
+    assert summary["Subject"].startswith("opsflow rolling restart STOPPED on alarm: 2 restarted")
+    assert "Stopped on alarm web-5xx-errors" in summary["Message"] and "resumeFrom" in summary["Message"]
     given.assert_invariants(result, floor=4)
 
 
