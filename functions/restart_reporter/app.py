@@ -192,13 +192,13 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
     stopped = stopped_on_alarm(table.get_run(event.run.execution_arn) or {}, counts, not_started, event.run)
     ok = counts["failed"] == 0 and not_started == 0 and event.error is None and stopped is None
     group = event.run.target_group_arn.split(":")[-1]
-    outcome = "succeeded" if ok else ("STOPPED on alarm" if stopped else "FAILED")
+    verdict = "succeeded" if ok else ("STOPPED on alarm" if stopped else "FAILED")
     subject = (
-        f"opsflow rolling restart {outcome}: {counts['restarted']} restarted, "
+        f"opsflow rolling restart {verdict}: {counts['restarted']} restarted, "
         f"{counts['failed']} failed ({group.split('/')[1] if '/' in group else group})"
     )
     lines = [
-        f"Rolling restart of {group}: {outcome}",
+        f"Rolling restart of {group}: {verdict}",
         f"Execution: {event.run.execution_arn}",
         f"Instances: {counts['restarted']} restarted, {counts['failed']} failed, "
         f"{counts['skipped']} skipped, {not_started} not started",
