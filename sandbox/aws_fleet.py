@@ -336,7 +336,8 @@ class AwsBridge:
             return
         last = {c.alarm_name: c.at for c in self.alarm_changes}
         for alarm in parsed.get("MetricAlarms", []) + parsed.get("CompositeAlarms", []):
-            at = last.get(alarm["AlarmName"], self.fleet.start)
+            # Unchanged in the sandbox: in its state since long before the run, as the fleet's targets are.
+            at = last.get(alarm["AlarmName"], self.fleet.start - 3600)
             alarm["StateUpdatedTimestamp"] = dt.datetime.fromtimestamp(at, dt.UTC)
 
     def _alarm_history(self, params: dict[str, Any]) -> dict[str, Any]:
