@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ def sb() -> Iterator[Sandbox]:
         yield sandbox
 
 
-def described(sb: Sandbox, name: str) -> dict[str, object]:
+def described(sb: Sandbox, name: str) -> dict[str, Any]:
     return dict(sb.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"][0])
 
 
