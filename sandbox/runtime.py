@@ -315,10 +315,14 @@ class Sandbox:
         }
 
     def _stack_parameters(self, template: dict[str, Any]) -> dict[str, str]:
-        """Template parameters: the caller's, plus the simulated fleet's ids where the template asks."""
+        """Template parameters: the caller's, plus the simulated fleet's ids where the template asks.
+
+        A caller's value may name the fleet's resources, created only at start: ``{TargetGroupArn:api}``.
+        """
         declared = template.get("Parameters", {})
         values = {k: v for k, v in self.fleet_resources.items() if k in declared}
-        values.update(self._parameters)
+        named = re.compile(r"\{((?:TargetGroupArn|LoadBalancerArn)(?::[\w-]+)?)\}")
+        values.update({k: named.sub(lambda m: self.fleet_resources[m[1]], v) for k, v in self._parameters.items()})
         return values
 
     # -- deployment ------------------------------------------------------------------------

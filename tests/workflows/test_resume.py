@@ -54,7 +54,11 @@ def test_a_failed_run_is_resumed_with_its_settings_and_the_failed_instance_is_tr
     given = tier(size=5)
     unlucky = sorted(given.instances)[1]  # the plan takes instances in id order: the second one fails
     given.sb.inject_api_error(
-        "elastic-load-balancing-v2", "DeregisterTargets", "AccessDenied", count=6, match={"Targets": [{"Id": unlucky}]}
+        "elastic-load-balancing-v2",
+        "DeregisterTargets",
+        "AccessDenied",
+        count=6,
+        match={"Targets": [{"Id": unlucky, "Port": 8080}]},
     )
     first = given.run(web_input(batchSize=1))
     assert first.error == "InstancesFailedToRestart"
@@ -172,7 +176,7 @@ def test_two_resumes_planned_at_once_do_not_both_run(tier: TierFactory) -> None:
             e["stateEnteredEventDetails"]["name"] for e in given.sb.history(late) if "stateEnteredEventDetails" in e
         ]
 
-    given.sb.run_until(lambda: "Take the target group lock" in entered())
+    given.sb.run_until(lambda: "Take the target group locks" in entered())
     table.set_run_fields(
         first.arn, resumedBy="arn:aws:states:eu-west-1:123456789012:execution:opsflow-rolling-restart:other"
     )

@@ -21,7 +21,9 @@ from opsflow import placement
 RESUMABLE = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 EXECUTION_ARN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[A-Za-z0-9_-]{1,80}:[A-Za-z0-9_-]{1,80}$"
 # Settings a resumed run inherits; the selection, the target group and dryRun are not settings.
-NOT_INHERITED = frozenset({"resumeFrom", "instanceIds", "targetGroupArn", "dryRun"})
+NOT_INHERITED = frozenset(
+    {"resumeFrom", "instanceIds", "targetGroupArn", "targetGroupArns", "loadBalancerArn", "dryRun"}
+)
 
 
 def state_machine_of(execution_arn: str) -> str:

@@ -5,7 +5,8 @@ Keys (pk / sk):
                                               ones that stopped it), failed instances, mute record
 - ``run#<executionArn>`` / ``instance#<id>`` one instance: ``out`` once the run takes it out of
                                               service, then its outcome and step times
-- ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it)
+- ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it; a
+                                              run holds one per target group it changes)
 
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
 functions here read and update them, and the restore safety net uses them to clean up after a run
@@ -114,18 +115,23 @@ class RunTable:
         )
         return len(response["Attributes"]["failedInstances"]["SS"])
 
-    def mark_taken_out(self, execution_arn: str, instance_id: str, at: str) -> None:
+    def mark_taken_out(
+        self, execution_arn: str, instance_id: str, at: str, registrations: str = "", zone: str = ""
+    ) -> None:
         """Record, before it leaves service, that this run takes the instance out (once; a retry keeps the first).
 
         Only instances marked so are ever put back by this run's reports and cleanups: a run never
-        touches an instance it did not take out itself.
+        touches an instance it did not take out itself. ``registrations`` (JSON: every target group and
+        port it is taken out of) is what they put back; ``zone`` keeps one-zone-at-a-time runs to one zone.
         """
+        extra = {"registrations": registrations or None, "zone": zone or None}
         with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # marked already
             self.ddb.put_item(
                 TableName=self.table_name,
                 Item=to_item(
                     {"pk": run_pk(execution_arn), "sk": instance_sk(instance_id), "instanceId": instance_id}
                     | {"outcome": OUT, "takenOutAt": at}
+                    | extra
                 ),
                 ConditionExpression="attribute_not_exists(pk)",
             )
@@ -148,6 +154,16 @@ class RunTable:
         except self.ddb.exceptions.ConditionalCheckFailedException:
             return dict((self.get_run(execution_arn) or {}).get("stoppedOnAlarm") or {"alarms": alarms, "at": at})
         return {"alarms": alarms, "at": at}
+
+    def unmark_taken_out(self, execution_arn: str, instance_id: str) -> None:
+        """Withdraw a mark the run made for an instance it then did not take out (nothing was done to it yet)."""
+        with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # it went further
+            self.ddb.delete_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}"}),
+                ConditionExpression="outcome = :out AND attribute_not_exists(rebootRequestedAt)",
+                ExpressionAttributeValues={":out": {"S": OUT}},
+            )
 
     def note_progress(self, execution_arn: str, instance_id: str, **fields: str) -> None:
         """Add what the run saw of an instance it took out (rebootRequestedAt, downSeenAt) to its item.
