@@ -9,10 +9,14 @@
 - IAM, when enforced (the default): a call made by a function or a state machine's Task is evaluated
   against that principal's role as SAM generates it (sandbox/sam.py, sandbox/authorization.py,
   sandbox/iam.py); a denied call fails before moto sees it, with the service's own error code.
+- CloudWatch alarm state changes (SetAlarmState) are kept in simulated time: DescribeAlarms reports
+  when each alarm's state last changed (StateUpdatedTimestamp), and DescribeAlarmHistory, which moto
+  lacks, lists the state updates.
 - The application's health URL is answered by an HTTP adapter mounted on the handlers' requests
   session: the real health check code runs, and no socket is opened.
 """
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Callable
@@ -66,6 +70,15 @@ class InjectedApiError:
         if self.count <= 0 or (self.service, self.operation) != (service, operation):
             return False
         return all(params.get(k) == v for k, v in (self.match or {}).items())
+
+
+@dataclass
+class AlarmStateChange:
+    alarm_name: str
+    old: str
+    new: str
+    at: float
+    reason: str
 
 
 @dataclass
@@ -154,6 +167,7 @@ class AwsBridge:
     iam: IamEnforcement | None = None
     denied: list[Denial] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # operations called that IAM could not be asked about
+    alarm_changes: list[AlarmStateChange] = field(default_factory=list)  # SetAlarmState, in simulated time
     _local: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -168,6 +182,8 @@ class AwsBridge:
         events.register("after-call.ec2.RebootInstances", self._rebooted)
         events.register("after-call.ssm.GetMaintenanceWindow", self._next_window)
         events.register("after-call.ec2.DescribeInstanceStatus", self._instance_status)
+        events.register("after-call.cloudwatch.SetAlarmState", self._alarm_state_set)
+        events.register("after-call.cloudwatch.DescribeAlarms", self._alarm_timestamps)
 
     # -- recording -------------------------------------------------------------------------
     def _record(self, params: dict[str, Any], model: Any, event_name: str, **_: Any) -> None:
@@ -219,6 +235,8 @@ class AwsBridge:
                 }
             except SimulatedApiError as exc:
                 return _error(exc.code, str(exc))
+        if (service, operation) == ("cloudwatch", "DescribeAlarmHistory"):
+            return _Response(200), {**self._alarm_history(params), "ResponseMetadata": _OK}
         simulated = SSM_OPERATIONS.get(operation) if service == "ssm" and self.patches else None
         if simulated is None:
             return None
@@ -323,6 +341,63 @@ class AwsBridge:
             for instance_id in self._local.params.get("InstanceIds", []):
                 self.fleet.reboot(instance_id, self.now())
 
+    # -- alarms in simulated time ------------------------------------------------------------
+    def _alarm_state_set(self, http_response: Any, **_: Any) -> None:
+        if http_response.status_code >= 300:
+            return
+        params = self._local.params
+        earlier = [c.new for c in self.alarm_changes if c.alarm_name == params["AlarmName"]]
+        change = AlarmStateChange(
+            params["AlarmName"],
+            earlier[-1] if earlier else "OK",  # moto creates alarms in OK
+            params["StateValue"],
+            self.now(),
+            params.get("StateReason", ""),
+        )
+        with self._lock:
+            self.alarm_changes.append(change)
+
+    def _alarm_timestamps(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        """When each alarm's state last changed, in simulated time (moto stamps the wall clock)."""
+        if http_response.status_code >= 300:
+            return
+        last = {c.alarm_name: c.at for c in self.alarm_changes}
+        for alarm in parsed.get("MetricAlarms", []) + parsed.get("CompositeAlarms", []):
+            # Unchanged in the sandbox: in its state since long before the run, as the fleet's targets are.
+            at = last.get(alarm["AlarmName"], self.fleet.start - 3600)
+            alarm["StateUpdatedTimestamp"] = dt.datetime.fromtimestamp(at, dt.UTC)
+
+    def _alarm_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeAlarmHistory's state updates, newest first (its default order), from the recorded changes."""
+        if params.get("HistoryItemType", "StateUpdate") != "StateUpdate":
+            return {"AlarmHistoryItems": []}
+        start = params.get("StartDate")
+        end = params.get("EndDate")
+        items = []
+        for change in reversed(self.alarm_changes):
+            at = dt.datetime.fromtimestamp(change.at, dt.UTC)
+            if params.get("AlarmName") not in (None, change.alarm_name):
+                continue
+            if (start is not None and at < _aware(start)) or (end is not None and at > _aware(end)):
+                continue
+            items.append(
+                {
+                    "AlarmName": change.alarm_name,
+                    "AlarmType": "MetricAlarm",
+                    "Timestamp": at,
+                    "HistoryItemType": "StateUpdate",
+                    "HistorySummary": f"Alarm updated from {change.old} to {change.new}",
+                    "HistoryData": json.dumps(
+                        {
+                            "version": "1.0",
+                            "oldState": {"stateValue": change.old},
+                            "newState": {"stateValue": change.new, "stateReason": change.reason},
+                        }
+                    ),
+                }
+            )
+        return {"AlarmHistoryItems": items}
+
     # -- the model answers -------------------------------------------------------------------
     def _target_health(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
         named = self._group_and_targets()
@@ -377,6 +452,15 @@ SSM_OPERATIONS = {
     "DescribeInstanceInformation": "describe_instance_information",
 }
 _OK = {"HTTPStatusCode": 200, "RequestId": "sandbox"}
+
+
+def _aware(value: Any) -> dt.datetime:
+    """A request's date parameter as an aware datetime (botocore leaves it as the caller gave it)."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _service_and_operation(event_name: str) -> tuple[str, str]:

@@ -170,6 +170,7 @@ class Sandbox:
         self.status_event_delay = status_event_delay
         self.status_event_log: list[StatusEvent] = []
         self._timers: list[Timer] = []
+        self._alarm_timers: list[Timer] = []  # alarms set to change state later (set_alarm_state)
         self.fleet_spec = fleet
         self.enforce_iam = enforce_iam
         self.patch_spec = patches or PatchSpec()
@@ -262,7 +263,7 @@ class Sandbox:
     def close(self) -> None:
         if not self._started:
             return
-        for timer in self._timers:  # a delayed event not delivered yet never will be
+        for timer in self._timers + self._alarm_timers:  # a delayed event not delivered yet never will be
             timer.cancel()
         sfn = self.client("stepfunctions")
         running = [arn for arn in self._executions if self.running(arn)]
@@ -770,6 +771,20 @@ class Sandbox:
     def stop(self, execution_arn: str, cause: str = "stopped by an operator") -> None:
         """StopExecution now (at the current simulated instant)."""
         self.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Sandbox.Stopped", cause=cause)
+
+    def set_alarm_state(self, alarm_name: str, state: str = "ALARM", *, after: float = 0.0) -> None:
+        """The alarm goes to ``state`` ``after`` simulated seconds from now (at once if 0), as when its
+        metric crosses the threshold: a watched alarm firing mid-run. Its actions are not run."""
+
+        def change() -> None:
+            self.client("cloudwatch").set_alarm_state(
+                AlarmName=alarm_name, StateValue=state, StateReason=f"sandbox: {state} at simulated {self.clock.now()}"
+            )
+
+        if after <= 0:
+            change()
+        else:
+            self._alarm_timers.append(self.scheduler.call_later(after, change, f"alarm {alarm_name} -> {state}"))
 
     def monitoring_state(self) -> dict[str, str]:
         """Every alarm's actions and every rule's state: compare before and after a run."""

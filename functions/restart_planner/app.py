@@ -1,7 +1,8 @@
 """Validate a rolling-restart request and plan it, before anything is changed.
 
 Refusals raise an error whose class name the state machine turns into a Fail state (see
-opsflow.errors); a dry run returns this plan and stops there.
+opsflow.errors); a dry run returns this plan and stops there. ``resumeFrom`` plans the rest of an
+earlier run (opsflow.resume); ``stopOnAlarms`` names the alarms the run watches (opsflow.watch).
 """
 
 import json
@@ -9,11 +10,21 @@ import math
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from opsflow import clients, timeutil
+from opsflow import clients, resume, timeutil, watch
 from opsflow.errors import (
+    CannotResumeError,
     HealthUrlUnreachableError,
     InstanceNotRestartableError,
     InvalidInputError,
@@ -22,13 +33,15 @@ from opsflow.errors import (
     TargetGroupNotFoundError,
     TargetsNotHealthyError,
     UnsafeBatchSizeError,
+    WatchedAlarmFiringError,
 )
 from opsflow.health import HealthCheck
 from opsflow.muting import MuteRecord, NeverMute, Selector, excluded
 from opsflow.observability import logger, metrics, tracer
+from opsflow.runs import RunTable
 from opsflow.settings import NeverMuteSettings, RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, Registration, TargetHealth, describe
-from opsflow.validation import ExecutionEvent, InstanceId, parse_event
+from opsflow.validation import ExecutionEvent, InstanceId, describe_validation_error, parse_event
 
 TARGET_GROUP_ARN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
@@ -109,6 +122,8 @@ class RestartRequest(_Model):
     dry_run: StrictBool = False
     require_approval: StrictBool = False
     approval_timeout_seconds: Annotated[StrictInt, Field(ge=60, le=604800)] | None = None
+    stop_on_alarms: watch.WatchSelector | None = None
+    resume_from: Annotated[str, Field(pattern=resume.EXECUTION_ARN)] | None = None
 
     @field_validator("batch_size")
     @classmethod
@@ -155,7 +170,10 @@ class Plan(_Model):
     seconds_per_instance_at_most: int
     predicted_seconds_at_most: int
     lock_seconds_per_instance: int
-    never_muted: MuteRecord  # the stack's own alarm and rule the selection names: protected, never muted
+    never_muted: MuteRecord  # the stack's own alarm and rule, and watched alarms, the selection names: never muted
+    watched_alarms: list[str]  # stopOnAlarms resolved: no new instance leaves once one is in ALARM
+    resumed_from: str | None  # the earlier run this one continues
+    finished_before: list[str]  # instances that earlier run finished: not restarted again
     summary: str
 
 
@@ -181,6 +199,10 @@ class RestartRun(_Model):
     require_approval: bool
     approval_timeout_seconds: int
     plan: Plan
+    watched_alarms: list[str]
+    resume_from: str | None
+    # What the run record keeps for a later resumeFrom: the settings in force, defaults applied.
+    settings: dict[str, Any]
     lock_expires_at: int
     record_expires_at: int
     now: int
@@ -371,10 +393,107 @@ def _order_by_zone(selected: list[str], zone_of: dict[str, str], batch: int) -> 
     return batches
 
 
+def resumed_request(request: RestartRequest, execution_arn: str, cfg: Settings) -> tuple[RestartRequest, list[str]]:
+    """The request that continues ``request.resume_from``: its settings, overridden by the fields given
+    now, for the instances it did not finish; and the instances it did. Refuses what cannot be resumed."""
+    earlier = str(request.resume_from)
+    theirs, mine = resume.state_machine_of(earlier), resume.state_machine_of(execution_arn)
+    if theirs != mine:  # checked before asking Step Functions: this stack may describe only its own executions
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} is an execution of {theirs}, not of this rolling restart {mine}"
+        )
+    if request.instance_ids is not None:
+        raise InvalidInputError(
+            "instanceIds: cannot be combined with resumeFrom, which restarts exactly what that run did not finish; "
+            "leave instanceIds out, or start a new run with instanceIds and no resumeFrom"
+        )
+    sfn = clients.client("stepfunctions")
+    try:
+        described = sfn.describe_execution(executionArn=earlier)
+    except sfn.exceptions.ExecutionDoesNotExist as exc:
+        raise CannotResumeError(
+            f"resumeFrom: there is no execution {earlier} (check the ARN; Step Functions keeps an ended "
+            "execution for 90 days)"
+        ) from exc
+    why = resume.status_refusal(described["status"])
+    if why is not None:
+        raise CannotResumeError(f"resumeFrom: cannot resume {earlier}: {why}")
+    table = RunTable(cfg.table_name)
+    run = table.get_run(earlier)
+    if run is None:
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} was refused before it changed anything ({described.get('error')}): "
+            "start a new run instead"
+        )
+    tier = list(json.loads(run["targetGroupArns"])) if run.get("targetGroupArns") else [run["targetGroupArn"]]
+    if request.load_balancer_arn or (request.target_group_arns and set(request.target_group_arns) != set(tier)):
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} restarted the target groups {', '.join(tier)}: leave targetGroupArns and "
+            "loadBalancerArn out to continue it"
+        )
+    if request.target_group_arn and request.target_group_arn not in tier:
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} restarted target group {run['targetGroupArn']}, not {request.target_group_arn}: "
+            "leave targetGroupArn out to continue it"
+        )
+    if not run.get("closedAt"):
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} is not cleaned up yet (its alarms, lock or instances it took out are still "
+            "being put back by the safety net or the reconciler): try again in a few minutes"
+        )
+    if run.get("resumedBy"):
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} was resumed already by {run['resumedBy']}: resume that run instead if it did "
+            "not finish (a run is resumed once, so no instance restarts twice)"
+        )
+    selected = list(json.loads(run["instanceIds"]))
+    left = resume.remaining(selected, table.outcomes(earlier))
+    if not left:
+        raise CannotResumeError(f"resumeFrom: {earlier} restarted every instance it selected: nothing to resume")
+    if "settings" not in run:
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} was recorded without its settings (an earlier version of opsflow): start a "
+            f"new run with the same settings and instanceIds {json.dumps(left)}"
+        )
+    given = request.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    merged = resume.merged_settings(json.loads(run["settings"]), given)
+    try:
+        continued = RestartRequest.model_validate(
+            merged | {"targetGroupArns": tier, "instanceIds": left} | {"dryRun": request.dry_run, "resumeFrom": earlier}
+        )
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc)) from exc
+    return continued, [i for i in selected if i not in left]
+
+
+def _continues(request: RestartRequest, finished_before: list[str]) -> str:
+    if not request.resume_from:
+        return ""
+    return f"Continues {request.resume_from.rsplit(':', 1)[-1]}, which finished {len(finished_before)} instances. "
+
+
+def watched_alarms(request: RestartRequest) -> list[str]:
+    """The alarms the run watches, by exact name; refuses the run if one is in ALARM already."""
+    if request.stop_on_alarms is None:
+        return []
+    states = watch.resolve(clients.client("cloudwatch"), request.stop_on_alarms)
+    in_alarm = watch.firing(states)
+    if in_alarm:
+        raise WatchedAlarmFiringError(
+            f"watched alarm{'s' if len(in_alarm) > 1 else ''} {', '.join(in_alarm)} already in ALARM: the "
+            "application is suffering; nothing was changed. Start the restart once the alarm is OK"
+        )
+    return list(states)
+
+
 def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> RestartRun:  # noqa: PLR0915
+    finished_before: list[str] = []
+    if request.resume_from:
+        request, finished_before = resumed_request(request, execution_arn, cfg)
     tier = _tier(request, cfg)
     groups = _target_groups(tier)
     _check_probe_network(request, cfg)
+    watched = watched_alarms(request)
     described = {arn: describe(arn) for arn in tier}
     if not any(described.values()):
         raise NoTargetsError(f"{', '.join(tier)}: no registered targets")
@@ -493,7 +612,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         else ""
     )
     also = [_short(g.target_group_arn) for g in group_plans if not g.in_tier]
-    summary = (
+    summary = _continues(request, finished_before) + (
         f"Restart {len(selected)} of {size} targets in {names}, {batch} at a time ({len(batches)} batches"
         f"{', one zone at a time' if request.one_zone_at_a_time else ''}); at least {floor} healthy targets keep "
         f"serving{per_group}."
@@ -505,6 +624,8 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     rules = request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else [])
     now = int(timeutil.epoch())
     approval = request.approval_timeout_seconds or cfg.approval_timeout_seconds
+    error_budget = request.error_budget or cfg.error_budget
+    never_mute = NeverMute(alarms=cfg.never_mute_alarm_names | frozenset(watched), rules=cfg.never_mute_rule_names)
     return RestartRun(
         execution_arn=execution_arn,
         target_group_arn=tier[0],
@@ -515,7 +636,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         one_zone_at_a_time=request.one_zone_at_a_time,
         zone_floors=zone_floors,
         zones=json.dumps(tier_zones, separators=(",", ":")),
-        error_budget=request.error_budget or cfg.error_budget,
+        error_budget=error_budget,
         instances=instances,
         health=health,
         expected_boot_seconds=boot,
@@ -542,11 +663,26 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             seconds_per_instance_at_most=per_instance,
             predicted_seconds_at_most=predicted,
             lock_seconds_per_instance=lock_per_instance,
-            never_muted=excluded(
-                alarms, rules, NeverMute(alarms=cfg.never_mute_alarm_names, rules=cfg.never_mute_rule_names)
-            ),
+            never_muted=excluded(alarms, rules, never_mute),
+            watched_alarms=watched,
+            resumed_from=request.resume_from,
+            finished_before=finished_before,
             summary=summary,
         ),
+        watched_alarms=watched,
+        resume_from=request.resume_from,
+        settings={
+            "oneZoneAtATime": request.one_zone_at_a_time,
+            "batchSize": request.batch_size if request.batch_size is not None else cfg.batch_size,
+            "errorBudget": error_budget,
+            "expectedBootSeconds": boot,
+            "health": health.model_dump(by_alias=True),
+            "alarms": alarms.model_dump(by_alias=True),
+            "rules": rules.model_dump(by_alias=True),
+            "stopOnAlarms": request.stop_on_alarms.model_dump(by_alias=True) if request.stop_on_alarms else None,
+            "requireApproval": request.require_approval,
+            "approvalTimeoutSeconds": approval,
+        },
         # Covers the approval wait and the first instance; each instance that starts renews it (target gate).
         lock_expires_at=now + approval + lock_per_instance + LOCK_MARGIN_SECONDS,
         record_expires_at=now + RECORD_DAYS * 86400,

@@ -3,7 +3,8 @@
 ``instance_failed``: names the instance, the step and the error in an SNS alert, counts the failure
 against the run's error budget, and leaves the instance in a safe place: registered again only if its
 application answers, kept out of the target group if it does not.
-``summary``: per-instance outcome and step times, published to the topic.
+``summary``: per-instance outcome and step times, published to the topic; when a watched alarm
+stopped the run, the alarm and how to resume it (``stoppedOnAlarm``, the cause of its Fail state).
 """
 
 import datetime as dt
@@ -185,18 +186,22 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
     for outcome in outcomes:
         counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
     not_started = max(0, event.instance_count - len(outcomes))
-    ok = counts["failed"] == 0 and not_started == 0 and event.error is None
+    stopped = stopped_on_alarm(table.get_run(event.run.execution_arn) or {}, counts, not_started, event.run)
+    ok = counts["failed"] == 0 and not_started == 0 and event.error is None and stopped is None
     group = event.run.target_group_arn.split(":")[-1]
+    verdict = "succeeded" if ok else ("STOPPED on alarm" if stopped else "FAILED")
     subject = (
-        f"opsflow rolling restart {'succeeded' if ok else 'FAILED'}: {counts['restarted']} restarted, "
+        f"opsflow rolling restart {verdict}: {counts['restarted']} restarted, "
         f"{counts['failed']} failed ({group.split('/')[1] if '/' in group else group})"
     )
     lines = [
-        f"Rolling restart of {group}: {'succeeded' if ok else 'FAILED'}",
+        f"Rolling restart of {group}: {verdict}",
         f"Execution: {event.run.execution_arn}",
         f"Instances: {counts['restarted']} restarted, {counts['failed']} failed, "
         f"{counts['skipped']} skipped, {not_started} not started",
     ]
+    if stopped is not None:
+        lines.append(stopped)
     if event.error is not None:
         lines.append(f"The run stopped early: {event.error.Error}: {_cause_text(event.error)}")
     lines += [
@@ -213,7 +218,20 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
                 lines.append(f"    afterwards it was {o['placement']}")
     publish(subject, "\n".join(lines) + "\n")
     metrics.add_metric(name="InstancesRestarted", unit=MetricUnit.Count, value=counts["restarted"])
-    return {**counts, "notStarted": not_started, "succeeded": ok, "subject": subject}
+    return {**counts, "notStarted": not_started, "succeeded": ok, "subject": subject, "stoppedOnAlarm": stopped}
+
+
+def stopped_on_alarm(run: dict[str, Any], counts: dict[str, int], not_started: int, ref: RunRef) -> str | None:
+    """What to tell when watched alarms stopped the run (the capacity gate recorded them); None if they did not."""
+    stop = run.get("stoppedOnAlarm")
+    if not stop:
+        return None
+    left = counts["skipped"] + counts["failed"] + not_started
+    return (
+        f"Stopped on alarm {', '.join(stop.get('alarms', []))} (in ALARM at {stop.get('at', '?')}): no instance "
+        f"was taken out after it, those in flight finished; {counts['restarted']} restarted, {left} not. "
+        f'Once the alarm is OK, continue with {{"resumeFrom": "{ref.execution_arn}"}}.'
+    )
 
 
 @logger.inject_lambda_context

@@ -3,8 +3,11 @@
 - ``capacity``: may this instance leave service now? Only while, in every target group it is
   registered in, the healthy targets minus its own stay at or above that group's floor (a live
   guard: another target going unhealthy makes it wait), and, one zone at a time, no instance of
-  another zone is out and its zone keeps its floor; and the run's error budget is not used up (then
-  it answers ``proceed: false``). It also renews the run's lock on each of its target groups for one
+  another zone is out and its zone keeps its floor; and the run's error budget is not used up and
+  none of the alarms the run watches (stopOnAlarms) has gone to ALARM since the run started (now, or
+  in its history: a flap between two checks counts); otherwise it answers ``proceed: false``:
+  instances in flight finish, no new one leaves. A fired alarm is recorded on the run, so the run
+  stays stopped even if the alarm goes back to OK. It also renews the run's lock on each of its target groups for one
   more instance, so a long run never loses them (LockLostError if it has).
 - ``drained``: has it finished draining from every target group it was taken out of?
 - ``in_service``: is it healthy again in every one?
@@ -14,13 +17,14 @@
 within one invocation first (the change is seen within a poll; one state transition per ``waitSeconds``).
 """
 
+import datetime as dt
 import json
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import polling, timeutil
+from opsflow import clients, polling, timeutil, watch
 from opsflow.errors import LockLostError, TargetNotYetInStateException
 from opsflow.observability import logger, tracer
 from opsflow.runs import OUT, RunTable, failures
@@ -138,6 +142,37 @@ def _first_zone_wins(table: RunTable, gate: GateEvent) -> None:
         )
 
 
+class Decision(NamedTuple):
+    proceed: bool
+    reason: str = ""
+
+
+def may_take_out(
+    *, failed: int, error_budget: int, stopped_on_alarm: dict[str, Any] | None, firing: list[str]
+) -> Decision:
+    """Whether the run may take one more instance out, capacity aside (the pure part of the gate).
+
+    A watched alarm that fired (now, or earlier in the run: ``stopped_on_alarm``) stops the run
+    before the error budget does: it is the application, not one instance, that suffers.
+    """
+    if stopped_on_alarm:
+        names = ", ".join(stopped_on_alarm.get("alarms", []))
+        return Decision(False, f"stopped on alarm {names} (in ALARM at {stopped_on_alarm.get('at', '?')})")
+    if firing:
+        return Decision(False, f"stopped on alarm {', '.join(firing)} (in ALARM, seen at {timeutil.iso_now()})")
+    if failed >= error_budget:
+        return Decision(False, f"error budget used up ({failed} of {error_budget} failures)")
+    return Decision(True)
+
+
+def run_started(run: dict[str, Any]) -> dt.datetime:
+    """When the run started (its record's startedAt, the execution's start time), as an aware datetime."""
+    if not run.get("startedAt"):
+        return dt.datetime.fromtimestamp(timeutil.epoch(), dt.UTC)
+    started = dt.datetime.fromisoformat(str(run["startedAt"]))
+    return started if started.tzinfo else started.replace(tzinfo=dt.UTC)
+
+
 def capacity(gate: GateEvent) -> dict[str, Any]:
     table = RunTable(settings().table_name)
     expires_at = int(timeutil.epoch()) + gate.lock_seconds
@@ -145,12 +180,17 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
         if gate.lock_seconds and not table.renew_lock(arn, gate.execution_arn, expires_at):
             raise LockLostError(f"this run no longer holds the lock on {arn}: {gate.instance_id} is left in service")
     run = table.get_run(gate.execution_arn) or {}
-    failed = failures(run)
-    if failed >= gate.error_budget:
-        return {
-            "proceed": False,
-            "reason": f"error budget used up ({failed} of {gate.error_budget} failures)",
-        }
+    stopped, watched = run.get("stoppedOnAlarm"), watch.watched_names(run)
+    since = run_started(run)
+    firing = [] if stopped or not watched else watch.fired_since(clients.client("cloudwatch"), watched, since)
+    if firing:
+        stopped = table.note_alarm_stop(gate.execution_arn, firing, timeutil.iso_now())
+    decision = may_take_out(
+        failed=failures(run), error_budget=gate.error_budget, stopped_on_alarm=stopped, firing=firing
+    )
+    if not decision.proceed:
+        logger.warning("no new instance leaves service", extra={"reason": decision.reason})
+        return {"proceed": False, "reason": decision.reason}
     groups = list(dict.fromkeys(r.target_group_arn for r in gate.where()))
     described = {arn: describe(arn) for arn in groups}
     _group_room(gate, described)

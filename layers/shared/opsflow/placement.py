@@ -64,11 +64,16 @@ def answers(instance_id: str, health: HealthCheck) -> bool:
     return True
 
 
+LEFT_IN = "left in its target groups"
+REGISTERED_AGAIN = "registered again: its application answers"
+PUT_BACK_PLACEMENTS = frozenset({LEFT_IN, REGISTERED_AGAIN})  # what register() says: in service now
+
+
 def register(registrations: list[Registration], instance_id: str) -> str:
     """Register the instance again wherever it was taken out (each group, its port); say what was done."""
     if not register_targets(instance_id, registrations):
-        return "left in its target groups"
-    return "registered again: its application answers"
+        return LEFT_IN
+    return REGISTERED_AGAIN
 
 
 def registrations_of(item: dict[str, Any], target_group_arn: str) -> list[Registration]:

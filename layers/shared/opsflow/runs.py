@@ -1,7 +1,8 @@
 """The run table: one record per rolling-restart execution, its instance outcomes, and the locks.
 
 Keys (pk / sk):
-- ``run#<executionArn>`` / ``run``          the run: target group, failed instances, mute record
+- ``run#<executionArn>`` / ``run``          the run: target group, settings, watched alarms (and the
+                                              ones that stopped it), failed instances, mute record
 - ``run#<executionArn>`` / ``instance#<id>`` one instance: ``out`` once the run takes it out of
                                               service, then its outcome and step times
 - ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it; a
@@ -134,6 +135,25 @@ class RunTable:
                 ),
                 ConditionExpression="attribute_not_exists(pk)",
             )
+
+    def note_alarm_stop(self, execution_arn: str, alarms: list[str], at: str) -> dict[str, Any]:
+        """Record, once, that watched alarms fired: from then on the run takes no instance out.
+
+        Returns what is recorded (the first report wins; a later one changes nothing), so every
+        capacity check of the run names the same alarms.
+        """
+        key = to_item({"pk": run_pk(execution_arn), "sk": RUN_SK})
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression="SET stoppedOnAlarm = :stop",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(stoppedOnAlarm)",
+                ExpressionAttributeValues={":stop": _ser.serialize({"alarms": alarms, "at": at})},
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return dict((self.get_run(execution_arn) or {}).get("stoppedOnAlarm") or {"alarms": alarms, "at": at})
+        return {"alarms": alarms, "at": at}
 
     def unmark_taken_out(self, execution_arn: str, instance_id: str) -> None:
         """Withdraw a mark the run made for an instance it then did not take out (nothing was done to it yet)."""
