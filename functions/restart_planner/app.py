@@ -5,7 +5,7 @@ opsflow.errors); a dry run returns this plan and stops there.
 """
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
@@ -34,6 +34,10 @@ TARGET_GROUP_ARN = (
 )
 INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 BATCH_SIZE = r"^([1-9][0-9]{0,3}|([1-9][0-9]?|100)%)$"
+DOCUMENT_NAME = r"^[a-zA-Z0-9_\-.]{3,128}$"
+# Patching: Patch Manager's document installs what the baseline approves and reboots only if needed.
+PATCH_DOCUMENT = "AWS-RunPatchBaseline"
+PATCH_PARAMETERS = {"Operation": ["Install"], "RebootOption": ["RebootIfNeeded"]}
 DESCRIBE_CHUNK = 200
 RECORD_DAYS = 90  # run records expire (DynamoDB TTL) after this
 # The longest one instance can take, boot and health-check waits aside: every per-instance state's
@@ -57,6 +61,7 @@ class Settings(RunTableSettings, NeverMuteSettings):
     alarm_name_prefix: str = Field(default="", alias="ALARM_NAME_PREFIX")
     rule_name_prefix: str = Field(default="", alias="RULE_NAME_PREFIX")
     approval_timeout_seconds: int = Field(alias="APPROVAL_TIMEOUT_SECONDS", ge=60)
+    allowed_documents: str = Field(default="AWS-RunPatchBaseline", alias="ALLOWED_COMMAND_DOCUMENTS")
     # Where the probing functions run: empty when the stack has no VPC settings (they cannot reach a private IP).
     probe_vpc_id: str = Field(default="", alias="HEALTH_PROBE_VPC_ID")
     probe_security_group_id: str = Field(default="", alias="HEALTH_PROBE_SECURITY_GROUP_ID")
@@ -78,6 +83,18 @@ class HealthOverride(_Model):
     timeout_seconds: Annotated[float, Field(gt=0, le=30)] | None = None
 
 
+class CommandRequest(_Model):
+    """The SSM command of the ``command`` action; defaults: AWS-RunPatchBaseline, Install, RebootIfNeeded."""
+
+    document_name: Annotated[str, Field(pattern=DOCUMENT_NAME)] = PATCH_DOCUMENT
+    parameters: (
+        Annotated[dict[Annotated[str, Field(min_length=1, max_length=64)], list[str]], Field(max_length=50)] | None
+    ) = None
+    timeout_seconds: Annotated[StrictInt, Field(ge=30, le=172800)] = 600
+    output_s3_bucket_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    output_s3_key_prefix: Annotated[str, Field(max_length=500)] | None = None
+
+
 class RestartRequest(_Model):
     """The execution input. Every field is optional; defaults come from the template parameters."""
 
@@ -94,6 +111,8 @@ class RestartRequest(_Model):
     dry_run: StrictBool = False
     require_approval: StrictBool = False
     approval_timeout_seconds: Annotated[StrictInt, Field(ge=60, le=604800)] | None = None
+    action: Literal["reboot", "command"] = "reboot"
+    command: CommandRequest | None = None
 
     @field_validator("batch_size")
     @classmethod
@@ -145,6 +164,8 @@ class RestartRun(_Model):
     dry_run: bool
     require_approval: bool
     approval_timeout_seconds: int
+    action: str
+    command: dict[str, Any] | None  # SendCommand's document, parameters and timeout (``command`` action)
     plan: Plan
     lock_expires_at: int
     record_expires_at: int
@@ -220,6 +241,10 @@ def _instances(instance_ids: list[str], ports: dict[str, int], cfg: Settings) ->
     ]
 
 
+def _parameters_text(parameters: dict[str, list[str]]) -> str:
+    return "(" + ", ".join(f"{k}={','.join(v)}" for k, v in parameters.items()) + ")" if parameters else ""
+
+
 def _listed(problems: list[str]) -> str:
     return "; ".join(problems[:10]) + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else "")
 
@@ -241,7 +266,35 @@ def _check_probe_network(request: RestartRequest, cfg: Settings) -> None:
         )
 
 
+def resolve_command(request: RestartRequest, cfg: Settings) -> dict[str, Any] | None:
+    """The command to send, defaults applied; refuse one the stack does not allow."""
+    if request.action == "reboot":
+        if request.command is not None:
+            raise InvalidInputError('command: only with "action": "command" (the reboot action runs no command)')
+        return None
+    command = request.command or CommandRequest()
+    allowed = [d.strip() for d in cfg.allowed_documents.split(",") if d.strip()]
+    if command.document_name not in allowed:
+        raise InvalidInputError(
+            f"command.documentName: {command.document_name} is not one this stack may run ({', '.join(allowed)}); "
+            "add it to the stack's CommandDocuments parameter (IAM allows SendCommand for those documents only)"
+        )
+    parameters = command.parameters
+    if parameters is None:
+        parameters = PATCH_PARAMETERS if command.document_name == PATCH_DOCUMENT else {}
+    spec: dict[str, Any] = {
+        "documentName": command.document_name,
+        "parameters": parameters,
+        "timeoutSeconds": command.timeout_seconds,
+    }
+    if command.output_s3_bucket_name:
+        spec["outputS3BucketName"] = command.output_s3_bucket_name
+        spec["outputS3KeyPrefix"] = command.output_s3_key_prefix or ""
+    return spec
+
+
 def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> RestartRun:
+    command = resolve_command(request, cfg)
     arn = request.target_group_arn or cfg.target_group_arn
     if not arn:
         raise InvalidInputError("targetGroupArn: not given, and the stack has no default target group")
@@ -295,11 +348,18 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     predicted = len(batches) * per_instance
     lock_per_instance = INSTANCE_PATIENCE_SECONDS + boot + to_healthy
     floor = tier - batch
+    action = (
+        f"reboot and start (about {boot} s, then until the health URL answers)"
+        if command is None
+        else f"run {command['documentName']} {_parameters_text(command['parameters'])} with SSM and wait for it "
+        "(it may reboot the instance), then until the health URL answers"
+    )
     summary = (
-        f"Restart {len(selected)} of {tier} targets in {arn.rsplit(':', 1)[-1]}, {batch} at a time "
-        f"({len(batches)} batches); at least {floor} healthy targets keep serving. Each instance: drain "
-        f"(up to {delay} s), reboot and start (about {boot} s, then until the health URL answers), "
-        f"{to_healthy} s of health checks. Expected at most {predicted // 60} min {predicted % 60} s."
+        f"{'Restart' if command is None else 'Run a command on'} {len(selected)} of {tier} targets in "
+        f"{arn.rsplit(':', 1)[-1]}, {batch} at a time ({len(batches)} batches); at least {floor} healthy "
+        f"targets keep serving. Each instance: drain (up to {delay} s), {action}, {to_healthy} s of health "
+        f"checks. Expected at most {predicted // 60} min {predicted % 60} s"
+        + ("." if command is None else " plus the command's own time.")
     )
     alarms = request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else [])
     rules = request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else [])
@@ -319,6 +379,8 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         dry_run=request.dry_run,
         require_approval=request.require_approval,
         approval_timeout_seconds=approval,
+        action=request.action,
+        command=command,
         plan=Plan(
             batches=batches,
             healthy_targets=tier,
