@@ -43,7 +43,7 @@ RECORD_DAYS = 90  # run records expire (DynamoDB TTL) after this
 # The longest one instance can take, boot and health-check waits aside: every per-instance state's
 # retry patience and attempts at their function timeouts (tests/unit/test_restart_planner.py derives
 # it from the ASL and checks this bound). The lock is renewed for this long each time an instance starts.
-INSTANCE_PATIENCE_SECONDS = 6 * 3600
+INSTANCE_PATIENCE_SECONDS = 12 * 3600  # the command action's wait (about 2 h) included
 LOCK_MARGIN_SECONDS = 3600  # muting, restoring, releasing, and the summary
 
 
