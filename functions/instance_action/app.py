@@ -34,9 +34,8 @@ from opsflow.health import HealthCheck, probe
 from opsflow.observability import logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import RunTableSettings, cached_settings
-from opsflow.validation import parse_event
+from opsflow.validation import InstanceId, parse_event
 
-INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 DRY_RUN_CHUNK = 100  # one dry run per 100 instances; per instance only where one is denied
 MAX_PROBLEMS = 10  # a refusal names this many; probing stops there (each unreachable URL costs a timeout)
 INFORMATION_CHUNK = 50  # DescribeInstanceInformation takes at most 50 instance ids per filter
@@ -63,7 +62,7 @@ class _Event(BaseModel):
 
 class RebootEvent(_Event):
     action: Literal["reboot"]
-    instance_id: str = Field(alias="instanceId", pattern=INSTANCE_ID)
+    instance_id: InstanceId = Field(alias="instanceId")
     execution_arn: str = Field(alias="executionArn", min_length=1)
 
 
@@ -81,14 +80,14 @@ class CommandSpec(BaseModel):
 
 class CommandEvent(_Event):
     action: Literal["command"]
-    instance_id: str = Field(alias="instanceId", pattern=INSTANCE_ID)
+    instance_id: InstanceId = Field(alias="instanceId")
     execution_arn: str = Field(alias="executionArn", min_length=1)
     command: CommandSpec
 
 
 class CommandStatusEvent(_Event):
     action: Literal["command_status"]
-    instance_id: str = Field(alias="instanceId", pattern=INSTANCE_ID)
+    instance_id: InstanceId = Field(alias="instanceId")
     execution_arn: str = Field(alias="executionArn", min_length=1)
     command_id: str = Field(alias="commandId", min_length=36, max_length=36)
 
@@ -96,7 +95,7 @@ class CommandStatusEvent(_Event):
 class PlannedInstance(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    instance_id: str = Field(alias="instanceId", pattern=INSTANCE_ID)
+    instance_id: InstanceId = Field(alias="instanceId")
     private_ip: str = Field(alias="privateIp")
 
 
