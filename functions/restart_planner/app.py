@@ -110,6 +110,7 @@ class RestartRequest(_Model):
     approval_timeout_seconds: Annotated[StrictInt, Field(ge=60, le=604800)] | None = None
     action: Literal["reboot", "command"] = "reboot"
     command: CommandRequest | None = None
+    note: Annotated[str, Field(max_length=2000)] = ""  # shown in the approval mail (the patch preview's findings)
 
     @field_validator("batch_size")
     @classmethod
@@ -143,6 +144,7 @@ class Plan(_Model):
     lock_seconds_per_instance: int
     never_muted: MuteRecord  # the stack's own alarm and rule the selection names: protected, never muted
     summary: str
+    note: str = ""
 
 
 class RestartRun(_Model):
@@ -391,6 +393,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
                 alarms, rules, NeverMute(alarms=cfg.never_mute_alarm_names, rules=cfg.never_mute_rule_names)
             ),
             summary=summary,
+            note=request.note,
         ),
         # Covers the approval wait and the first instance; each instance that starts renews it (target gate).
         lock_expires_at=now + approval + lock_per_instance + LOCK_MARGIN_SECONDS,
