@@ -210,6 +210,14 @@ def observed() -> dict[str, set[str]]:
     with Sandbox(FleetSpec(size=4)) as sb:  # the patch preview
         sb.run("PatchPreviewStateMachine", {})
         keep(sb)
+    with Sandbox(FleetSpec(size=3)) as sb:  # the patch workflow: SSM commands, one failing; the compliance report
+        from tests.workflows.conftest import Tier
+
+        sb.commands.inject(sorted(sb.fleet.instances)[0], "command_fails")
+        arn = sb.start_execution("PatchTierStateMachine", {**web, "batchSize": 1, "errorBudget": 2})
+        sb.invoke_url("ApprovalVerifierFunction", "POST", body=Tier(sb, {}).approval_links()["approve"])
+        sb.wait(arn, timeout=300)
+        keep(sb)
     return calls
 
 
