@@ -152,6 +152,47 @@ def sandbox_hour() -> dict[str, float]:
         return {"simulated": result.sim_seconds, "wall": time.perf_counter() - t0}
 
 
+def patch_preview_at_scale(size: int) -> dict[str, Any]:
+    """One patch preview of ``size`` servers: the largest state payload and the histories, against the quotas."""
+    from sandbox.runtime import Sandbox
+
+    with Sandbox(FleetSpec(size=size)) as sb:
+        wall0 = time.monotonic()
+        result = sb.run("PatchPreviewStateMachine", {}, timeout=3600)
+        wall = time.monotonic() - wall0
+        children = sb.child_histories()
+        return {
+            "servers": size,
+            "status": result.status,
+            "largest_payload": result.largest_payload(),
+            "parent_events": len(result.events),
+            "children": len(children),
+            "max_child_events": max((len(h) for h in children), default=0),
+            "virtual": result.sim_seconds,
+            "wall": wall,
+        }
+
+
+def preview_lines(previews: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "## Patch preview at scale",
+        "",
+        "Quotas: 256 KiB per state input or output, 25,000 events per execution history (each Distributed Map "
+        "child has its own). Wall time is the run's, after the sandbox's set-up.",
+        "",
+        "| servers | status | largest state payload | events: parent | child executions | events: largest child | "
+        "virtual time | wall |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in previews:
+        lines.append(
+            f"| {p['servers']:,} | {p['status']} | {p['largest_payload'] / 1024:.1f} KiB | {p['parent_events']} | "
+            f"{p['children']} | {p['max_child_events']} | {p['virtual']:.1f} s | {p['wall']:.0f} s |"
+        )
+    return lines
+
+
 COLD_START_TARGET = 1.3  # issue #14: each handler with its layer imports in <= 1.3 x a bare `import boto3`
 COLD_START_REPEAT = 7
 
@@ -446,6 +487,7 @@ def main() -> int:
     wall0 = time.monotonic()
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        previews = [pool.submit(patch_preview_at_scale, size) for size in ((100,) if args.quick else (1000, 5000))]
         for i, scenario_rows in enumerate(pool.map(run_scenario, scenarios), 1):
             rows += scenario_rows
             print(
@@ -459,6 +501,8 @@ def main() -> int:
     hour = sandbox_hour()
     out = ROOT / "bench" / ("results-quick.md" if args.quick else "results.md")
     write(rows, imports=imports, memory=memory, hour=hour, wall=time.monotonic() - wall0, out=out)
+    with out.open("a", encoding="utf-8") as report:
+        report.write("\n".join(preview_lines([p.result() for p in previews])) + "\n")
     chart(rows, out.with_suffix(".png"))
     (out.with_suffix(".json")).write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
     print(f"wrote {out.relative_to(ROOT)} and {out.with_suffix('.png').relative_to(ROOT)}")

@@ -23,12 +23,14 @@ from urllib.parse import urlparse
 import boto3
 import requests
 from botocore.exceptions import ClientError
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
 from requests.adapters import BaseAdapter
 
 from sandbox import tagging
 from sandbox.authorization import UnmappedOperation, iam_prefix, refusal, requests_for
 from sandbox.commands import COMMAND_OPERATIONS, CommandService
-from sandbox.fleet import Fleet
+from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
 from sandbox.moto_patches import running_state_machine
@@ -198,6 +200,12 @@ class AwsBridge:
                     err.count -= 1
                     self._local.call.failed = True
                     return _error(err.code, err.message)
+        if (service, operation) == (ELBV2, "DeregisterTargets") and self.fleet.group_by_arn(
+            params.get("TargetGroupArn", "")
+        ):
+            # moto drops a port-override target deregistered without its port, and refuses a target that is
+            # not registered; ELB does neither (the model's after-call hook does what ELB does).
+            return _Response(200), {"ResponseMetadata": _OK}
         if (service, operation) == ("ec2", "RebootInstances") and not params.get("DryRun"):
             if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
                 return _error("RequestLimitExceeded", "Request limit exceeded.")
@@ -291,15 +299,31 @@ class AwsBridge:
     def _targets(self) -> list[str]:
         return [t["Id"] for t in self._local.params.get("Targets", [])]
 
+    def _group_and_targets(self) -> tuple[str, list[tuple[str, int | None]]] | None:
+        """The fleet's target group a call names, and its (id, port) targets (port None: not given)."""
+        params = self._local.params
+        model = self.fleet.group_by_arn(params.get("TargetGroupArn", ""))
+        if model is None:
+            return None
+        return model.name, [(t["Id"], t.get("Port")) for t in params.get("Targets", [])]
+
     def _registered(self, http_response: Any, **_: Any) -> None:
-        if http_response.status_code < 300:
-            for instance_id in self._targets():
-                self.fleet.register(instance_id, self.now())
+        named = self._group_and_targets()
+        if http_response.status_code < 300 and named is not None:
+            group, targets = named
+            for instance_id, port in targets:
+                self.fleet.register(instance_id, self.now(), group, port)
 
     def _deregistered(self, http_response: Any, **_: Any) -> None:
-        if http_response.status_code < 300:
-            for instance_id in self._targets():
-                self.fleet.deregister(instance_id, self.now())
+        # Without a port, ELB deregisters the target on the group's port only: "If you specified a port
+        # override when you registered a target, you must specify both the target ID and the port when you
+        # deregister it"; and "If the specified target does not exist, the action returns successfully"
+        # (AWS CLI reference, elbv2 deregister-targets). The model does the same.
+        named = self._group_and_targets()
+        if http_response.status_code < 300 and named is not None:
+            group, targets = named
+            for instance_id, port in targets:
+                self.fleet.deregister(instance_id, self.now(), group, port)
 
     def _rebooted(self, http_response: Any, **_: Any) -> None:
         if http_response.status_code < 300:
@@ -308,14 +332,17 @@ class AwsBridge:
 
     # -- the model answers -------------------------------------------------------------------
     def _target_health(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
-        if http_response.status_code >= 300:
+        named = self._group_and_targets()
+        if http_response.status_code >= 300 or named is None:
             return
+        group, asked = named
         t = self.now()
-        asked = self._targets() or self.fleet.registered_targets(t)
-        port = self.fleet.spec.health_port
+        model = self.fleet.groups[group]
+        # Asked without a port: the target on the group's port (a port-override target is not it).
+        targets = [(i, model.port if p is None else p) for i, p in asked] or self.fleet.targets(t, group)
         descriptions = []
-        for instance_id in asked:
-            state = self.fleet.target_state(instance_id, t)
+        for instance_id, port in targets:
+            state = self.fleet.target_state(instance_id, t, group, port)
             health: dict[str, str] = {"State": state}
             if state == "unused":
                 health.update(Reason="Target.NotRegistered", Description="Target is not registered")
@@ -415,7 +442,7 @@ class FleetHttpAdapter(BaseAdapter):
 
 
 def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
-    """Create the VPC, instances, target group and maintenance window in moto; tell the model."""
+    """Create the VPC, instances, load balancers, target groups and maintenance window in moto; tell the model."""
     ec2 = boto3.client("ec2", region_name=region)
     elbv2 = boto3.client("elbv2", region_name=region)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -428,41 +455,73 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     sg = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=vpc)["GroupId"]
     spec = fleet.spec
     tags = [{"Key": TAG_KEY, "Value": TAG_VALUE}, {"Key": "Patch Group", "Value": "web"}]
-    launched: list[dict[str, Any]] = []
-    for batch, start in enumerate(range(0, spec.size, 100)):  # one call per 100 instances
-        count = min(100, spec.size - start)
-        launched += ec2.run_instances(
-            ImageId="ami-12c6146b",
-            MinCount=count,
-            MaxCount=count,
-            InstanceType="t4g.small",
-            SubnetId=subnets[batch % 2],
-            SecurityGroupIds=[sg],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
-        )["Instances"]
-    instance_ids = []
-    for n, inst in enumerate(launched):
-        name = f"web-{n + 1:03d}"
-        ec2.create_tags(Resources=[inst["InstanceId"]], Tags=[{"Key": "Name", "Value": name}])
-        fleet.add_instance(inst["InstanceId"], inst["PrivateIpAddress"], name=name)
-        instance_ids.append(inst["InstanceId"])
-    tg = elbv2.create_target_group(
-        Name="web",
-        Protocol="HTTP",
-        Port=spec.health_port,
-        VpcId=vpc,
-        TargetType="instance",
-        HealthCheckPath=spec.health_path,
-        HealthCheckIntervalSeconds=spec.health_check_interval,
-        HealthyThresholdCount=spec.healthy_threshold,
-        UnhealthyThresholdCount=spec.unhealthy_threshold,
-    )["TargetGroups"][0]["TargetGroupArn"]
-    elbv2.modify_target_group_attributes(
-        TargetGroupArn=tg,
-        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(spec.deregistration_delay)}],
+    # Straight into moto's EC2 backend, as its RunInstances handler would (same ids, tags, addresses): the
+    # API round trip serialises every instance to XML and back, minutes for a 5,000-server fleet.
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    instance_ids: list[str] = []
+    # One reservation per 100 instances; with two zones, the first half of the fleet in the first zone.
+    per_zone = [spec.size] if spec.zones == 1 else [spec.size - spec.size // 2, spec.size // 2]
+    reservations = 0
+    for zone, in_zone in enumerate(per_zone):
+        for start in range(0, in_zone, 100):
+            count = min(100, in_zone - start)
+            reservation = backend.run_instances(
+                "ami-12c6146b",
+                count,
+                None,
+                [],
+                instance_type="t4g.small",
+                is_instance_type_default=False,
+                placement=None,
+                region_name=region,
+                subnet_id=subnets[zone if spec.zones > 1 else reservations % 2],
+                security_group_ids=[sg],
+                nics=[],
+                tags={"instance": {t["Key"]: t["Value"] for t in tags}},
+                launch_template={},
+            )
+            reservations += 1
+            for inst in reservation.instances:
+                name = f"web-{len(instance_ids) + 1:03d}"
+                backend.create_tags([inst.id], {"Name": name})
+                fleet.add_instance(inst.id, str(inst.private_ip), name=name)
+                instance_ids.append(inst.id)
+    primary = fleet.groups[fleet.PRIMARY]
+    primary.arn = _target_group(elbv2, vpc, primary, spec.health_path)
+    elbv2.register_targets(
+        TargetGroupArn=primary.arn, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids]
     )
-    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids])
-    create_monitoring(region, tg)
+    load_balancers = {"web": _load_balancer(elbv2, "web", subnets, sg)}
+    _forward(elbv2, load_balancers["web"], 80, primary.arn)
+    listener_ports = {"web": 80}
+    resources = {"TargetGroupArn": primary.arn, "LoadBalancerArn": load_balancers["web"]}
+    for more in spec.more_groups:
+        model = fleet.add_group(
+            TargetGroupModel(
+                more.name,
+                more.port,
+                more.health_check_interval,
+                more.healthy_threshold,
+                more.unhealthy_threshold,
+                more.deregistration_delay,
+                share=more.share,
+            )
+        )
+        model.arn = _target_group(elbv2, vpc, model, spec.health_path)
+        members = range(len(instance_ids)) if more.members is None else more.members
+        ports = [(instance_ids[n], more.port_of(n)) for n in members]
+        elbv2.register_targets(TargetGroupArn=model.arn, Targets=[{"Id": i, "Port": port} for i, port in ports])
+        for instance_id, port in ports:
+            fleet.enrol(instance_id, model.name, port)
+        if more.load_balancer not in load_balancers:
+            load_balancers[more.load_balancer] = _load_balancer(elbv2, more.load_balancer, subnets, sg)
+            listener_ports[more.load_balancer] = 80
+        else:
+            listener_ports[more.load_balancer] += 1  # a second listener on the same load balancer
+        _forward(elbv2, load_balancers[more.load_balancer], listener_ports[more.load_balancer], model.arn)
+        resources[f"TargetGroupArn:{more.name}"] = model.arn
+        resources[f"LoadBalancerArn:{more.load_balancer}"] = load_balancers[more.load_balancer]
+    create_monitoring(region, primary.arn)
     window = boto3.client("ssm", region_name=region).create_maintenance_window(
         Name="web-patching",
         Schedule="cron(0 3 ? * SUN *)",
@@ -472,13 +531,48 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     )["WindowId"]
     # Named as the template's parameters, so the sandbox deploys the stack into the fleet's VPC.
     return {
-        "TargetGroupArn": tg,
+        **resources,
         "VpcId": vpc,
         "HealthCheckSubnetIds": ",".join(subnets),
         "InstanceSecurityGroupId": sg,
         "HealthPort": str(spec.health_port),
         "MaintenanceWindowId": window,
     }
+
+
+def _target_group(elbv2: Any, vpc: str, model: TargetGroupModel, health_path: str) -> str:
+    arn = str(
+        elbv2.create_target_group(
+            Name=model.name,
+            Protocol="HTTP",
+            Port=model.port,
+            VpcId=vpc,
+            TargetType="instance",
+            HealthCheckPath=health_path,
+            HealthCheckIntervalSeconds=model.health_check_interval,
+            HealthyThresholdCount=model.healthy_threshold,
+            UnhealthyThresholdCount=model.unhealthy_threshold,
+        )["TargetGroups"][0]["TargetGroupArn"]
+    )
+    elbv2.modify_target_group_attributes(
+        TargetGroupArn=arn,
+        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(model.deregistration_delay)}],
+    )
+    return arn
+
+
+def _load_balancer(elbv2: Any, name: str, subnets: list[str], sg: str) -> str:
+    created = elbv2.create_load_balancer(Name=name, Subnets=subnets, SecurityGroups=[sg], Type="application")
+    return str(created["LoadBalancers"][0]["LoadBalancerArn"])
+
+
+def _forward(elbv2: Any, load_balancer_arn: str, port: int, target_group_arn: str) -> None:
+    elbv2.create_listener(
+        LoadBalancerArn=load_balancer_arn,
+        Protocol="HTTP",
+        Port=port,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group_arn}],
+    )
 
 
 # The tier's monitoring, as a team would have it: what a restart must mute, and what it must not touch.

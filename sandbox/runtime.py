@@ -79,6 +79,19 @@ class ExecutionResult:
     def states_entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
 
+    def largest_payload(self) -> int:
+        """UTF-8 bytes of the largest state input, state output or task input/result in the history
+        (each limited to 256 KiB: Step Functions service quotas)."""
+        sizes = [
+            len(str(details[field]).encode())
+            for event in self.events
+            for key, details in event.items()
+            if key.endswith("EventDetails") and isinstance(details, dict)
+            for field in ("input", "output", "parameters")
+            if field in details
+        ]
+        return max(sizes, default=0)
+
     @property
     def sim_seconds(self) -> float:
         """Simulated duration from the first to the last history event."""
@@ -216,11 +229,11 @@ class Sandbox:
                 outside=self.scheduler.external,
                 seed=self.seed,
             )
-            self.map_runs: list[Any] = []
+            self._child_histories: list[Any] = []
             self._patches = moto_patches.patched(
                 self.scheduler,
                 self.lambdas.invoke,
-                self.map_runs,
+                self._child_histories,
                 latency=self.latency,
                 seed=self.seed,
                 on_state=self._on_state,
@@ -304,10 +317,14 @@ class Sandbox:
         }
 
     def _stack_parameters(self, template: dict[str, Any]) -> dict[str, str]:
-        """Template parameters: the caller's, plus the simulated fleet's ids where the template asks."""
+        """Template parameters: the caller's, plus the simulated fleet's ids where the template asks.
+
+        A caller's value may name the fleet's resources, created only at start: ``{TargetGroupArn:api}``.
+        """
         declared = template.get("Parameters", {})
         values = {k: v for k, v in self.fleet_resources.items() if k in declared}
-        values.update(self._parameters)
+        named = re.compile(r"\{((?:TargetGroupArn|LoadBalancerArn)(?::[\w-]+)?)\}")
+        values.update({k: named.sub(lambda m: self.fleet_resources[m[1]], v) for k, v in self._parameters.items()})
         return values
 
     # -- deployment ------------------------------------------------------------------------
@@ -722,9 +739,13 @@ class Sandbox:
         rule = events_backends[ACCOUNT][REGION].event_buses["default"].rules.get(name)
         return rule is not None and rule.state == "ENABLED"
 
+    def child_histories(self) -> list[list[dict[str, Any]]]:
+        """The history of each Distributed Map child execution so far, in the order they started."""
+        return [[dict(e) for e in manager.get_event_history()] for manager in self._child_histories]
+
     def child_events(self) -> list[dict[str, Any]]:
         """Events of every Distributed Map child execution so far (on AWS: their own histories)."""
-        return [dict(e) for manager in self.map_runs for e in manager.get_event_history()]
+        return [event for history in self.child_histories() for event in history]
 
     def deploy_definition(
         self, name: str, path: Path, substitutions: dict[str, Any], role_of: str | None = None

@@ -14,33 +14,32 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, notify, placement, timeutil
+from opsflow import notify, placement, targets, timeutil
 from opsflow.health import HealthCheck
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import OUT, RunTable
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
-from opsflow.targets import target_states
 from opsflow.validation import parse_event
 
 # Per-instance steps in order, keyed as the state machine records their times, with state names.
 STEPS = [
-    ("deregistered", "Deregister the instance from the target group"),
+    ("deregistered", "Deregister the instance from every target group"),
     ("drained", "Wait until the instance has drained"),
     ("rebooted", "Reboot the instance"),
     ("down", "Wait until the reboot has begun"),
     ("ready", "Check the application is up"),
-    ("registered", "Register the instance with the target group"),
-    ("healthy", "Wait until the instance is healthy in the target group"),
+    ("registered", "Register the instance with every target group"),
+    ("healthy", "Wait until the instance is healthy in every target group"),
 ]
 # With the command action, the action's two steps are the command's (the times are recorded under the same keys).
 COMMAND_STEPS = [
-    ("deregistered", "Deregister the instance from the target group"),
+    ("deregistered", "Deregister the instance from every target group"),
     ("drained", "Wait until the instance has drained"),
     ("commandSent", "Run the command on the instance"),
     ("commandFinished", "Wait until the command has finished"),
     ("ready", "Check the application is up"),
-    ("registered", "Register the instance with the target group"),
-    ("healthy", "Wait until the instance is healthy in the target group"),
+    ("registered", "Register the instance with every target group"),
+    ("healthy", "Wait until the instance is healthy in every target group"),
 ]
 COLUMNS = {"rebooted": "sent", "down": "finished"}  # the summary's column names for a command run
 
@@ -110,19 +109,21 @@ def _at(times: dict[str, Any], key: str) -> str | None:
 
 
 def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> str:
-    """In service only if its application answers (and is not the old process before a reboot); say what was done."""
+    """In service only if its application answers (and is not the old process before a reboot); say what was done.
+
+    Either way in every target group the run took it out of, on the port it was registered on there.
+    """
+    registrations = placement.registrations_of(progress, run.target_group_arn)
     up = run.health is not None and placement.answers(instance_id, run.health)
     running = placement.command_running(progress)
     decided = placement.verdict(progress, up, timeutil.epoch(), run.expected_boot_seconds, running)
     if decided is placement.Verdict.PUT_BACK:
-        return placement.register(run.target_group_arn, instance_id)
-    state = target_states(run.target_group_arn, [instance_id]).get(instance_id, "unused")
-    if state not in ("unused", "draining"):
-        clients.client("elbv2").deregister_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
-        return "taken out of the target group: its application does not answer"
+        return placement.register(registrations, instance_id)
+    if targets.deregister(instance_id, registrations):
+        return "taken out of its target groups: its application does not answer"
     if running:
-        return "left out of the target group: its SSM command still runs (it may reboot it); put it back once it ends"
-    return "left out of the target group: its application does not answer"
+        return "left out of its target groups: its SSM command still runs (it may reboot it); put it back once it ends"
+    return "left out of its target groups: its application does not answer"
 
 
 def publish(subject: str, message: str) -> None:

@@ -155,8 +155,8 @@ def test_a_failing_api_call_fails_only_that_instance(tier: TierFactory) -> None:
 
     outcomes = given.outcomes(result)
     failed = [o for o in outcomes.values() if o["outcome"] == "failed"]
-    assert len(failed) == 1 and failed[0]["step"] == "Deregister the instance from the target group"
-    assert "left in the target group" in failed[0]["placement"]
+    assert len(failed) == 1 and failed[0]["step"] == "Deregister the instance from every target group"
+    assert "left in its target groups" in failed[0]["placement"]
     assert Counter(o["outcome"] for o in outcomes.values()) == {"failed": 1, "restarted": 2}
     given.assert_invariants(result, floor=2)
 

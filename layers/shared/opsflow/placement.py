@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
-from opsflow.targets import target_states
+from opsflow.targets import Registration, parse_registrations
+from opsflow.targets import register as register_targets
 
 # The patience of "Wait until the reboot has begun" and of "Check the application is up" in
 # statemachines/rolling_restart.asl.json, rounded up (tests/unit/test_placement.py derives them from it).
@@ -89,13 +90,18 @@ def answers(instance_id: str, health: HealthCheck) -> bool:
     return True
 
 
-def register(target_group_arn: str, instance_id: str) -> str:
-    """Register the instance unless it is (still or again) registered; say what was done."""
-    state = target_states(target_group_arn, [instance_id]).get(instance_id, "unused")
-    if state not in ("unused", "draining"):
-        return "left in the target group"
-    clients.client("elbv2").register_targets(TargetGroupArn=target_group_arn, Targets=[{"Id": instance_id}])
+def register(registrations: list[Registration], instance_id: str) -> str:
+    """Register the instance again wherever it was taken out (each group, its port); say what was done."""
+    if not register_targets(instance_id, registrations):
+        return "left in its target groups"
     return "registered again: its application answers"
+
+
+def registrations_of(item: dict[str, Any], target_group_arn: str) -> list[Registration]:
+    """Where the run took the instance out from (recorded when it did); a record without them: the run's group."""
+    if item.get("registrations"):
+        return parse_registrations(item["registrations"])
+    return [Registration(target_group_arn=target_group_arn)]
 
 
 INTERRUPTED = {
@@ -126,7 +132,7 @@ def settle(
     if decided is Verdict.WAIT:
         return decided, "its command still runs: followed up" if running else "not answering yet: followed up"
     where = (
-        register(target_group_arn, instance_id)
+        register(registrations_of(item, target_group_arn), instance_id)
         if decided is Verdict.PUT_BACK
         else "left out of the target group: its application did not answer (or its command did not end) in time"
     )

@@ -6,7 +6,8 @@ Keys (pk / sk):
                                               service, then its outcome and step times
 - ``run#<executionArn>`` / ``command#<id>``  the SSM command the run sent to the instance: its id,
                                               status and output location (the ``command`` action)
-- ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it)
+- ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it; a
+                                              run holds one per target group it changes)
 
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
 functions here read and update them, and the restore safety net uses them to clean up after a run
@@ -115,20 +116,35 @@ class RunTable:
         )
         return len(response["Attributes"]["failedInstances"]["SS"])
 
-    def mark_taken_out(self, execution_arn: str, instance_id: str, at: str) -> None:
+    def mark_taken_out(
+        self, execution_arn: str, instance_id: str, at: str, registrations: str = "", zone: str = ""
+    ) -> None:
         """Record, before it leaves service, that this run takes the instance out (once; a retry keeps the first).
 
         Only instances marked so are ever put back by this run's reports and cleanups: a run never
-        touches an instance it did not take out itself.
+        touches an instance it did not take out itself. ``registrations`` (JSON: every target group and
+        port it is taken out of) is what they put back; ``zone`` keeps one-zone-at-a-time runs to one zone.
         """
+        extra = {"registrations": registrations or None, "zone": zone or None}
         with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # marked already
             self.ddb.put_item(
                 TableName=self.table_name,
                 Item=to_item(
                     {"pk": run_pk(execution_arn), "sk": instance_sk(instance_id), "instanceId": instance_id}
                     | {"outcome": OUT, "takenOutAt": at}
+                    | extra
                 ),
                 ConditionExpression="attribute_not_exists(pk)",
+            )
+
+    def unmark_taken_out(self, execution_arn: str, instance_id: str) -> None:
+        """Withdraw a mark the run made for an instance it then did not take out (nothing was done to it yet)."""
+        with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # it went further
+            self.ddb.delete_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}"}),
+                ConditionExpression="outcome = :out AND attribute_not_exists(rebootRequestedAt)",
+                ExpressionAttributeValues={":out": {"S": OUT}},
             )
 
     def note_progress(self, execution_arn: str, instance_id: str, **fields: str) -> None:
