@@ -245,16 +245,22 @@ def running_state_machine() -> str | None:
     return getattr(TASK, "state_machine", None)
 
 
+def running_task_state() -> str | None:
+    """The name of the Task state whose call runs in this thread (a fault can target one state's call)."""
+    return getattr(TASK, "state_name", None)
+
+
 def _as_the_state_machine(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     """moto evaluates each Task in a thread of its own: mark it with the state machine it belongs to."""
 
     def run(self: Any, env: Any) -> None:
-        previous = running_state_machine()
+        previous = running_state_machine(), running_task_state()
         TASK.state_machine = env.states.context_object.context_object_data["StateMachine"]["Id"]
+        TASK.state_name = self.name
         try:
             original(self, env)
         finally:
-            TASK.state_machine = previous
+            TASK.state_machine, TASK.state_name = previous
 
     return run
 
@@ -350,8 +356,15 @@ def _time_patches(scheduler: Scheduler, latency: LatencyModel, on_state: StateHo
         scheduler.sleep(latency.state_transition)
         if on_state is not None and env.is_running():
             on_state(env.states.context_object.context_object_data["Execution"]["Id"], self.name)
-        if env.is_running():  # stopped meanwhile: the state is not entered
+        if not env.is_running():  # stopped meanwhile: the state is not entered
+            return
+        try:
             original_state_body(self, env)
+        except Exception:
+            # StopExecution during an inline Map: moto hands the abort to the Map's Catch, which fails on it
+            # (States.Runtime). On AWS a stopped execution ends ABORTED; nothing catches the stop.
+            if env.is_running():
+                raise
 
     original_api_call = botocore.client.BaseClient._make_api_call
 
