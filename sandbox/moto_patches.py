@@ -20,11 +20,13 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import botocore.client
 import botocore.endpoint
+import botocore.exceptions
+import botocore.session
 import botocore.waiter
 import moto
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
@@ -36,6 +38,9 @@ from moto.moto_api._internal import mock_random
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser import utils as parser_utils
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
 from moto.stepfunctions.parser.asl.component.state import state as state_module
@@ -44,9 +49,12 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service,
     state_task_service_aws_sdk,
+    state_task_service_dynamodb,
+    state_task_service_sqs,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution_worker
 
@@ -205,6 +213,41 @@ def _send_task_failure(self: Any) -> Any:
     return EmptyResult()
 
 
+def _suffixed(code: str) -> str:
+    return code if code.endswith("Exception") else f"{code}Exception"
+
+
+_dynamodb_error_cause = state_task_service_dynamodb.StateTaskServiceDynamoDB._error_cause_from_client_error
+
+
+def _dynamodb_error(client_error: Any) -> tuple[str, str]:
+    error, cause = _dynamodb_error_cause(client_error)
+    return _suffixed(error), cause
+
+
+_original_sqs_from_error = state_task_service_sqs.StateTaskServiceSqs._from_error
+_SQS_MODELED = {s.name for s in botocore.session.get_session().get_service_model("sqs").error_shapes}
+
+
+def _sqs_from_error(self: Any, env: Any, ex: Exception) -> Any:
+    if not isinstance(ex, botocore.exceptions.ClientError):
+        return _original_sqs_from_error(self, env, ex)
+    code = ex.response["Error"]["Code"]
+    error = f"SQS.{_suffixed(code)}" if code in _SQS_MODELED else "SQS.SQSException"
+    details = TaskFailedEventDetails(
+        error=error,
+        cause=ex.response["Error"]["Message"],
+        resource=self._get_sfn_resource(),
+        resourceType=self._get_sfn_resource_type(),
+    )
+    return FailureEvent(
+        env=env,
+        error_name=CustomErrorName(error),
+        event_type=HistoryEventType.TaskFailed,
+        event_details=cast(EventDetails, {"taskFailedEventDetails": details}),  # moto's TypedDict is total
+    )
+
+
 def _api_patches() -> list[Any]:
     """Where moto's interpreter or API answers differently from AWS."""
     service_names = {
@@ -217,6 +260,15 @@ def _api_patches() -> list[Any]:
         mock.patch.object(state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", service_names),
         # AWS-style error names for SDK integrations.
         mock.patch.object(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", error_names),
+        # Optimized DynamoDB and SQS tasks: "always add the Exception suffix" (Step Functions developer
+        # guide, connect-ddb and supported-services-awssdk); moto says DynamoDB.InternalServerError and
+        # SQS.SdkClientException for every SQS error. An unmodeled SQS code is the generic SQS.SQSException.
+        mock.patch.object(
+            state_task_service_dynamodb.StateTaskServiceDynamoDB,
+            "_error_cause_from_client_error",
+            staticmethod(_dynamodb_error),
+        ),
+        mock.patch.object(state_task_service_sqs.StateTaskServiceSqs, "_from_error", _sqs_from_error),
         # Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
         mock.patch.object(state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _eval_service_task),
         # $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
