@@ -1,7 +1,7 @@
 """Every adjustment the sandbox makes to moto, in one place, each with its reason.
 
 moto's Step Functions interpreter really executes ASL, but it differs from AWS in a few places (see
-docs/sandbox.md). Each patch below closes one gap and has a test in tests/sandbox/test_moto_patches.py.
+docs/sandbox.md). Each patch below closes one gap and has a test in tests/sandbox/test_interpreter.py.
 They are applied by :func:`patched` for the lifetime of a sandbox and undone afterwards.
 
 moto is pinned to an exact version (requirements/dev.txt): these patches name its internals.

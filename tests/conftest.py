@@ -80,6 +80,25 @@ class FakeLambdaContext:
         return 30_000
 
 
+def put_alarm(cloudwatch: Any, name: str, tags: dict[str, str] | None = None, **overrides: Any) -> None:
+    """A CPU alarm paging a topic, as a team would have; ``overrides`` change any PutMetricAlarm field."""
+    cloudwatch.put_metric_alarm(
+        **{
+            "AlarmName": name,
+            "Namespace": "AWS/EC2",
+            "MetricName": "CPUUtilization",
+            "Statistic": "Average",
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "Threshold": 90,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmActions": [f"arn:aws:sns:{REGION}:123456789012:pager"],
+            "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+            **overrides,
+        }
+    )
+
+
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()

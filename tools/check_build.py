@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sandbox.template import load_template
+from sandbox.template import Stack, load_template
 
 ELF_MACHINES = {0xB7: "arm64", 0x3E: "x86_64"}
 
@@ -56,11 +56,24 @@ def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str
     return errors, functions, layer
 
 
-def isolated_python(paths: list[Path], code: str) -> subprocess.CompletedProcess[str]:
+def lambda_environment(function_dir: Path, parameters: dict[str, str] | None = None) -> dict[str, str]:
+    """What decides how a handler starts on Lambda: the POWERTOOLS_* variables template.yaml's Globals
+    give every function (for these stack parameters, else the defaults), and the task root, by which
+    Powertools and the X-Ray SDK know they run in Lambda."""
+    template = load_template()
+    stack = Stack(template, parameters or {})
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    env = {k: str(stack.resolve(v)) for k, v in variables.items() if k.startswith("POWERTOOLS_")}
+    return {**env, "LAMBDA_TASK_ROOT": str(function_dir), "AWS_LAMBDA_FUNCTION_NAME": f"opsflow-{function_dir.name}"}
+
+
+def isolated_python(
+    paths: list[Path], code: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh python3.13 that sees the standard library and ``paths`` only."""
     python = getattr(sys, "_base_executable", sys.executable)
     prologue = f"import sys; sys.path[:0] = {[str(p) for p in paths]!r}; "
-    env = {"AWS_DEFAULT_REGION": "eu-west-1", "PATH": os.environ.get("PATH", "")}
+    env = {"AWS_DEFAULT_REGION": "eu-west-1", "PATH": os.environ.get("PATH", ""), **(env or {})}
     return subprocess.run(
         [python, "-I", "-S", "-c", prologue + code], capture_output=True, text=True, env=env, check=False
     )
@@ -69,7 +82,11 @@ def isolated_python(paths: list[Path], code: str) -> subprocess.CompletedProcess
 def check_imports(functions: dict[str, Path], layer: Path) -> list[str]:
     errors = []
     for logical_id, path in sorted(functions.items()):
-        done = isolated_python([path, layer], "import app; assert callable(app.lambda_handler), 'no lambda_handler'")
+        done = isolated_python(
+            [path, layer],
+            "import app; assert callable(app.lambda_handler), 'no lambda_handler'",
+            lambda_environment(path),
+        )
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["?"])[-1]
             errors.append(f"{logical_id}: import failed: {last}")

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients
+from opsflow import clients, notify
 from opsflow.approval_links import MAC_ALGORITHM, Link
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
@@ -82,13 +82,13 @@ def request_email(request: ApprovalRequest, base_url: str) -> tuple[str, str]:
         f"Without an answer by {dt.datetime.fromtimestamp(expires, dt.UTC):%Y-%m-%d %H:%M} UTC, "
         "the restart is refused and nothing is changed.\n"
     )
-    return subject[:100], body
+    return subject, body
 
 
 def mail(request: ApprovalRequest) -> dict[str, Any]:
     cfg = settings()
     subject, body = request_email(request, cfg.approval_url.rstrip("/") + "/")
-    clients.client("sns").publish(TopicArn=cfg.topic_arn, Subject=subject, Message=body)
+    notify.publish(cfg.topic_arn, subject, body)
     metrics.add_metric(name="ApprovalRequested", unit=MetricUnit.Count, value=1)
     return {"mailed": request.execution_arn}
 

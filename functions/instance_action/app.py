@@ -24,9 +24,8 @@ from opsflow.health import HealthCheck, probe
 from opsflow.observability import logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import RunTableSettings, cached_settings
-from opsflow.validation import parse_event
+from opsflow.validation import InstanceId, parse_event
 
-INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 DRY_RUN_CHUNK = 100  # one dry run per 100 instances; per instance only where one is denied
 MAX_PROBLEMS = 10  # a refusal names this many; probing stops there (each unreachable URL costs a timeout)
 
@@ -45,14 +44,14 @@ class _Event(BaseModel):
 
 class RebootEvent(_Event):
     action: Literal["reboot"]
-    instance_id: str = Field(alias="instanceId", pattern=INSTANCE_ID)
+    instance_id: InstanceId = Field(alias="instanceId")
     execution_arn: str = Field(alias="executionArn", min_length=1)
 
 
 class PlannedInstance(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    instance_id: str = Field(alias="instanceId", pattern=INSTANCE_ID)
+    instance_id: InstanceId = Field(alias="instanceId")
     private_ip: str = Field(alias="privateIp")
 
 

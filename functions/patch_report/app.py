@@ -16,13 +16,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, timeutil
+from opsflow import clients, notify, timeutil
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
 
 SEVERITY_ORDER = ["Critical", "Important", "Medium", "Low", "Informational", "Unspecified"]
-SUBJECT_MAX = 100
 
 
 class Settings(BucketSettings):
@@ -229,7 +228,7 @@ def report(event: ReportEvent, cfg: Settings) -> dict[str, Any]:
     head, body = preview.head(), preview.body()
     full = "\n".join(head + body) + "\n"
     result: dict[str, Any] = {
-        "subject": preview.subject()[:SUBJECT_MAX],
+        "subject": notify.subject_line(preview.subject()),
         "counts": preview.counts(),
         "send": bool(preview.groups) or event.mail_when_nothing_pending,
     }

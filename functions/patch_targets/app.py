@@ -21,11 +21,10 @@ from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError, service_error
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import BucketSettings, cached_settings
-from opsflow.validation import ExecutionEvent, parse_event
+from opsflow.validation import ExecutionEvent, InstanceId, parse_event
 
 BATCH = 50  # DescribeInstancePatchStates and DescribeInstanceInformation take 50 ids a call
 Severity = Literal["Critical", "Important", "Medium", "Low", "Informational", "Unspecified"]
-INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 
 
 class Settings(BucketSettings):
@@ -48,9 +47,7 @@ class _Model(BaseModel):
 
 
 class Selection(_Model):
-    instance_ids: (
-        Annotated[list[Annotated[str, Field(pattern=INSTANCE_ID)]], Field(min_length=1, max_length=5000)] | None
-    ) = None
+    instance_ids: Annotated[list[InstanceId], Field(min_length=1, max_length=5000)] | None = None
     tags: Annotated[dict[str, str], Field(max_length=10)] | None = None
     patch_group: Annotated[str, Field(min_length=1, max_length=256)] | None = None
 

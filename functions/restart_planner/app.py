@@ -27,12 +27,11 @@ from opsflow.muting import MuteRecord, NeverMute, Selector, excluded
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import NeverMuteSettings, RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, registered_targets
-from opsflow.validation import ExecutionEvent, parse_event
+from opsflow.validation import ExecutionEvent, InstanceId, parse_event
 
 TARGET_GROUP_ARN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
 )
-INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 BATCH_SIZE = r"^([1-9][0-9]{0,3}|([1-9][0-9]?|100)%)$"
 DESCRIBE_CHUNK = 200
 RECORD_DAYS = 90  # run records expire (DynamoDB TTL) after this
@@ -83,9 +82,7 @@ class RestartRequest(_Model):
 
     target_group_arn: Annotated[str, Field(pattern=TARGET_GROUP_ARN)] | None = None
     batch_size: StrictInt | Annotated[str, Field(pattern=BATCH_SIZE)] | None = None
-    instance_ids: (
-        Annotated[list[Annotated[str, Field(pattern=INSTANCE_ID)]], Field(min_length=1, max_length=1000)] | None
-    ) = None
+    instance_ids: Annotated[list[InstanceId], Field(min_length=1, max_length=1000)] | None = None
     alarms: Selector | None = None
     rules: Selector | None = None
     health: HealthOverride | None = None

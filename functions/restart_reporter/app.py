@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, placement, timeutil
+from opsflow import clients, notify, placement, timeutil
 from opsflow.health import HealthCheck
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import OUT, RunTable
@@ -32,8 +32,6 @@ STEPS = [
     ("registered", "Register the instance with the target group"),
     ("healthy", "Wait until the instance is healthy in the target group"),
 ]
-SUBJECT_MAX = 100
-MESSAGE_MAX = 250_000  # SNS takes 256 KiB
 
 
 class Settings(RunTableSettings, NotificationSettings):
@@ -113,9 +111,7 @@ def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> 
 
 
 def publish(subject: str, message: str) -> None:
-    if len(message) > MESSAGE_MAX:
-        message = message[:MESSAGE_MAX] + "\n... (truncated: the full list is in the run table)"
-    clients.client("sns").publish(TopicArn=settings().topic_arn, Subject=subject[:SUBJECT_MAX], Message=message)
+    notify.publish(settings().topic_arn, subject, message, rest_is_in="the run table")
 
 
 def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:

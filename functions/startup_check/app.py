@@ -16,13 +16,13 @@ from opsflow.health import HealthCheck, check_instance, check_went_down
 from opsflow.observability import logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import RunTableSettings, cached_settings
-from opsflow.validation import parse_event
+from opsflow.validation import InstanceId, parse_event
 
 
 class StartupCheckEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    instance_id: str = Field(alias="instanceId", pattern=r"^i-[0-9a-f]{8,17}$")
+    instance_id: InstanceId = Field(alias="instanceId")
     health: HealthCheck
     expect: Literal["up", "down"] = "up"
     execution_arn: str = Field(default="", alias="executionArn")  # with "down": where to note it was seen down

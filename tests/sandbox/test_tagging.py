@@ -9,8 +9,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from sandbox import tagging
-
-REGION = "eu-west-1"
+from tests.conftest import REGION, put_alarm
 
 
 @pytest.fixture
@@ -106,16 +105,6 @@ def test_a_token_of_another_query_is_refused(apis: dict[str, Any]) -> None:
 
 def test_other_resource_types_are_still_moto_s(apis: dict[str, Any]) -> None:
     cloudwatch = apis["session"].client("cloudwatch")
-    cloudwatch.put_metric_alarm(
-        AlarmName="web-cpu",
-        Namespace="AWS/EC2",
-        MetricName="CPUUtilization",
-        Statistic="Average",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=90,
-        ComparisonOperator="GreaterThanThreshold",
-        Tags=[{"Key": "tier", "Value": "web"}],
-    )
+    put_alarm(cloudwatch, "web-cpu", {"tier": "web"})
     found = apis["tagging"].get_resources(ResourceTypeFilters=["cloudwatch:alarm"])
     assert [m["ResourceARN"].rsplit(":", 1)[1] for m in found["ResourceTagMappingList"]] == ["web-cpu"]

@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from opsflow.errors import InvalidInputError
-from tests.conftest import REGION, load_function
+from tests.conftest import REGION, load_function, put_alarm
 
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:rr:run-1"
 OWN_ALARM, OWN_RULE = "opsflow-executions-ended-badly", "opsflow-safety-net"  # as template.yaml names them
@@ -28,19 +28,7 @@ def monitoring(run_table: str) -> dict[str, Any]:
     events = boto3.client("events", region_name=REGION)
 
     def alarm(name: str, enabled: bool = True, tier: str = "web") -> None:
-        cloudwatch.put_metric_alarm(
-            AlarmName=name,
-            Namespace="AWS/EC2",
-            MetricName="CPUUtilization",
-            Statistic="Average",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=90,
-            ComparisonOperator="GreaterThanThreshold",
-            AlarmActions=["arn:aws:sns:eu-west-1:123456789012:pager"],
-            ActionsEnabled=enabled,
-            Tags=[{"Key": "tier", "Value": tier}],
-        )
+        put_alarm(cloudwatch, name, {"tier": tier}, ActionsEnabled=enabled)
 
     for i in range(150):  # more than one DescribeAlarms page and more than 100 names a call
         alarm(f"web-cpu-{i:03d}")
@@ -123,17 +111,7 @@ def test_selecting_hundreds_of_alarms_by_tag_takes_a_few_calls_not_one_per_alarm
 ) -> None:
     cloudwatch = boto3.client("cloudwatch", region_name=REGION)
     for i in range(300):
-        cloudwatch.put_metric_alarm(
-            AlarmName=f"app-{i:03d}",
-            Namespace="AWS/EC2",
-            MetricName="CPUUtilization",
-            Statistic="Average",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=90,
-            ComparisonOperator="GreaterThanThreshold",
-            Tags=[{"Key": "tier", "Value": "web"}, {"Key": "team", "Value": "app" if i % 3 else "ops"}],
-        )
+        put_alarm(cloudwatch, f"app-{i:03d}", {"tier": "web", "team": "app" if i % 3 else "ops"})
     api_calls.clear()
 
     result = call("mute", lambda_context, alarms={"tags": {"tier": "web", "team": "app"}})

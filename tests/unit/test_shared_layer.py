@@ -3,7 +3,7 @@
 import pytest
 from pydantic import BaseModel, Field
 
-from opsflow import clients, timeutil
+from opsflow import clients, notify, timeutil
 from opsflow.errors import InvalidInputError
 from opsflow.settings import EnvSettings, SettingsError, load_settings
 from opsflow.validation import parse_event
@@ -60,3 +60,18 @@ def test_time_can_be_read_from_another_source() -> None:
     assert timeutil.iso_now() == "2023-11-14T22:13:20+00:00"
     timeutil.set_source(None)
     assert timeutil.epoch() > 1_700_000_000
+
+
+def test_a_subject_built_from_names_is_one_line_sns_accepts() -> None:
+    subject = notify.subject_line("opsflow: approve the rolling restart of " + "web\n" * 40)
+    assert len(subject) < 100 and subject.endswith("...")
+    assert not any(ord(c) < 32 for c in subject), "SNS refuses line breaks and control characters"
+    assert notify.subject_line("short\tone") == "short one"
+
+
+def test_a_message_over_sns_s_size_limit_is_cut_and_says_where_the_rest_is() -> None:
+    text = "é" * 200_000  # two bytes each: 400,000 bytes
+    body = notify.message_body(text, "the run table")
+    assert len(body.encode()) <= notify.MESSAGE_MAX_BYTES
+    assert body.startswith("é" * 1000) and body.endswith("the full text is in the run table)\n")
+    assert notify.message_body("small", "anywhere") == "small"

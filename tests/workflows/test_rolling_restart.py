@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.conftest import put_alarm
 from tests.workflows.conftest import SM, Tier, web_input
 
 TierFactory = Callable[..., Tier]
@@ -45,17 +46,8 @@ def test_alarms_are_muted_during_the_restart_and_restored_after(tier: TierFactor
 def test_a_prefix_matching_the_stack_s_own_names_never_mutes_its_safety_net(tier: TierFactory) -> None:
     """The stack's parameters select by the stack's name: its safety-net rule and alarm stay on."""
     given = tier(size=3, parameters={"AlarmNamePrefix": "opsflow", "RuleNamePrefix": "opsflow"})
-    given.sb.client("cloudwatch").put_metric_alarm(
-        AlarmName="opsflow-web-latency",  # the team's own alarm, named like the stack: muted
-        Namespace="AWS/ApplicationELB",
-        MetricName="TargetResponseTime",
-        Statistic="Average",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanThreshold",
-        AlarmActions=["arn:aws:sns:eu-west-1:123456789012:pager"],
-    )
+    # The team's own alarm, named like the stack: muted.
+    put_alarm(given.sb.client("cloudwatch"), "opsflow-web-latency")
     given.before = given.sb.monitoring_state()
     assert given.before["alarm:opsflow-executions-ended-badly"] == "actions enabled"
     assert given.before["rule:opsflow-safety-net"] == "ENABLED"

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsflow import clients, muting, placement, timeutil
+from opsflow import muting, notify, placement, timeutil
 from opsflow.health import HealthCheck
 from opsflow.runs import OUT, RunTable
 
@@ -143,8 +143,4 @@ def publish(
         f"{', '.join(placed.left_out) or 'none'}",
         f"Target group lock {'released' if released else 'was not held'}.",
     ]
-    clients.client("sns").publish(
-        TopicArn=topic_arn,
-        Subject=f"opsflow {by}: rolling restart ended {status}"[:100],
-        Message="\n".join(lines) + "\n",
-    )
+    notify.publish(topic_arn, f"opsflow {by}: rolling restart ended {status}", "\n".join(lines) + "\n")

@@ -11,7 +11,6 @@ clean shutdown before a hard reboot (EC2 API reference, RebootInstances), and th
 
 from typing import Any
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients
@@ -52,6 +51,8 @@ class ProbeResult(BaseModel):
 
 def probe(ip: str, check: HealthCheck) -> ProbeResult:
     """GET the health URL once (no redirects: a redirect is not "ready")."""
+    import requests  # here: the functions that only use HealthCheck never make an HTTP call (cold start)
+
     url = check.url(ip)
     try:
         response = clients.http_session().get(url, timeout=check.timeout_seconds, allow_redirects=False)

@@ -46,6 +46,10 @@ def lock_pk(target_group_arn: str) -> str:
     return f"lock#{target_group_arn}"
 
 
+def instance_sk(instance_id: str) -> str:
+    return f"instance#{instance_id}"
+
+
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _ser.serialize(v) for k, v in data.items() if v is not None}
 
@@ -119,7 +123,7 @@ class RunTable:
             self.ddb.put_item(
                 TableName=self.table_name,
                 Item=to_item(
-                    {"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}", "instanceId": instance_id}
+                    {"pk": run_pk(execution_arn), "sk": instance_sk(instance_id), "instanceId": instance_id}
                     | {"outcome": OUT, "takenOutAt": at}
                 ),
                 ConditionExpression="attribute_not_exists(pk)",
@@ -134,7 +138,7 @@ class RunTable:
         with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):
             self.ddb.update_item(
                 TableName=self.table_name,
-                Key=to_item({"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}"}),
+                Key=to_item({"pk": run_pk(execution_arn), "sk": instance_sk(instance_id)}),
                 UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames=names,
@@ -144,7 +148,7 @@ class RunTable:
     def get_outcome(self, execution_arn: str, instance_id: str) -> dict[str, Any] | None:
         item = self.ddb.get_item(
             TableName=self.table_name,
-            Key=to_item({"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}"}),
+            Key=to_item({"pk": run_pk(execution_arn), "sk": instance_sk(instance_id)}),
             ConsistentRead=True,
         ).get("Item")
         return from_item(item) if item else None
@@ -152,7 +156,7 @@ class RunTable:
     def put_outcome(self, execution_arn: str, instance_id: str, outcome: dict[str, Any]) -> None:
         item = {
             "pk": run_pk(execution_arn),
-            "sk": f"instance#{instance_id}",
+            "sk": instance_sk(instance_id),
             "instanceId": instance_id,
             **outcome,
         }

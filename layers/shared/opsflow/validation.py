@@ -1,11 +1,15 @@
 """Turn an event into a typed model, or raise InvalidInputError naming every bad field."""
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opsflow.errors import InvalidInputError
+
+# An EC2 instance id: "i-" and 8 (older instances) or 17 hexadecimal digits.
+INSTANCE_ID_PATTERN = r"^i-[0-9a-f]{8,17}$"
+InstanceId = Annotated[str, Field(pattern=INSTANCE_ID_PATTERN)]
 
 
 def describe_validation_error(exc: ValidationError) -> str:
