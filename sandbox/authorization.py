@@ -186,6 +186,7 @@ OPERATIONS: dict[str, Resolver] = {
     "sqs:DeleteMessage": _queue,
     # CloudWatch, EventBridge
     "cloudwatch:DescribeAlarms": _anything,
+    "cloudwatch:DescribeAlarmHistory": _anything,
     "cloudwatch:ListTagsForResource": _tagged_resource,
     "cloudwatch:DisableAlarmActions": _alarms,
     "cloudwatch:EnableAlarmActions": _alarms,

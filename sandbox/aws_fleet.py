@@ -9,10 +9,14 @@
 - IAM, when enforced (the default): a call made by a function or a state machine's Task is evaluated
   against that principal's role as SAM generates it (sandbox/sam.py, sandbox/authorization.py,
   sandbox/iam.py); a denied call fails before moto sees it, with the service's own error code.
+- CloudWatch alarm state changes (SetAlarmState) are kept in simulated time: DescribeAlarms reports
+  when each alarm's state last changed (StateUpdatedTimestamp), and DescribeAlarmHistory, which moto
+  lacks, lists the state updates.
 - The application's health URL is answered by an HTTP adapter mounted on the handlers' requests
   session: the real health check code runs, and no socket is opened.
 """
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Callable
@@ -23,11 +27,13 @@ from urllib.parse import urlparse
 import boto3
 import requests
 from botocore.exceptions import ClientError
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
 from requests.adapters import BaseAdapter
 
 from sandbox import tagging
 from sandbox.authorization import UnmappedOperation, iam_prefix, refusal, requests_for
-from sandbox.fleet import Fleet
+from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
 from sandbox.moto_patches import running_state_machine, running_task_state
@@ -72,6 +78,15 @@ class InjectedApiError:
 
 
 @dataclass
+class AlarmStateChange:
+    alarm_name: str
+    old: str
+    new: str
+    at: float
+    reason: str
+
+
+@dataclass
 class Denial:
     """A call IAM refused: who, what, on which resource, and what the caller was answered."""
 
@@ -97,8 +112,11 @@ class AccountLookups:
     def _client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
-                # A session of its own: no sandbox hooks, so a lookup is neither recorded nor authorized.
-                self._clients[service] = boto3.session.Session(region_name=self.region).client(service)
+                # A session of its own: no sandbox hooks, so a lookup is neither recorded nor authorized;
+                # and no latency: IAM reads a resource's tags as part of the caller's request, not as a call.
+                client = boto3.session.Session(region_name=self.region).client(service)
+                client.sandbox_costs_no_time = True
+                self._clients[service] = client
             return self._clients[service]
 
     def tags(self, arn: str) -> dict[str, str]:
@@ -154,6 +172,7 @@ class AwsBridge:
     iam: IamEnforcement | None = None
     denied: list[Denial] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # operations called that IAM could not be asked about
+    alarm_changes: list[AlarmStateChange] = field(default_factory=list)  # SetAlarmState, in simulated time
     _local: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -167,6 +186,8 @@ class AwsBridge:
         events.register(f"after-call.{ELBV2}.DescribeTargetHealth", self._target_health)
         events.register("after-call.ssm.GetMaintenanceWindow", self._next_window)
         events.register("after-call.ec2.DescribeInstanceStatus", self._instance_status)
+        events.register("after-call.cloudwatch.SetAlarmState", self._alarm_state_set)
+        events.register("after-call.cloudwatch.DescribeAlarms", self._alarm_timestamps)
 
     def _learners(self) -> dict[tuple[str, str], Callable[..., None]]:
         """What the fleet model learns from each call that changes the tier (after it took effect)."""
@@ -208,6 +229,12 @@ class AwsBridge:
                     err.count -= 1
                     self._local.call.failed = True
                     return _error(err.code, err.message)
+        if (service, operation) == (ELBV2, "DeregisterTargets") and self.fleet.group_by_arn(
+            params.get("TargetGroupArn", "")
+        ):
+            # moto drops a port-override target deregistered without its port, and refuses a target that is
+            # not registered; ELB does neither (the model's after-call hook does what ELB does).
+            return _Response(200), {"ResponseMetadata": _OK}
         if (service, operation) == ("ec2", "RebootInstances") and not params.get("DryRun"):
             if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
                 return _error("RequestLimitExceeded", "Request limit exceeded.")
@@ -220,6 +247,8 @@ class AwsBridge:
                 }
             except SimulatedApiError as exc:
                 return _error(exc.code, str(exc))
+        if (service, operation) == ("cloudwatch", "DescribeAlarmHistory"):
+            return _Response(200), {**self._alarm_history(params), "ResponseMetadata": _OK}
         simulated = SSM_OPERATIONS.get(operation) if service == "ssm" and self.patches else None
         if simulated is None:
             return None
@@ -301,38 +330,116 @@ class AwsBridge:
     def _targets(self) -> list[str]:
         return [t["Id"] for t in self._local.params.get("Targets", [])]
 
+    def _group_and_targets(self) -> tuple[str, list[tuple[str, int | None]]] | None:
+        """The fleet's target group a call names, and its (id, port) targets (port None: not given)."""
+        params = self._local.params
+        model = self.fleet.group_by_arn(params.get("TargetGroupArn", ""))
+        if model is None:
+            return None
+        return model.name, [(t["Id"], t.get("Port")) for t in params.get("Targets", [])]
+
     def _registered(self, http_response: Any, **_: Any) -> None:
-        if http_response.status_code < 300:
-            for instance_id in self._targets():
-                self.fleet.register(instance_id, self.now())
+        named = self._group_and_targets()
+        if http_response.status_code < 300 and named is not None:
+            group, targets = named
+            for instance_id, port in targets:
+                self.fleet.register(instance_id, self.now(), group, port)
 
     def _deregistered(self, http_response: Any, **_: Any) -> None:
-        if http_response.status_code < 300:
-            for instance_id in self._targets():
-                self.fleet.deregister(instance_id, self.now())
+        # Without a port, ELB deregisters the target on the group's port only: "If you specified a port
+        # override when you registered a target, you must specify both the target ID and the port when you
+        # deregister it"; and "If the specified target does not exist, the action returns successfully"
+        # (AWS CLI reference, elbv2 deregister-targets). The model does the same.
+        named = self._group_and_targets()
+        if http_response.status_code < 300 and named is not None:
+            group, targets = named
+            for instance_id, port in targets:
+                self.fleet.deregister(instance_id, self.now(), group, port)
 
     def _rebooted(self, http_response: Any, **_: Any) -> None:
         if http_response.status_code < 300:
             for instance_id in self._local.params.get("InstanceIds", []):
                 self.fleet.reboot(instance_id, self.now())
 
-    # -- the model answers -------------------------------------------------------------------
-    def _target_health(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+    # -- alarms in simulated time ------------------------------------------------------------
+    def _alarm_state_set(self, http_response: Any, **_: Any) -> None:
         if http_response.status_code >= 300:
             return
+        params = self._local.params
+        earlier = [c.new for c in self.alarm_changes if c.alarm_name == params["AlarmName"]]
+        change = AlarmStateChange(
+            params["AlarmName"],
+            earlier[-1] if earlier else "OK",  # moto creates alarms in OK
+            params["StateValue"],
+            self.now(),
+            params.get("StateReason", ""),
+        )
+        with self._lock:
+            self.alarm_changes.append(change)
+
+    def _alarm_timestamps(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        """When each alarm's state last changed, in simulated time (moto stamps the wall clock)."""
+        if http_response.status_code >= 300:
+            return
+        last = {c.alarm_name: c.at for c in self.alarm_changes}
+        for alarm in parsed.get("MetricAlarms", []) + parsed.get("CompositeAlarms", []):
+            # Unchanged in the sandbox: in its state since long before the run, as the fleet's targets are.
+            at = last.get(alarm["AlarmName"], self.fleet.start - 3600)
+            alarm["StateUpdatedTimestamp"] = dt.datetime.fromtimestamp(at, dt.UTC)
+
+    def _alarm_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeAlarmHistory's state updates, newest first (its default order), from the recorded changes."""
+        if params.get("HistoryItemType", "StateUpdate") != "StateUpdate":
+            return {"AlarmHistoryItems": []}
+        start = params.get("StartDate")
+        end = params.get("EndDate")
+        items = []
+        for change in reversed(self.alarm_changes):
+            at = dt.datetime.fromtimestamp(change.at, dt.UTC)
+            if params.get("AlarmName") not in (None, change.alarm_name):
+                continue
+            if (start is not None and at < _aware(start)) or (end is not None and at > _aware(end)):
+                continue
+            items.append(
+                {
+                    "AlarmName": change.alarm_name,
+                    "AlarmType": "MetricAlarm",
+                    "Timestamp": at,
+                    "HistoryItemType": "StateUpdate",
+                    "HistorySummary": f"Alarm updated from {change.old} to {change.new}",
+                    "HistoryData": json.dumps(
+                        {
+                            "version": "1.0",
+                            "oldState": {"stateValue": change.old},
+                            "newState": {"stateValue": change.new, "stateReason": change.reason},
+                        }
+                    ),
+                }
+            )
+        return {"AlarmHistoryItems": items}
+
+    # -- the model answers -------------------------------------------------------------------
+    def _target_health(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        named = self._group_and_targets()
+        if http_response.status_code >= 300 or named is None:
+            return
+        group, asked = named
         t = self.now()
-        asked = self._targets() or self.fleet.registered_targets(t)
-        port = self.fleet.spec.health_port
+        model = self.fleet.groups[group]
+        # Asked without a port: the target on the group's port (a port-override target is not it).
+        targets = [(i, model.port if p is None else p) for i, p in asked] or self.fleet.targets(t, group)
         descriptions = []
-        for instance_id in asked:
-            state = self.fleet.target_state(instance_id, t)
+        for instance_id, port in targets:
+            state = self.fleet.target_state(instance_id, t, group, port)
             health: dict[str, str] = {"State": state}
             if state == "unused":
                 health.update(Reason="Target.NotRegistered", Description="Target is not registered")
             elif state == "draining":
                 health.update(Reason="Target.DeregistrationInProgress", Description="Deregistration in progress")
+            elif state == "initial" and not self.fleet.health_checks_done(instance_id, t, group, port):
+                health.update(Reason="Elb.RegistrationInProgress", Description="Target registration is in progress")
             elif state == "initial":
-                health.update(Reason="Elb.RegistrationInProgress", Description="Registration in progress")
+                health.update(Reason="Elb.InitialHealthChecking", Description="Initial health checks in progress")
             elif state == "unhealthy":
                 health.update(Reason="Target.FailedHealthChecks", Description="Health checks failed")
             descriptions.append(
@@ -365,6 +472,15 @@ SSM_OPERATIONS = {
     "DescribeInstanceInformation": "describe_instance_information",
 }
 _OK = {"HTTPStatusCode": 200, "RequestId": "sandbox"}
+
+
+def _aware(value: Any) -> dt.datetime:
+    """A request's date parameter as an aware datetime (botocore leaves it as the caller gave it)."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _service_and_operation(event_name: str) -> tuple[str, str]:
@@ -425,7 +541,7 @@ class FleetHttpAdapter(BaseAdapter):
 
 
 def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
-    """Create the VPC, instances, target group and maintenance window in moto; tell the model."""
+    """Create the VPC, instances, load balancers, target groups and maintenance window in moto; tell the model."""
     ec2 = boto3.client("ec2", region_name=region)
     elbv2 = boto3.client("elbv2", region_name=region)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -438,41 +554,73 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     sg = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=vpc)["GroupId"]
     spec = fleet.spec
     tags = [{"Key": TAG_KEY, "Value": TAG_VALUE}, {"Key": "Patch Group", "Value": "web"}]
-    launched: list[dict[str, Any]] = []
-    for batch, start in enumerate(range(0, spec.size, 100)):  # one call per 100 instances
-        count = min(100, spec.size - start)
-        launched += ec2.run_instances(
-            ImageId="ami-12c6146b",
-            MinCount=count,
-            MaxCount=count,
-            InstanceType="t4g.small",
-            SubnetId=subnets[batch % 2],
-            SecurityGroupIds=[sg],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
-        )["Instances"]
-    instance_ids = []
-    for n, inst in enumerate(launched):
-        name = f"web-{n + 1:03d}"
-        ec2.create_tags(Resources=[inst["InstanceId"]], Tags=[{"Key": "Name", "Value": name}])
-        fleet.add_instance(inst["InstanceId"], inst["PrivateIpAddress"], name=name)
-        instance_ids.append(inst["InstanceId"])
-    tg = elbv2.create_target_group(
-        Name="web",
-        Protocol="HTTP",
-        Port=spec.health_port,
-        VpcId=vpc,
-        TargetType="instance",
-        HealthCheckPath=spec.health_path,
-        HealthCheckIntervalSeconds=spec.health_check_interval,
-        HealthyThresholdCount=spec.healthy_threshold,
-        UnhealthyThresholdCount=spec.unhealthy_threshold,
-    )["TargetGroups"][0]["TargetGroupArn"]
-    elbv2.modify_target_group_attributes(
-        TargetGroupArn=tg,
-        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(spec.deregistration_delay)}],
+    # Straight into moto's EC2 backend, as its RunInstances handler would (same ids, tags, addresses): the
+    # API round trip serialises every instance to XML and back, minutes for a 5,000-server fleet.
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    instance_ids: list[str] = []
+    # One reservation per 100 instances; with two zones, the first half of the fleet in the first zone.
+    per_zone = [spec.size] if spec.zones == 1 else [spec.size - spec.size // 2, spec.size // 2]
+    reservations = 0
+    for zone, in_zone in enumerate(per_zone):
+        for start in range(0, in_zone, 100):
+            count = min(100, in_zone - start)
+            reservation = backend.run_instances(
+                "ami-12c6146b",
+                count,
+                None,
+                [],
+                instance_type="t4g.small",
+                is_instance_type_default=False,
+                placement=None,
+                region_name=region,
+                subnet_id=subnets[zone if spec.zones > 1 else reservations % 2],
+                security_group_ids=[sg],
+                nics=[],
+                tags={"instance": {t["Key"]: t["Value"] for t in tags}},
+                launch_template={},
+            )
+            reservations += 1
+            for inst in reservation.instances:
+                name = f"web-{len(instance_ids) + 1:03d}"
+                backend.create_tags([inst.id], {"Name": name})
+                fleet.add_instance(inst.id, str(inst.private_ip), name=name)
+                instance_ids.append(inst.id)
+    primary = fleet.groups[fleet.PRIMARY]
+    primary.arn = _target_group(elbv2, vpc, primary, spec.health_path)
+    elbv2.register_targets(
+        TargetGroupArn=primary.arn, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids]
     )
-    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": spec.health_port} for i in instance_ids])
-    create_monitoring(region, tg)
+    load_balancers = {"web": _load_balancer(elbv2, "web", subnets, sg)}
+    _forward(elbv2, load_balancers["web"], 80, primary.arn)
+    listener_ports = {"web": 80}
+    resources = {"TargetGroupArn": primary.arn, "LoadBalancerArn": load_balancers["web"]}
+    for more in spec.more_groups:
+        model = fleet.add_group(
+            TargetGroupModel(
+                more.name,
+                more.port,
+                more.health_check_interval,
+                more.healthy_threshold,
+                more.unhealthy_threshold,
+                more.deregistration_delay,
+                share=more.share,
+            )
+        )
+        model.arn = _target_group(elbv2, vpc, model, spec.health_path)
+        members = range(len(instance_ids)) if more.members is None else more.members
+        ports = [(instance_ids[n], more.port_of(n)) for n in members]
+        elbv2.register_targets(TargetGroupArn=model.arn, Targets=[{"Id": i, "Port": port} for i, port in ports])
+        for instance_id, port in ports:
+            fleet.enrol(instance_id, model.name, port)
+        if more.load_balancer not in load_balancers:
+            load_balancers[more.load_balancer] = _load_balancer(elbv2, more.load_balancer, subnets, sg)
+            listener_ports[more.load_balancer] = 80
+        else:
+            listener_ports[more.load_balancer] += 1  # a second listener on the same load balancer
+        _forward(elbv2, load_balancers[more.load_balancer], listener_ports[more.load_balancer], model.arn)
+        resources[f"TargetGroupArn:{more.name}"] = model.arn
+        resources[f"LoadBalancerArn:{more.load_balancer}"] = load_balancers[more.load_balancer]
+    create_monitoring(region, primary.arn)
     window = boto3.client("ssm", region_name=region).create_maintenance_window(
         Name="web-patching",
         Schedule="cron(0 3 ? * SUN *)",
@@ -482,13 +630,48 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     )["WindowId"]
     # Named as the template's parameters, so the sandbox deploys the stack into the fleet's VPC.
     return {
-        "TargetGroupArn": tg,
+        **resources,
         "VpcId": vpc,
         "HealthCheckSubnetIds": ",".join(subnets),
         "InstanceSecurityGroupId": sg,
         "HealthPort": str(spec.health_port),
         "MaintenanceWindowId": window,
     }
+
+
+def _target_group(elbv2: Any, vpc: str, model: TargetGroupModel, health_path: str) -> str:
+    arn = str(
+        elbv2.create_target_group(
+            Name=model.name,
+            Protocol="HTTP",
+            Port=model.port,
+            VpcId=vpc,
+            TargetType="instance",
+            HealthCheckPath=health_path,
+            HealthCheckIntervalSeconds=model.health_check_interval,
+            HealthyThresholdCount=model.healthy_threshold,
+            UnhealthyThresholdCount=model.unhealthy_threshold,
+        )["TargetGroups"][0]["TargetGroupArn"]
+    )
+    elbv2.modify_target_group_attributes(
+        TargetGroupArn=arn,
+        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(model.deregistration_delay)}],
+    )
+    return arn
+
+
+def _load_balancer(elbv2: Any, name: str, subnets: list[str], sg: str) -> str:
+    created = elbv2.create_load_balancer(Name=name, Subnets=subnets, SecurityGroups=[sg], Type="application")
+    return str(created["LoadBalancers"][0]["LoadBalancerArn"])
+
+
+def _forward(elbv2: Any, load_balancer_arn: str, port: int, target_group_arn: str) -> None:
+    elbv2.create_listener(
+        LoadBalancerArn=load_balancer_arn,
+        Protocol="HTTP",
+        Port=port,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group_arn}],
+    )
 
 
 # The tier's monitoring, as a team would have it: what a restart must mute, and what it must not touch.

@@ -15,10 +15,12 @@ import contextlib
 import importlib.util
 import io
 import json
+import math
 import os
 import random
 import sys
 import threading
+import time
 import traceback
 import uuid
 import warnings
@@ -49,7 +51,14 @@ class Invocation:
     logical_id: str
     event: Any
     error_type: str | None
-    at: float
+    at: float  # when it returned
+    started: float = 0.0
+    memory: int = 256  # MB, what Lambda bills duration by
+
+    @property
+    def gb_seconds(self) -> float:
+        """Billed compute: duration (rounded up to the millisecond, as Lambda bills) x memory."""
+        return math.ceil(max(0.0, self.at - self.started) * 1000) / 1000 * self.memory / 1024
 
 
 @dataclass
@@ -61,12 +70,17 @@ class LambdaContext:
     memory_limit_in_mb: int
     timeout_seconds: int
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the runtime passes a seeded one
+    deadline: float = math.inf  # when Lambda would stop the invocation (simulated epoch seconds)
+    clock: Callable[[], float] = time.time
     function_version: str = "$LATEST"
     log_group_name: str = ""
     log_stream_name: str = "sandbox"
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_seconds * 1000
+        """Counts down on the simulated clock, as on Lambda (a handler that waits sees its time run out)."""
+        if self.deadline == math.inf:
+            return self.timeout_seconds * 1000
+        return max(0, int((self.deadline - self.clock()) * 1000))
 
 
 class RoutedStdout(io.TextIOBase):
@@ -223,7 +237,16 @@ class LambdaRuntime:
 
     def _invoke(self, spec: FunctionSpec, payload: Any) -> tuple[str, bool, str]:
         request_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
-        context = LambdaContext(spec.function_name, spec.arn, spec.memory, spec.timeout, request_id)
+        started = self._now()
+        context = LambdaContext(
+            spec.function_name,
+            spec.arn,
+            spec.memory,
+            spec.timeout,
+            request_id,
+            deadline=started + spec.timeout,
+            clock=self._now,
+        )
         self._stdout.route(self.logs.setdefault(spec.logical_id, []))
         CURRENT.function = spec.logical_id
         with self._environment(spec):
@@ -234,11 +257,13 @@ class LambdaRuntime:
                 handler = getattr(self._module(spec), spec.handler.rsplit(".", 1)[1])
                 result = handler(payload, context)
             except Exception as exc:  # noqa: BLE001 - every handler error becomes the Lambda error payload
-                self.invocations.append(Invocation(spec.logical_id, payload, type(exc).__name__, self._now()))
+                self.invocations.append(
+                    Invocation(spec.logical_id, payload, type(exc).__name__, self._now(), started, spec.memory)
+                )
                 trace = traceback.format_exception(exc)
                 return lambda_error_payload(exc, context.aws_request_id, trace), True, "".join(trace)
             finally:
                 self._stdout.route(None)
                 CURRENT.function = None
-        self.invocations.append(Invocation(spec.logical_id, payload, None, self._now()))
+        self.invocations.append(Invocation(spec.logical_id, payload, None, self._now(), started, spec.memory))
         return json.dumps(result), False, ""

@@ -34,17 +34,32 @@ from jsonpath_ng.parser import parse as plain_jsonpath_parse
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import AWSError
 from moto.core.responses import EmptyResult
+from moto.ec2.models.core import TaggedEC2Resource
+from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
 from moto.moto_api._internal import mock_random
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser import utils as parser_utils
-from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common import parargs
+from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
-from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
 from moto.stepfunctions.parser.asl.component.state import state as state_module
-from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import distributed_iteration_component
+from moto.stepfunctions.parser.asl.component.state.exec.state_map import item_selector
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+    resource_eval_s3 as item_reader_s3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+    distributed_item_processor_worker,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service,
@@ -53,10 +68,14 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_sqs,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+from moto.stepfunctions.parser.asl.eval import environment as environment_module
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
+from moto.stepfunctions.parser.asl.eval.event import event_manager as event_manager_module
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, ProgramError
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution_worker
+from moto.stepfunctions.parser.quotas import is_within_size_quota
 
 from sandbox.clock import SimClock
 from sandbox.latency import LatencyModel
@@ -277,6 +296,8 @@ def _api_patches() -> list[Any]:
         mock.patch.object(sfn_responses.StepFunctionResponse, "send_task_failure", _send_task_failure),
         # A task token answers once: a second SendTaskSuccess/Failure is TaskTimedOut.
         mock.patch.object(callback_module.CallbackPoolManager, "notify", _notify),
+        # An EC2 resource's tags looked up, not scanned for (only the wall time changes).
+        mock.patch.object(TaggedEC2Resource, "get_tags", _tags_of),
         # Each JSONPath is parsed once (moto parses it on every use; only the wall time changes).
         mock.patch.object(json_path, "parse", cached_jsonpath),
         mock.patch.object(result_path, "parse", cached_result_path),
@@ -308,7 +329,7 @@ def _as_the_state_machine(original: Callable[[Any, Any], None]) -> Callable[[Any
     def run(self: Any, env: Any) -> None:
         previous = running_state_machine(), running_task_state()
         TASK.state_machine = env.states.context_object.context_object_data["StateMachine"]["Id"]
-        TASK.state_name = self.name
+        TASK.state_name = getattr(self, "name", None)  # an ItemReader is no state of its own
         try:
             original(self, env)
         finally:
@@ -318,11 +339,15 @@ def _as_the_state_machine(original: Callable[[Any, Any], None]) -> Callable[[Any
 
 
 def _principal_patches() -> list[Any]:
-    """Service integrations (aws-sdk, optimized DynamoDB/SQS/SNS/Lambda) and Lambda-ARN tasks call AWS as
-    the state machine: IAM evaluates those calls against its role (sandbox/runtime.py)."""
+    """Service integrations (aws-sdk, optimized DynamoDB/SQS/SNS/Lambda), Lambda-ARN tasks and a Distributed
+    Map's ItemReader call AWS as the state machine: IAM evaluates those calls against its role."""
+    reader = item_reader_s3.ResourceEvalS3
     return [
-        mock.patch.object(cls, "_eval_execution", _as_the_state_machine(cls._eval_execution))
-        for cls in (state_task_service.StateTaskService, state_task_lambda.StateTaskLambda)
+        *(
+            mock.patch.object(cls, "_eval_execution", _as_the_state_machine(cls._eval_execution))
+            for cls in (state_task_service.StateTaskService, state_task_lambda.StateTaskLambda)
+        ),
+        mock.patch.object(reader, "eval_resource", _as_the_state_machine(reader.eval_resource)),
     ]
 
 
@@ -422,7 +447,8 @@ def _time_patches(scheduler: Scheduler, latency: LatencyModel, on_state: StateHo
 
     def make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
         if scheduler.is_participant():
-            scheduler.sleep(latency.api(self.meta.service_model.service_id.hyphenize(), operation_name))
+            if not getattr(self, "sandbox_costs_no_time", False):  # the sandbox's own look-ups (IAM's tags)
+                scheduler.sleep(latency.api(self.meta.service_model.service_id.hyphenize(), operation_name))
             return original_api_call(self, operation_name, api_params)
         with scheduler.external():  # a test or the command line acts: with every sandbox thread waiting
             return original_api_call(self, operation_name, api_params)
@@ -443,6 +469,19 @@ def _time_patches(scheduler: Scheduler, latency: LatencyModel, on_state: StateHo
         mock.patch.object(botocore.waiter, "time", types.SimpleNamespace(sleep=scheduler.sleep)),
         mock.patch.object(botocore.client.BaseClient, "_make_api_call", make_api_call),
     ]
+
+
+def _tags_of(resource: Any) -> list[dict[str, str]]:
+    """An EC2 resource's tags, as moto's ``get_tags`` answers, read from its own entry.
+
+    moto scans every tag of every resource for each one (``describe_tags`` with a resource-id filter):
+    DescribeInstances of 5,000 instances took minutes. Same answer, same order; only the wall time changes.
+    """
+    if not resource.id:
+        return []
+    kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource.id), "")
+    tags = resource.ec2_backend.tags.get(resource.id, {})
+    return [{"resource_id": resource.id, "key": k, "value": v, "resource_type": kind} for k, v in tags.items()]
 
 
 def _client_cache() -> list[Any]:
@@ -467,40 +506,146 @@ def _client_cache() -> list[Any]:
     ]
 
 
-def _map_run_recorder(registry: list[Any]) -> Any:
-    """Keep the event managers of Distributed Map runs: their child executions' histories.
+# Step Functions service quotas, "Quotas related to state machine executions": a Standard execution's
+# history holds at most 25,000 events. AWS then fails the execution: its 25,000th event is an
+# ExecutionFailed, States.Runtime, "The execution reached the maximum number of history events (25000)."
+# A Distributed Map child is an execution with a history of its own ("Each child workflow execution has
+# its own execution history, separate from the parent's": Distributed Map state, Step Functions guide);
+# Inline Map iterations are recorded in the parent's.
+HISTORY_LIMIT = 25_000
+HISTORY_LIMIT_CAUSE = f"The execution reached the maximum number of history events ({HISTORY_LIMIT})."
+# "States.ALL ... can't catch the States.DataLimitExceeded terminal error" (Handling errors in Step
+# Functions workflows). moto's States.ALL matches it, so a workflow would mail its own failure where
+# AWS ends the execution with nothing more run.
+DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
+_EXECUTION_ENDS = {
+    HistoryEventType.ExecutionFailed,
+    HistoryEventType.ExecutionSucceeded,
+    HistoryEventType.ExecutionAborted,
+    HistoryEventType.ExecutionTimedOut,
+}
 
-    moto records child iterations in a separate EventManager that nothing exposes; on AWS they are
-    child executions with histories of their own, which is what the quota and billing count.
+
+def _details(**details: Any) -> Any:
+    """History event details (moto's EventDetails TypedDict lists every kind of event as required)."""
+    return dict(details)
+
+
+def data_limit_exceeded(env: Any, what: str) -> FailureEventException:
+    """The terminal error AWS raises when a state's input (after Parameters) or output exceeds 256 KiB."""
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=_details(executionFailedEventDetails={"error": DATA_LIMIT_EXCEEDED, "cause": what}),
+        )
+    )
+
+
+def _quota_patches(child_histories: list[Any]) -> list[Any]:
+    """The payload and history quotas, enforced as AWS does; each Distributed Map child's history kept.
+
+    moto already fails a state whose output or task result exceeds 256 KiB; here: the input after
+    Parameters/ItemSelector is checked too ("when, after Parameters processing, the input of a state is
+    larger than the payload size quota"), States.ALL does not catch the error, and every execution (each
+    Distributed Map child too) fails at its 25,000th history event.
     """
-    original = distributed_iteration_component.EventManager  # type: ignore[attr-defined]
+    original_add_event = event_manager_module.EventManager.add_event
+    original_env_init = environment_module.Environment.__init__
+    original_error_equals = error_equals_decl.ErrorEqualsDecl._eval_body
+    original_eval_job = distributed_item_processor_worker.DistributedItemProcessorWorker._eval_job
 
-    class RecordedEventManager(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            registry.append(self)
+    def add_event(self: Any, context: Any, event_type: Any, *args: Any, **kwargs: Any) -> Any:
+        execution = getattr(self, "execution", None)  # the Environment whose history this is
+        if execution is None:
+            return original_add_event(self, context, event_type, *args, **kwargs)
+        full = getattr(self, "history_full", False)
+        if full and event_type not in _EXECUTION_ENDS:
+            return None  # past the 24,999th event only the execution's failure is recorded
+        event_id = original_add_event(self, context, event_type, *args, **kwargs)
+        if not full and event_type not in _EXECUTION_ENDS and len(self._history_event_list) >= HISTORY_LIMIT - 1:
+            self.history_full = True
+            execution.set_error(ExecutionFailedEventDetails(error="States.Runtime", cause=HISTORY_LIMIT_CAUSE))
+        return event_id
 
-    return mock.patch.object(distributed_iteration_component, "EventManager", RecordedEventManager)
+    def env_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_env_init(self, *args, **kwargs)
+        self.event_manager.execution = self  # a frame gets its parent's manager (and execution) right after
+
+    def error_equals(self: Any, env: Any) -> None:
+        error = env.stack[-1]
+        named = {getattr(name, "error_name", None) for name in self.error_names}
+        if getattr(error, "error_name", None) == DATA_LIMIT_EXCEEDED and DATA_LIMIT_EXCEEDED not in named:
+            env.stack.pop()
+            env.stack.append(False)  # not even by States.ALL: the execution fails
+            return
+        original_error_equals(self, env)
+
+    def checked_input(original: Callable[[Any, Any], None], field: str) -> Callable[[Any, Any], None]:
+        def eval_body(self: Any, env: Any) -> None:
+            original(self, env)
+            if not is_within_size_quota(env.stack[-1]):
+                raise data_limit_exceeded(
+                    env, f"The input of state '{env.next_state_name}' after {field} exceeds the 256 KiB payload quota."
+                )
+
+        return eval_body
+
+    def eval_job(self: Any, env: Any, job: Any) -> None:
+        history = event_manager_module.EventManager()
+        history.execution = env  # type: ignore[attr-defined]
+        child_histories.append(history)
+        env.event_manager = history
+        history.add_event(
+            context=env.event_history_context,
+            event_type=HistoryEventType.ExecutionStarted,
+            update_source_event_id=False,
+        )
+        original_eval_job(self, env, job)
+        state = env.program_state()
+        if isinstance(state, ProgramError):
+            error = {k: v for k, v in (state.error or {}).items() if k in ("error", "cause")}
+            history.add_event(
+                context=env.event_history_context,
+                event_type=HistoryEventType.ExecutionFailed,
+                event_details=_details(executionFailedEventDetails=error),
+            )
+        elif isinstance(state, ProgramEnded):
+            history.add_event(context=env.event_history_context, event_type=HistoryEventType.ExecutionSucceeded)
+
+    return [
+        mock.patch.object(event_manager_module.EventManager, "add_event", add_event),
+        mock.patch.object(environment_module.Environment, "__init__", env_init),
+        mock.patch.object(error_equals_decl.ErrorEqualsDecl, "_eval_body", error_equals),
+        mock.patch.object(parargs.Parameters, "_eval_body", checked_input(parargs.Parameters._eval_body, "Parameters")),
+        mock.patch.object(
+            item_selector.ItemSelector,
+            "_eval_body",
+            checked_input(item_selector.ItemSelector._eval_body, "ItemSelector"),
+        ),
+        mock.patch.object(distributed_item_processor_worker.DistributedItemProcessorWorker, "_eval_job", eval_job),
+    ]
 
 
 @contextlib.contextmanager
 def patched(
     scheduler: Scheduler,
     invoke_lambda: LambdaInvoker,
-    map_runs: list[Any] | None = None,
+    child_histories: list[Any] | None = None,
     *,
     latency: LatencyModel,
     seed: int = 1,
     on_state: StateHook | None = None,
 ) -> Iterator[None]:
-    """Apply every patch; undo them on exit. Distributed Map histories are collected in ``map_runs``."""
+    """Apply every patch; undo them on exit. Distributed Map children's histories are kept in ``child_histories``."""
     if moto.__version__ != MOTO_VERSION:
         raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
-    recorder = [_map_run_recorder(map_runs)] if map_runs is not None else []
+    quotas = _quota_patches(child_histories if child_histories is not None else [])
     time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
         patches = [*_api_patches(), *_principal_patches(), _lambda_patch(invoke_lambda), *time_patches]
-        for patch in [*patches, *recorder]:
+        for patch in [*patches, *quotas]:
             stack.enter_context(patch)
         yield
 

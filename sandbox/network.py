@@ -18,6 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -82,15 +85,15 @@ class Network:
 
     @classmethod
     def snapshot(cls, ec2: Any, placements: dict[str, Placement | None]) -> "Network":
+        # Instances straight from moto's backend: DescribeInstances through the API serialises each one to
+        # XML and back (minutes for 5,000); the security groups and subnets are few.
+        backend = ec2_backends[DEFAULT_ACCOUNT_ID][ec2.meta.region_name]
         hosts = {}
-        for page in ec2.get_paginator("describe_instances").paginate():
-            for reservation in page["Reservations"]:
-                for inst in reservation["Instances"]:
-                    if inst.get("PrivateIpAddress"):
-                        member_of = tuple(g["GroupId"] for g in inst.get("SecurityGroups", []))
-                        hosts[inst["PrivateIpAddress"]] = Host(
-                            inst.get("VpcId", ""), inst["PrivateIpAddress"], member_of
-                        )
+        for reservation in backend.all_reservations():
+            for inst in reservation.instances:
+                if inst.private_ip:
+                    member_of = tuple(g.id for g in inst.security_groups)
+                    hosts[inst.private_ip] = Host(inst.vpc_id or "", inst.private_ip, member_of)
         subnets = {s["SubnetId"]: s for s in ec2.describe_subnets()["Subnets"]}
         groups = {g["GroupId"]: g for g in ec2.describe_security_groups()["SecurityGroups"]}
         return cls(placements, hosts, subnets, groups)

@@ -78,6 +78,19 @@ class ExecutionResult:
     def states_entered(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if "stateEnteredEventDetails" in e]
 
+    def largest_payload(self) -> int:
+        """UTF-8 bytes of the largest state input, state output or task input/result in the history
+        (each limited to 256 KiB: Step Functions service quotas)."""
+        sizes = [
+            len(str(details[field]).encode())
+            for event in self.events
+            for key, details in event.items()
+            if key.endswith("EventDetails") and isinstance(details, dict)
+            for field in ("input", "output", "parameters")
+            if field in details
+        ]
+        return max(sizes, default=0)
+
     @property
     def sim_seconds(self) -> float:
         """Simulated duration from the first to the last history event."""
@@ -157,6 +170,7 @@ class Sandbox:
         self.status_event_delay = status_event_delay
         self.status_event_log: list[StatusEvent] = []
         self._timers: list[Timer] = []
+        self._alarm_timers: list[Timer] = []  # alarms set to change state later (set_alarm_state)
         self.fleet_spec = fleet
         self.enforce_iam = enforce_iam
         self.patch_spec = patches or PatchSpec()
@@ -207,7 +221,7 @@ class Sandbox:
         try:
             boto3.setup_default_session(region_name=REGION)
             clients.reset()
-            timeutil.set_source(self.clock.now)
+            timeutil.set_source(self.clock.now, self.scheduler.sleep)  # a handler's waits too
             self.lambdas = LambdaRuntime(
                 self.clock.now,
                 self._lambda_env(),
@@ -215,11 +229,11 @@ class Sandbox:
                 outside=self.scheduler.external,
                 seed=self.seed,
             )
-            self.map_runs: list[Any] = []
+            self._child_histories: list[Any] = []
             self._patches = moto_patches.patched(
                 self.scheduler,
                 self.lambdas.invoke,
-                self.map_runs,
+                self._child_histories,
                 latency=self.latency,
                 seed=self.seed,
                 on_state=self._on_state,
@@ -249,7 +263,7 @@ class Sandbox:
     def close(self) -> None:
         if not self._started:
             return
-        for timer in self._timers:  # a delayed event not delivered yet never will be
+        for timer in self._timers + self._alarm_timers:  # a delayed event not delivered yet never will be
             timer.cancel()
         sfn = self.client("stepfunctions")
         running = [arn for arn in self._executions if self.running(arn)]
@@ -301,10 +315,14 @@ class Sandbox:
         }
 
     def _stack_parameters(self, template: dict[str, Any]) -> dict[str, str]:
-        """Template parameters: the caller's, plus the simulated fleet's ids where the template asks."""
+        """Template parameters: the caller's, plus the simulated fleet's ids where the template asks.
+
+        A caller's value may name the fleet's resources, created only at start: ``{TargetGroupArn:api}``.
+        """
         declared = template.get("Parameters", {})
         values = {k: v for k, v in self.fleet_resources.items() if k in declared}
-        values.update(self._parameters)
+        named = re.compile(r"\{((?:TargetGroupArn|LoadBalancerArn)(?::[\w-]+)?)\}")
+        values.update({k: named.sub(lambda m: self.fleet_resources[m[1]], v) for k, v in self._parameters.items()})
         return values
 
     # -- deployment ------------------------------------------------------------------------
@@ -719,9 +737,13 @@ class Sandbox:
         rule = events_backends[ACCOUNT][REGION].event_buses["default"].rules.get(name)
         return rule is not None and rule.state == "ENABLED"
 
+    def child_histories(self) -> list[list[dict[str, Any]]]:
+        """The history of each Distributed Map child execution so far, in the order they started."""
+        return [[dict(e) for e in manager.get_event_history()] for manager in self._child_histories]
+
     def child_events(self) -> list[dict[str, Any]]:
         """Events of every Distributed Map child execution so far (on AWS: their own histories)."""
-        return [dict(e) for manager in self.map_runs for e in manager.get_event_history()]
+        return [event for history in self.child_histories() for event in history]
 
     def deploy_definition(
         self, name: str, path: Path, substitutions: dict[str, Any], role_of: str | None = None
@@ -749,6 +771,20 @@ class Sandbox:
     def stop(self, execution_arn: str, cause: str = "stopped by an operator") -> None:
         """StopExecution now (at the current simulated instant)."""
         self.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Sandbox.Stopped", cause=cause)
+
+    def set_alarm_state(self, alarm_name: str, state: str = "ALARM", *, after: float = 0.0) -> None:
+        """The alarm goes to ``state`` ``after`` simulated seconds from now (at once if 0), as when its
+        metric crosses the threshold: a watched alarm firing mid-run. Its actions are not run."""
+
+        def change() -> None:
+            self.client("cloudwatch").set_alarm_state(
+                AlarmName=alarm_name, StateValue=state, StateReason=f"sandbox: {state} at simulated {self.clock.now()}"
+            )
+
+        if after <= 0:
+            change()
+        else:
+            self._alarm_timers.append(self.scheduler.call_later(after, change, f"alarm {alarm_name} -> {state}"))
 
     def monitoring_state(self) -> dict[str, str]:
         """Every alarm's actions and every rule's state: compare before and after a run."""

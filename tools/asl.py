@@ -77,3 +77,26 @@ def distributed_maps(definition: dict[str, Any]) -> list[str]:
         for path, state in states(definition)
         if state.get("ItemProcessor", {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
     ]
+
+
+# A Distributed Map's ItemReader/ResultWriter resource -> the IAM action Step Functions calls with the
+# state machine's role ("IAM policies for ItemReader", Distributed Map permissions in the developer guide).
+S3_ITEM_ACTIONS = {
+    "arn:aws:states:::s3:getObject": "s3:GetObject",
+    "arn:aws:states:::s3:listObjectsV2": "s3:ListBucket",
+    "arn:aws:states:::s3:putObject": "s3:PutObject",
+}
+
+
+def map_data_actions(definition: dict[str, Any]) -> set[str]:
+    """IAM actions the Map states' ItemReader and ResultWriter call."""
+    actions = set()
+    for path, state in states(definition):
+        for field in ("ItemReader", "ResultWriter"):
+            resource = state.get(field, {}).get("Resource")
+            if resource is None:
+                continue
+            if resource not in S3_ITEM_ACTIONS:
+                raise ValueError(f"{path}: unknown {field} resource {resource}")
+            actions.add(S3_ITEM_ACTIONS[resource])
+    return actions

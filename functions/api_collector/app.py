@@ -4,7 +4,11 @@ Looping over pages in ASL bills a state transition per page and is clumsy; this 
 botocore's own paginators (they know each API's token names) and streams the items:
 - small results come back inline;
 - results that would not fit the Step Functions payload limit (or ``destination: s3``) are written to
-  the stack's bucket as JSON Lines, and the function returns where and how many.
+  the stack's bucket as JSON Lines, and the function returns where and how many;
+- ``each`` runs the same read for each of a batch of values of one parameter (e.g. the patches of 50
+  servers, ``DescribeInstancePatches`` taking one ``InstanceId``) into one JSON Lines object: one line
+  ``{"value", "item"}`` per item, or ``{"value", "error"}`` for a value whose read failed, so one bad
+  server never fails its batch. Throttling left after botocore's retries fails the call (retry it).
 Only read operations (Describe*, List*, Get*) on the configured allowlist are allowed; the IAM role
 allows exactly those. Throttling is retried by botocore (standard mode); other service errors surface
 with the service's error name as the error type, so the state machine can match them.
@@ -15,14 +19,14 @@ import json
 import tempfile
 import uuid
 from collections.abc import Iterator
-from typing import IO, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 import jmespath
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore import xform_name
 from botocore.exceptions import ClientError, ParamValidationError, UnknownServiceError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from opsflow import clients
 from opsflow.errors import InvalidInputError, OpsflowError, service_error
@@ -33,6 +37,9 @@ from opsflow.validation import parse_event
 READ_PREFIXES = ("Describe", "List", "Get")
 # boto3 service name -> IAM action prefix, where they differ (the allowlist speaks IAM).
 IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "logs": "logs"}
+# Error codes that mean "slow down": the whole call fails so that the caller retries it later, rather
+# than reporting a value as unreadable for a transient reason.
+THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 
 
 class Settings(BucketSettings):
@@ -51,6 +58,15 @@ class OperationNotAllowedError(OpsflowError):
     """Not a read operation, or not on the allowlist."""
 
 
+class EachValue(BaseModel):
+    """Run the read once per value of ``parameter``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parameter: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{1,80}$")
+    values: list[Annotated[str, Field(min_length=1, max_length=2048)]] = Field(min_length=1, max_length=500)
+
+
 class CollectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +78,19 @@ class CollectRequest(BaseModel):
     destination: Literal["auto", "s3"] = "auto"
     key: str | None = Field(default=None, pattern=r"^[\w!\-.*'()/]+$", max_length=900)
     label: str | None = Field(default=None, max_length=200, description="echoed back, to tell results apart")
+    each: EachValue | None = None
+
+    @model_validator(mode="after")
+    def _each_goes_to_the_bucket(self) -> "CollectRequest":
+        if self.each is None:
+            return self
+        if self.destination != "s3":
+            raise ValueError("each: needs destination s3 (its lines name their value; they are not inlined)")
+        if self.limit is not None:
+            raise ValueError("each: takes no limit (every value is read in full)")
+        if self.each.parameter in self.parameters:
+            raise ValueError(f"each: parameters already set {self.each.parameter}; give it only in each.values")
+        return self
 
     @field_validator("collect")
     @classmethod
@@ -116,6 +145,30 @@ def pages_of(client: Any, method: str, parameters: dict[str, Any], expression: s
     yield from (found if isinstance(found, list) else [] if found is None else [found])
 
 
+def collect_each(request: CollectRequest, each: EachValue, client: Any, method: str, sink: Sink) -> dict[str, int]:
+    """One line per item of each value, or one error line for a value whose read failed."""
+    items = failed = 0
+    for value in each.values:
+        parameters = {**request.parameters, each.parameter: value}
+        try:
+            # One value's items in memory (one server's patches): a read failing midway leaves no partial list.
+            found = list(pages_of(client, method, parameters, request.collect))
+        except ParamValidationError as exc:
+            raise InvalidInputError(f"parameters: {exc}") from exc
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            if code in THROTTLING:
+                raise service_error(exc) from exc
+            logger.warning("value unreadable", extra={"value": value, "error": code})
+            sink.add({"value": value, "error": code})
+            failed += 1
+            continue
+        for item in found:
+            sink.add({"value": value, "item": item})
+        items += len(found)
+    return {"count": items, "values": len(each.values), "failed": failed}
+
+
 def collect(request: CollectRequest, cfg: Settings) -> dict[str, Any]:
     name = f"{IAM_PREFIXES.get(request.service, request.service)}:{request.operation}"
     if not request.operation.startswith(READ_PREFIXES):
@@ -131,17 +184,20 @@ def collect(request: CollectRequest, cfg: Settings) -> dict[str, Any]:
         raise InvalidInputError(f"operation: {request.service} has no {request.operation}")
 
     sink = Sink(cfg.inline_limit_bytes, spill=request.destination == "s3")
-    try:
-        for item in pages_of(client, method, request.parameters, request.collect):
-            sink.add(item)
-            if request.limit is not None and sink.count >= request.limit:
-                break
-    except ParamValidationError as exc:
-        raise InvalidInputError(f"parameters: {exc}") from exc
-    except ClientError as exc:
-        raise service_error(exc) from exc
-
-    result: dict[str, Any] = {"count": sink.count, **({"label": request.label} if request.label else {})}
+    result: dict[str, Any] = {**({"label": request.label} if request.label else {})}
+    if request.each is not None:
+        result.update(collect_each(request, request.each, client, method, sink))
+    else:
+        try:
+            for item in pages_of(client, method, request.parameters, request.collect):
+                sink.add(item)
+                if request.limit is not None and sink.count >= request.limit:
+                    break
+        except ParamValidationError as exc:
+            raise InvalidInputError(f"parameters: {exc}") from exc
+        except ClientError as exc:
+            raise service_error(exc) from exc
+        result["count"] = sink.count
     if sink.file is None:
         result["items"] = [json.loads(line) for line in sink.items]
         return result

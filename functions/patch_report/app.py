@@ -1,9 +1,11 @@
 """Patch preview, last step: group the patches, write the email (and the full report when large).
 
-Reads the fleet snapshot and each instance's patch list from the bucket one at a time (memory grows
-with the distinct patches and servers, not with the listing's size), groups by patch, and returns the
-subject and text the state machine mails. A report too long for a readable email goes to the bucket
-in full; the email then carries the summary and where the rest is.
+Reads the fleet snapshot, the batches of servers and each batch's patch lists from the bucket, one
+batch at a time (memory grows with the distinct patches and servers, not with the listing's size),
+groups by patch, and returns the subject and text the state machine mails. Servers whose listing
+failed, alone or with their whole batch, are reported as unreadable. A report too long for a readable
+email goes to the bucket in full; the email then carries the summary (its server lists capped) and
+where the rest is, so what the state machine carries stays bounded for any fleet.
 """
 
 import datetime as dt
@@ -22,6 +24,10 @@ from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
 
 SEVERITY_ORDER = ["Critical", "Important", "Medium", "Low", "Informational", "Unspecified"]
+# Servers named per section (stale, unreadable, unmanaged) in an email too long to carry the full report.
+LISTED_IN_MAIL = 50
+# A batch whose child execution ended without a result (an error no Catch can handle).
+NOT_LISTED = "ListingDidNotComplete"
 
 
 class Settings(BucketSettings):
@@ -36,12 +42,18 @@ class Location(BaseModel):
     key: str
 
 
-class InstanceResult(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class BatchLocation(Location):
+    count: int = Field(ge=1)
 
-    instance_id: str = Field(alias="instanceId")
-    count: int = 0
-    location: Location | None = None
+
+class BatchResult(BaseModel):
+    """What one child execution of the listing Map returned: counts, or the error of the whole batch."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    batch: int = Field(ge=0)
+    patches: int = 0
+    unreadable: int = 0
     error: str | None = None
 
 
@@ -54,7 +66,9 @@ class ReportEvent(BaseModel):
     window: dict[str, Any] | None = None
     stale_after_hours: int = Field(alias="staleAfterHours")
     mail_when_nothing_pending: bool = Field(alias="mailWhenNothingPending")
-    results: list[InstanceResult]
+    batches: BatchLocation
+    # A child execution that failed past its Catch leaves a null here (its failure is tolerated).
+    results: list[BatchResult | None]
 
 
 @dataclass
@@ -78,32 +92,54 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}es" if noun.endswith(("ch", "sh", "s", "x")) else f"{count} {noun}s"
 
 
-def read_lines(location: Location) -> Iterator[dict[str, Any]]:
-    body = clients.client("s3").get_object(Bucket=location.bucket, Key=location.key)["Body"]
+def read_lines(bucket: str, key: str) -> Iterator[dict[str, Any]]:
+    body = clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
     for line in body.iter_lines():
         if line:
             yield json.loads(line)
 
 
-def group_patches(results: list[InstanceResult]) -> dict[str, PatchGroup]:
-    groups: dict[str, PatchGroup] = {}
-    for result in results:
-        if result.location is None:
+def batch_key(run_prefix: str, batch: int) -> str:
+    """Where the listing Map's child writes a batch's patch lists (the state machine's ``key``)."""
+    return f"{run_prefix}/patches/batch-{batch}.jsonl"
+
+
+@dataclass
+class Listing:
+    """The pending patches grouped by patch, and the servers whose list could not be read."""
+
+    groups: dict[str, PatchGroup] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (instance id, error)
+
+    def add(self, instance_id: str, patch: dict[str, Any]) -> None:
+        key = patch.get("KBId") or patch["Title"]
+        group = self.groups.setdefault(
+            key,
+            PatchGroup(patch["Title"], key, patch.get("Severity") or "Unspecified", patch.get("Classification", "")),
+        )
+        group.cves.update(c for c in (patch.get("CVEIds") or "").split(",") if c)
+        (group.failed if patch.get("State") == "Failed" else group.missing).append(instance_id)
+
+
+def read_listing(event: ReportEvent) -> Listing:
+    """Every batch's lines, one batch at a time; a batch without a result is unreadable as a whole."""
+    batches = json.loads(
+        clients.client("s3").get_object(Bucket=event.batches.bucket, Key=event.batches.key)["Body"].read()
+    )
+    results = {r.batch: r for r in event.results if r is not None}
+    listing = Listing()
+    for batch in batches:
+        result = results.get(batch["batch"])
+        if result is None or result.error:
+            error = result.error if result is not None and result.error else NOT_LISTED
+            listing.unreadable += [(instance_id, error) for instance_id in batch["instanceIds"]]
             continue
-        for patch in read_lines(result.location):
-            key = patch.get("KBId") or patch["Title"]
-            group = groups.setdefault(
-                key,
-                PatchGroup(
-                    patch["Title"],
-                    key,
-                    patch.get("Severity") or "Unspecified",
-                    patch.get("Classification", ""),
-                ),
-            )
-            group.cves.update(c for c in (patch.get("CVEIds") or "").split(",") if c)
-            (group.failed if patch.get("State") == "Failed" else group.missing).append(result.instance_id)
-    return groups
+        for line in read_lines(event.batches.bucket, batch_key(event.run_prefix, batch["batch"])):
+            if "error" in line:
+                listing.unreadable.append((line["value"], line["error"]))
+            else:
+                listing.add(line["value"], line["item"])
+    return listing
 
 
 def _severity_rank(group: PatchGroup) -> tuple[int, int, str]:
@@ -124,13 +160,14 @@ class Preview:
 
     event: ReportEvent
     fleet: list[dict[str, Any]]
-    groups: dict[str, PatchGroup]
+    listing: Listing
 
     def __post_init__(self) -> None:
+        self.groups = self.listing.groups
         self.names = {f["instanceId"]: f["name"] for f in self.fleet}
         self.managed = [f for f in self.fleet if f["managed"]]
         self.stale = sorted((f for f in self.managed if f["stale"]), key=lambda f: f["name"])
-        self.unreadable = [r for r in self.event.results if r.error]
+        self.unreadable = sorted(self.listing.unreadable, key=lambda u: (self.names.get(u[0], u[0]), u[0]))
         self.affected = sorted({i for g in self.groups.values() for i in g.missing + g.failed})
         self.by_severity = {s: [g for g in self.groups.values() if g.severity == s] for s in SEVERITY_ORDER}
         window = self.event.window or {}
@@ -154,7 +191,8 @@ class Preview:
         )
         return f"Patch preview {self.scope}{self.when}: {counts}{flags}"
 
-    def head(self) -> list[str]:
+    def head(self, listed: int | None = None) -> list[str]:
+        """The summary and the warnings, each server list cut to ``listed`` names (None: all)."""
         window = self.event.window or {}
         lines = []
         if window.get("nextRun"):
@@ -180,21 +218,23 @@ class Preview:
                 f"Will reboot if the window installs with RebootIfNeeded: {plural(len(reboot), 'server')} "
                 f"({waiting} already waiting for a reboot)."
             )
-        return lines + self.warnings()
+        return lines + self.warnings(listed)
 
-    def warnings(self) -> list[str]:
+    def warnings(self, listed: int | None) -> list[str]:
         lines = []
         if self.stale:
             hours = self.event.stale_after_hours
             lines += ["", f"STALE patch data (older than {hours} h; the list may be incomplete, scan these servers):"]
-            lines += [f"  {self.label(f['instanceId'])}: {_ago(f['lastOperationAt'])}" for f in self.stale]
+            stale = [f"  {self.label(f['instanceId'])}: {_ago(f['lastOperationAt'])}" for f in self.stale]
+            lines += _capped(stale, listed)
         if self.unreadable:
             lines += ["", "UNREADABLE (their patch list could not be read; they are not in the list below):"]
-            lines += [f"  {self.label(r.instance_id)}: {r.error}" for r in self.unreadable]
-        unmanaged = [f for f in self.fleet if not f["managed"]]
+            lines += _capped([f"  {self.label(i)}: {error}" for i, error in self.unreadable], listed)
+        unmanaged = [self.label(f["instanceId"]) for f in self.fleet if not f["managed"]]
         if unmanaged:
-            names = ", ".join(self.label(f["instanceId"]) for f in unmanaged)
-            lines += ["", f"Not managed by SSM (no patch data): {names}"]
+            shown = unmanaged if listed is None else unmanaged[:listed]
+            more = f" and {len(unmanaged) - len(shown)} more (full report)" if len(shown) < len(unmanaged) else ""
+            lines += ["", f"Not managed by SSM (no patch data): {', '.join(shown)}{more}"]
         return lines
 
     def body(self) -> list[str]:
@@ -222,9 +262,15 @@ class Preview:
         }
 
 
+def _capped(lines: list[str], listed: int | None) -> list[str]:
+    if listed is None or len(lines) <= listed:
+        return lines
+    return [*lines[:listed], f"  ... and {len(lines) - listed} more (full report)"]
+
+
 def report(event: ReportEvent, cfg: Settings) -> dict[str, Any]:
     fleet = json.loads(clients.client("s3").get_object(Bucket=event.fleet.bucket, Key=event.fleet.key)["Body"].read())
-    preview = Preview(event, fleet, group_patches(event.results))
+    preview = Preview(event, fleet, read_listing(event))
     head, body = preview.head(), preview.body()
     full = "\n".join(head + body) + "\n"
     result: dict[str, Any] = {
@@ -250,7 +296,7 @@ def report(event: ReportEvent, cfg: Settings) -> dict[str, Any]:
         f"The full report ({len(full):,} characters) is at s3://{cfg.bucket_name}/{key} (aws s3 cp to read it).",
         "The most severe patches first:",
     ]
-    result["message"] = "\n".join([*head, *pointer, *shown, "..."]) + "\n"
+    result["message"] = "\n".join([*preview.head(LISTED_IN_MAIL), *pointer, *shown, "..."]) + "\n"
     result["reportLocation"] = {"bucket": cfg.bucket_name, "key": key}
     return result
 

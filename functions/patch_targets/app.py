@@ -4,8 +4,9 @@
 - keeps running instances that SSM manages, selected by explicit ids, tags and/or patch group;
 - reads each instance's last patch operation (DescribeInstancePatchStates, 50 at a time): patch data
   is only as fresh as the last Scan/Install, so older than the threshold is flagged;
-- writes that fleet snapshot to the bucket (the state stays small for any fleet size) and returns the
-  instance ids and the patch filters for the per-instance listing.
+- writes that fleet snapshot, and the servers to list in batches of 50, to the bucket, and returns
+  where they are and the patch filters: the state stays the same small size for 1 or 5,000 servers
+  (a state's input and output are limited to 256 KiB; docs/workflows.md, "Patch preview at scale").
 """
 
 import datetime as dt
@@ -24,6 +25,9 @@ from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import ExecutionEvent, InstanceId, parse_event
 
 BATCH = 50  # DescribeInstancePatchStates and DescribeInstanceInformation take 50 ids a call
+# Servers one collector call lists (a Distributed Map item): 50 DescribeInstancePatches calls take seconds
+# of Lambda time, and 5,000 servers make 100 child executions.
+LISTING_BATCH = 50
 Severity = Literal["Critical", "Important", "Medium", "Low", "Informational", "Unspecified"]
 
 
@@ -163,7 +167,7 @@ def select(request: PreviewRequest, execution_arn: str, cfg: Settings) -> dict[s
     if window_id:
         base["window"], skip = next_window(window_id, horizon)
         if skip:
-            return {**base, "skip": True, "note": skip, "instanceIds": []}
+            return {**base, "skip": True, "note": skip, "servers": 0}
 
     candidates = running_instances(request.instances or Selection(), cfg.patch_group)
     ids = sorted(candidates)
@@ -195,12 +199,22 @@ def select(request: PreviewRequest, execution_arn: str, cfg: Settings) -> dict[s
             **base,
             "skip": True,
             "note": "Nothing to preview: no running instance managed by SSM matches the selection.",
-            "instanceIds": [],
+            "servers": 0,
         }
 
-    key = f"{base['runPrefix']}/fleet.json"
-    clients.client("s3").put_object(
-        Bucket=cfg.bucket_name, Key=key, Body=json.dumps(fleet).encode(), ContentType="application/json"
+    fleet_key = f"{base['runPrefix']}/fleet.json"
+    batches_key = f"{base['runPrefix']}/batches.json"
+    batches = [
+        {"batch": n, "instanceIds": selected[start : start + LISTING_BATCH]}
+        for n, start in enumerate(range(0, len(selected), LISTING_BATCH))
+    ]
+    s3 = clients.client("s3")
+    s3.put_object(
+        Bucket=cfg.bucket_name, Key=fleet_key, Body=json.dumps(fleet).encode(), ContentType="application/json"
+    )
+    # The Distributed Map's ItemReader reads this JSON array: one item (child execution) per batch.
+    s3.put_object(
+        Bucket=cfg.bucket_name, Key=batches_key, Body=json.dumps(batches).encode(), ContentType="application/json"
     )
     states_wanted = ["Missing", "Failed"] if request.include_failed else ["Missing"]
     filters = [{"Key": "State", "Values": states_wanted}]
@@ -210,9 +224,10 @@ def select(request: PreviewRequest, execution_arn: str, cfg: Settings) -> dict[s
         filters.append({"Key": "Classification", "Values": list(request.classifications)})
     return {
         **base,
-        "instanceIds": selected,
+        "servers": len(selected),
         "patchFilters": filters,
-        "fleet": {"bucket": cfg.bucket_name, "key": key},
+        "fleet": {"bucket": cfg.bucket_name, "key": fleet_key},
+        "batches": {"bucket": cfg.bucket_name, "key": batches_key, "count": len(batches)},
     }
 
 
@@ -228,6 +243,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise service_error(exc) from exc
     logger.info(
         "selected",
-        extra={"instances": len(result["instanceIds"]), "skip": result["skip"], "note": result["note"]},
+        extra={"instances": result["servers"], "skip": result["skip"], "note": result["note"]},
     )
     return result

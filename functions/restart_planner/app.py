@@ -1,18 +1,30 @@
 """Validate a rolling-restart request and plan it, before anything is changed.
 
 Refusals raise an error whose class name the state machine turns into a Fail state (see
-opsflow.errors); a dry run returns this plan and stops there.
+opsflow.errors); a dry run returns this plan and stops there. ``resumeFrom`` plans the rest of an
+earlier run (opsflow.resume); ``stopOnAlarms`` names the alarms the run watches (opsflow.watch).
 """
 
+import json
 import math
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from opsflow import clients, timeutil
+from opsflow import clients, resume, timeutil, watch
 from opsflow.errors import (
+    CannotResumeError,
     HealthUrlUnreachableError,
     InstanceNotRestartableError,
     InvalidInputError,
@@ -21,16 +33,21 @@ from opsflow.errors import (
     TargetGroupNotFoundError,
     TargetsNotHealthyError,
     UnsafeBatchSizeError,
+    WatchedAlarmFiringError,
 )
 from opsflow.health import HealthCheck
 from opsflow.muting import MuteRecord, NeverMute, Selector, excluded
 from opsflow.observability import logger, metrics, tracer
+from opsflow.runs import RunTable
 from opsflow.settings import NeverMuteSettings, RunTableSettings, cached_settings
-from opsflow.targets import HEALTHY, registered_targets
-from opsflow.validation import ExecutionEvent, InstanceId, parse_event
+from opsflow.targets import HEALTHY, Registration, TargetHealth, describe
+from opsflow.validation import ExecutionEvent, InstanceId, describe_validation_error, parse_event
 
 TARGET_GROUP_ARN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
+)
+LOAD_BALANCER_ARN = (
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/app/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
 )
 BATCH_SIZE = r"^([1-9][0-9]{0,3}|([1-9][0-9]?|100)%)$"
 DESCRIBE_CHUNK = 200
@@ -44,6 +61,14 @@ LOCK_MARGIN_SECONDS = 3600  # muting, restoring, releasing, and the summary
 
 class Settings(RunTableSettings, NeverMuteSettings):
     target_group_arn: str = Field(default="", alias="TARGET_GROUP_ARN")
+    # More target groups the stack may restart, comma-separated (AllowedTargetGroupArns).
+    allowed_target_group_arns: str = Field(default="", alias="ALLOWED_TARGET_GROUP_ARNS")
+
+    def allowed(self) -> set[str]:
+        """The target groups this stack may change; empty: any (its IAM role is not scoped)."""
+        listed = [a.strip() for a in self.allowed_target_group_arns.split(",") if a.strip()]
+        return set(listed) | ({self.target_group_arn} if self.target_group_arn else set())
+
     restart_tag_key: str = Field(alias="RESTART_TAG_KEY", min_length=1)
     restart_tag_value: str = Field(alias="RESTART_TAG_VALUE")
     batch_size: str = Field(alias="DEFAULT_BATCH_SIZE", pattern=BATCH_SIZE)
@@ -81,6 +106,12 @@ class RestartRequest(_Model):
     """The execution input. Every field is optional; defaults come from the template parameters."""
 
     target_group_arn: Annotated[str, Field(pattern=TARGET_GROUP_ARN)] | None = None
+    # A tier of several target groups (two listeners, two load balancers), or a load balancer's groups.
+    target_group_arns: (
+        Annotated[list[Annotated[str, Field(pattern=TARGET_GROUP_ARN)]], Field(min_length=1, max_length=20)] | None
+    ) = None
+    load_balancer_arn: Annotated[str, Field(pattern=LOAD_BALANCER_ARN)] | None = None
+    one_zone_at_a_time: StrictBool = False
     batch_size: StrictInt | Annotated[str, Field(pattern=BATCH_SIZE)] | None = None
     instance_ids: Annotated[list[InstanceId], Field(min_length=1, max_length=1000)] | None = None
     alarms: Selector | None = None
@@ -91,6 +122,8 @@ class RestartRequest(_Model):
     dry_run: StrictBool = False
     require_approval: StrictBool = False
     approval_timeout_seconds: Annotated[StrictInt, Field(ge=60, le=604800)] | None = None
+    stop_on_alarms: watch.WatchSelector | None = None
+    resume_from: Annotated[str, Field(pattern=resume.EXECUTION_ARN)] | None = None
 
     @field_validator("batch_size")
     @classmethod
@@ -110,19 +143,37 @@ class RestartRequest(_Model):
 class Instance(_Model):
     instance_id: str
     private_ip: str
-    port: int  # the port it is registered on in the target group
+    zone: str
+    registrations: list[Registration]  # every target group it is registered in, with its port there
+
+
+class GroupPlan(_Model):
+    target_group_arn: str
+    port: int  # the group's own port (targets may override it)
+    healthy_targets: int
+    floor: int  # healthy targets it keeps while the run takes instances out
+    deregistration_delay_seconds: int
+    in_tier: bool  # named by the input; False: one of the tier's instances is also registered there
 
 
 class Plan(_Model):
     batches: list[list[str]]
     healthy_targets: int
     floor: int
+    target_groups: list[GroupPlan]
+    one_zone_at_a_time: bool
+    zones: dict[str, int]  # zone -> instances of the tier in it
+    zone_floors: dict[str, int]  # one zone at a time: zone -> instances that keep serving in it
+    where: dict[str, str]  # instance -> "zone: group:port, group:port"
     deregistration_delay_seconds: int
     seconds_to_healthy_after_boot: int
     seconds_per_instance_at_most: int
     predicted_seconds_at_most: int
     lock_seconds_per_instance: int
-    never_muted: MuteRecord  # the stack's own alarm and rule the selection names: protected, never muted
+    never_muted: MuteRecord  # the stack's own alarm and rule, and watched alarms, the selection names: never muted
+    watched_alarms: list[str]  # stopOnAlarms resolved: no new instance leaves once one is in ALARM
+    resumed_from: str | None  # the earlier run this one continues
+    finished_before: list[str]  # instances that earlier run finished: not restarted again
     summary: str
 
 
@@ -130,9 +181,14 @@ class RestartRun(_Model):
     """Everything the state machine needs downstream: validated, defaults applied."""
 
     execution_arn: str
-    target_group_arn: str
+    target_group_arn: str  # the tier's first target group (for people)
+    target_group_arns: list[str]  # every target group the run changes: the tier's, then others its instances are in
     batch_size: int
     floor: int
+    floors: dict[str, int]  # target group -> its floor
+    one_zone_at_a_time: bool
+    zone_floors: dict[str, int]
+    zones: str  # JSON: zone -> the tier's instances in it (the run record keeps it for the capacity gate)
     error_budget: int
     instances: list[Instance]
     health: HealthCheck
@@ -143,6 +199,10 @@ class RestartRun(_Model):
     require_approval: bool
     approval_timeout_seconds: int
     plan: Plan
+    watched_alarms: list[str]
+    resume_from: str | None
+    # What the run record keeps for a later resumeFrom: the settings in force, defaults applied.
+    settings: dict[str, Any]
     lock_expires_at: int
     record_expires_at: int
     now: int
@@ -160,15 +220,85 @@ def resolve_batch_size(value: int | str, tier_size: int) -> int:
     return int(value)
 
 
-def _target_group(arn: str) -> tuple[dict[str, Any], int]:
+def _target_groups(arns: list[str]) -> dict[str, tuple[dict[str, Any], int]]:
+    """Each group's description and deregistration delay; refuse a group that does not exist or cannot reboot."""
+    elbv2 = clients.client("elbv2")
+    found: dict[str, tuple[dict[str, Any], int]] = {}
+    for arn in arns:
+        try:
+            group = elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"][0]
+        except elbv2.exceptions.TargetGroupNotFoundException as exc:
+            raise TargetGroupNotFoundError(f"target group {arn} does not exist") from exc
+        if group.get("TargetType", "instance") != "instance":
+            raise InvalidInputError(f"target group {arn} has {group['TargetType']} targets; only instances can reboot")
+        attributes = elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+        delay = next((int(a["Value"]) for a in attributes if a["Key"] == "deregistration_delay.timeout_seconds"), 300)
+        found[arn] = (group, delay)
+    return found
+
+
+def _tier(request: RestartRequest, cfg: Settings) -> list[str]:
+    """The target groups the input names (or its load balancer's, or the stack's default), if the stack's."""
+    given = [
+        name
+        for name, value in (
+            ("targetGroupArn", request.target_group_arn),
+            ("targetGroupArns", request.target_group_arns),
+            ("loadBalancerArn", request.load_balancer_arn),
+        )
+        if value
+    ]
+    if len(given) > 1:
+        raise InvalidInputError(
+            f"{' and '.join(given)}: give only one of targetGroupArn, targetGroupArns, loadBalancerArn"
+        )
+    if request.load_balancer_arn:
+        arns = _load_balancer_groups(request.load_balancer_arn)
+    elif request.target_group_arns:
+        arns = list(dict.fromkeys(request.target_group_arns))
+    elif request.target_group_arn or cfg.target_group_arn:
+        arns = [request.target_group_arn or cfg.target_group_arn]
+    else:
+        raise InvalidInputError(
+            "targetGroupArn: not given, and the stack has no default target group: give targetGroupArn, "
+            "targetGroupArns or loadBalancerArn"
+        )
+    allowed = cfg.allowed()
+    refused = [a for a in arns if allowed and a not in allowed]
+    if refused:
+        raise TargetGroupNotAllowedError(
+            f"this stack may only restart {', '.join(sorted(allowed))}, not {', '.join(refused)}: "
+            "add it to the stack's AllowedTargetGroupArns, or deploy a stack for it"
+        )
+    return arns
+
+
+def _load_balancer_groups(arn: str) -> list[str]:
     elbv2 = clients.client("elbv2")
     try:
-        group = elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"][0]
-    except elbv2.exceptions.TargetGroupNotFoundException as exc:
-        raise TargetGroupNotFoundError(f"target group {arn} does not exist") from exc
-    attributes = elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
-    delay = next((int(a["Value"]) for a in attributes if a["Key"] == "deregistration_delay.timeout_seconds"), 300)
-    return group, delay
+        pages = elbv2.get_paginator("describe_target_groups").paginate(LoadBalancerArn=arn)
+        arns = [g["TargetGroupArn"] for page in pages for g in page["TargetGroups"]]
+    except elbv2.exceptions.LoadBalancerNotFoundException as exc:
+        raise TargetGroupNotFoundError(f"load balancer {arn} does not exist") from exc
+    if not arns:
+        raise NoTargetsError(f"load balancer {arn} forwards to no target group")
+    return arns
+
+
+def _also_registered(selected: set[str], vpcs: set[str], tier: list[str]) -> dict[str, list[TargetHealth]]:
+    """Target groups outside the tier (in the instances' VPCs) that the selected instances are registered in.
+
+    ELB has no "where is this instance registered" call: each group of the VPC is asked.
+    """
+    pages = clients.client("elbv2").get_paginator("describe_target_groups").paginate()
+    others = [
+        g["TargetGroupArn"]
+        for page in pages
+        for g in page["TargetGroups"]
+        if g.get("VpcId") in vpcs and g.get("TargetType", "instance") == "instance" and g["TargetGroupArn"] not in tier
+    ]
+    found = {arn: describe(arn) for arn in others}
+    return {arn: targets for arn, targets in found.items() if any(t.instance_id in selected for t in targets)}
 
 
 def _network_problems(inst: dict[str, Any], cfg: Settings) -> list[str]:
@@ -185,8 +315,8 @@ def _network_problems(inst: dict[str, Any], cfg: Settings) -> list[str]:
     return problems
 
 
-def _instances(instance_ids: list[str], ports: dict[str, int], cfg: Settings) -> list[Instance]:
-    """Running, tagged, reachable instances in the order asked; refuse any other."""
+def _instances(instance_ids: list[str], cfg: Settings) -> dict[str, dict[str, Any]]:
+    """Running, tagged, reachable instances (their EC2 descriptions), in the order asked; refuse any other."""
     ec2 = clients.client("ec2")
     found: dict[str, dict[str, Any]] = {}
     for i in range(0, len(instance_ids), DESCRIBE_CHUNK):
@@ -212,9 +342,7 @@ def _instances(instance_ids: list[str], ports: dict[str, int], cfg: Settings) ->
     unreachable = [p for i in instance_ids for p in _network_problems(found[i], cfg)]
     if unreachable:
         raise HealthUrlUnreachableError(_listed(unreachable))
-    return [
-        Instance(instance_id=i, private_ip=found[i].get("PrivateIpAddress", ""), port=ports[i]) for i in instance_ids
-    ]
+    return {i: found[i] for i in instance_ids}
 
 
 def _listed(problems: list[str]) -> str:
@@ -238,45 +366,226 @@ def _check_probe_network(request: RestartRequest, cfg: Settings) -> None:
         )
 
 
-def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> RestartRun:
-    arn = request.target_group_arn or cfg.target_group_arn
-    if not arn:
-        raise InvalidInputError("targetGroupArn: not given, and the stack has no default target group")
-    if cfg.target_group_arn and arn != cfg.target_group_arn:
-        raise TargetGroupNotAllowedError(f"this stack may only restart {cfg.target_group_arn}, not {arn}")
-    group, delay = _target_group(arn)
-    if group.get("TargetType", "instance") != "instance":
-        raise InvalidInputError(f"target group {arn} has {group['TargetType']} targets; only instances can reboot")
-
-    _check_probe_network(request, cfg)
-    targets = registered_targets(arn)
-    states = {instance_id: target.state for instance_id, target in targets.items()}
-    if not states:
-        raise NoTargetsError(f"target group {arn} has no registered targets")
-    not_healthy = {i: s for i, s in states.items() if s != HEALTHY}
+def _not_healthy(described: dict[str, list[TargetHealth]]) -> None:
+    not_healthy = [
+        f"{t.instance_id} is {t.state} in {_short(arn)}"
+        for arn, ts in described.items()
+        for t in ts
+        if t.state != HEALTHY
+    ]
+    total = sum(len(ts) for ts in described.values())
     if not_healthy:
-        listed = ", ".join(f"{i} is {s}" for i, s in sorted(not_healthy.items())[:10])
-        raise TargetsNotHealthyError(f"{len(not_healthy)} of {len(states)} targets are not healthy: {listed}")
+        raise TargetsNotHealthyError(f"{len(not_healthy)} of {total} targets are not healthy: {_listed(not_healthy)}")
 
-    selected = list(request.instance_ids) if request.instance_ids else sorted(states)
-    outside = [i for i in selected if i not in states]
+
+def _short(arn: str) -> str:
+    """targetgroup/web/0123... -> web"""
+    return arn.rsplit(":", 1)[-1].split("/")[1] if "/" in arn else arn
+
+
+def _order_by_zone(selected: list[str], zone_of: dict[str, str], batch: int) -> list[list[str]]:
+    """Batches that never mix zones: each zone's instances in turn, zones in the order they first appear."""
+    zones = list(dict.fromkeys(zone_of[i] for i in selected))
+    batches = []
+    for zone in zones:
+        members = [i for i in selected if zone_of[i] == zone]
+        batches += [members[i : i + batch] for i in range(0, len(members), batch)]
+    return batches
+
+
+def resumed_request(request: RestartRequest, execution_arn: str, cfg: Settings) -> tuple[RestartRequest, list[str]]:
+    """The request that continues ``request.resume_from``: its settings, overridden by the fields given
+    now, for the instances it did not finish; and the instances it did. Refuses what cannot be resumed."""
+    earlier = str(request.resume_from)
+    theirs, mine = resume.state_machine_of(earlier), resume.state_machine_of(execution_arn)
+    if theirs != mine:  # checked before asking Step Functions: this stack may describe only its own executions
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} is an execution of {theirs}, not of this rolling restart {mine}"
+        )
+    if request.instance_ids is not None:
+        raise InvalidInputError(
+            "instanceIds: cannot be combined with resumeFrom, which restarts exactly what that run did not finish; "
+            "leave instanceIds out, or start a new run with instanceIds and no resumeFrom"
+        )
+    sfn = clients.client("stepfunctions")
+    try:
+        described = sfn.describe_execution(executionArn=earlier)
+    except sfn.exceptions.ExecutionDoesNotExist as exc:
+        raise CannotResumeError(
+            f"resumeFrom: there is no execution {earlier} (check the ARN; Step Functions keeps an ended "
+            "execution for 90 days)"
+        ) from exc
+    why = resume.status_refusal(described["status"])
+    if why is not None:
+        raise CannotResumeError(f"resumeFrom: cannot resume {earlier}: {why}")
+    table = RunTable(cfg.table_name)
+    run = table.get_run(earlier)
+    if run is None:
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} was refused before it changed anything ({described.get('error')}): "
+            "start a new run instead"
+        )
+    tier = list(json.loads(run["targetGroupArns"])) if run.get("targetGroupArns") else [run["targetGroupArn"]]
+    if request.load_balancer_arn or (request.target_group_arns and set(request.target_group_arns) != set(tier)):
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} restarted the target groups {', '.join(tier)}: leave targetGroupArns and "
+            "loadBalancerArn out to continue it"
+        )
+    if request.target_group_arn and request.target_group_arn not in tier:
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} restarted target group {run['targetGroupArn']}, not {request.target_group_arn}: "
+            "leave targetGroupArn out to continue it"
+        )
+    if not run.get("closedAt"):
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} is not cleaned up yet (its alarms, lock or instances it took out are still "
+            "being put back by the safety net or the reconciler): try again in a few minutes"
+        )
+    if run.get("resumedBy"):
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} was resumed already by {run['resumedBy']}: resume that run instead if it did "
+            "not finish (a run is resumed once, so no instance restarts twice)"
+        )
+    selected = list(json.loads(run["instanceIds"]))
+    left = resume.remaining(selected, table.outcomes(earlier))
+    if not left:
+        raise CannotResumeError(f"resumeFrom: {earlier} restarted every instance it selected: nothing to resume")
+    if "settings" not in run:
+        raise CannotResumeError(
+            f"resumeFrom: {earlier} was recorded without its settings (an earlier version of opsflow): start a "
+            f"new run with the same settings and instanceIds {json.dumps(left)}"
+        )
+    given = request.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    merged = resume.merged_settings(json.loads(run["settings"]), given)
+    try:
+        continued = RestartRequest.model_validate(
+            merged | {"targetGroupArns": tier, "instanceIds": left} | {"dryRun": request.dry_run, "resumeFrom": earlier}
+        )
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc)) from exc
+    return continued, [i for i in selected if i not in left]
+
+
+def _continues(request: RestartRequest, finished_before: list[str]) -> str:
+    if not request.resume_from:
+        return ""
+    return f"Continues {request.resume_from.rsplit(':', 1)[-1]}, which finished {len(finished_before)} instances. "
+
+
+def watched_alarms(request: RestartRequest) -> list[str]:
+    """The alarms the run watches, by exact name; refuses the run if one is in ALARM already."""
+    if request.stop_on_alarms is None:
+        return []
+    states = watch.resolve(clients.client("cloudwatch"), request.stop_on_alarms)
+    in_alarm = watch.firing(states)
+    if in_alarm:
+        raise WatchedAlarmFiringError(
+            f"watched alarm{'s' if len(in_alarm) > 1 else ''} {', '.join(in_alarm)} already in ALARM: the "
+            "application is suffering; nothing was changed. Start the restart once the alarm is OK"
+        )
+    return list(states)
+
+
+def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> RestartRun:  # noqa: PLR0915
+    finished_before: list[str] = []
+    if request.resume_from:
+        request, finished_before = resumed_request(request, execution_arn, cfg)
+    tier = _tier(request, cfg)
+    groups = _target_groups(tier)
+    _check_probe_network(request, cfg)
+    watched = watched_alarms(request)
+    described = {arn: describe(arn) for arn in tier}
+    if not any(described.values()):
+        raise NoTargetsError(f"{', '.join(tier)}: no registered targets")
+    _not_healthy(described)
+    members = sorted({t.instance_id for ts in described.values() for t in ts})
+
+    selected = list(request.instance_ids) if request.instance_ids else members
+    outside = [i for i in selected if i not in members]
     if outside:
-        raise NoTargetsError(f"not registered in {arn}: {', '.join(outside[:10])}")
+        raise NoTargetsError(f"not registered in {', '.join(tier)}: {', '.join(outside[:10])}")
 
-    tier = len(states)
-    batch = resolve_batch_size(request.batch_size or cfg.batch_size, tier)
-    if tier - batch < 1:
+    size = len(members)
+    batch = resolve_batch_size(request.batch_size or cfg.batch_size, size)
+    if size - batch < 1:
         raise UnsafeBatchSizeError(
-            f"batch size {batch} would take all {tier} healthy targets out of service; use at most {tier - 1}"
+            f"batch size {batch} would take all {size} healthy targets out of service; use at most {size - 1}"
         )
     batch = min(batch, len(selected))
-    overrides = [f"{i} on port {targets[i].port}" for i in selected if targets[i].port != group["Port"]]
-    if overrides:
-        raise InvalidInputError(
-            f"registered with a port override (the target group's port is {group['Port']}): {_listed(overrides)}; "
-            "restarting port-override targets is not supported yet: leave them out with instanceIds"
+    found = _instances(selected, cfg)
+
+    # Every other group the selected instances are in must be drained too, so it must be the stack's to change.
+    others = _also_registered(set(selected), {f.get("VpcId", "") for f in found.values()}, tier)
+    allowed = cfg.allowed()
+    refused = [
+        f"{t.instance_id} is also registered in {arn}"
+        for arn, ts in others.items()
+        if allowed and arn not in allowed
+        for t in ts
+        if t.instance_id in found
+    ]
+    if refused:
+        raise TargetGroupNotAllowedError(
+            f"{_listed(refused)}, which this stack may not change, so it would still get requests while it reboots: "
+            "add that group to the stack's AllowedTargetGroupArns, or leave the instance out with instanceIds"
         )
-    instances = _instances(selected, {i: targets[i].port for i in selected}, cfg)
+    _not_healthy(others)
+    groups.update(_target_groups(list(others)))
+    described.update(others)
+
+    registrations = {
+        i: [
+            Registration(target_group_arn=arn, port=t.port)
+            for arn, ts in described.items()
+            for t in ts
+            if t.instance_id == i
+        ]
+        for i in selected
+    }
+    group_plans = []
+    for arn, ts in described.items():
+        healthy = sum(1 for t in ts if t.state == HEALTHY)
+        leaving = min(batch, sum(1 for i in selected for r in registrations[i] if r.target_group_arn == arn))
+        if healthy - leaving < 1:
+            raise UnsafeBatchSizeError(
+                f"batch size {batch} would take all {healthy} healthy targets of {arn} out of service; "
+                f"use at most {healthy - 1}, or leave some of its instances out"
+            )
+        group, delay = groups[arn]
+        group_plans.append(
+            GroupPlan(
+                target_group_arn=arn,
+                port=group["Port"],
+                healthy_targets=healthy,
+                floor=healthy - leaving,
+                deregistration_delay_seconds=delay,
+                in_tier=arn in tier,
+            )
+        )
+    zone_of = {i: found[i].get("Placement", {}).get("AvailabilityZone", "") for i in selected}
+    tier_zones: dict[str, list[str]] = {}
+    for i in selected:
+        tier_zones.setdefault(zone_of[i], []).append(i)
+    zone_floors = (
+        {zone: len(ids) - min(batch, len(ids)) for zone, ids in tier_zones.items()}
+        if request.one_zone_at_a_time
+        else {}
+    )
+    instances = [
+        Instance(
+            instance_id=i,
+            private_ip=found[i].get("PrivateIpAddress", ""),
+            zone=zone_of[i],
+            registrations=registrations[i],
+        )
+        for i in selected
+    ]
+    if request.one_zone_at_a_time:
+        batches = _order_by_zone(selected, zone_of, batch)
+        order = {i: n for n, i in enumerate(i for b in batches for i in b)}
+        instances.sort(key=lambda inst: order[inst.instance_id])
+    else:
+        batches = [selected[i : i + batch] for i in range(0, len(selected), batch)]
 
     health = HealthCheck(
         port=cfg.health_port,
@@ -286,28 +595,48 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     ).model_copy(update=request.health.model_dump(exclude_none=True) if request.health else {})
     HealthCheck.model_validate(health.model_dump())
     boot = cfg.expected_boot_seconds if request.expected_boot_seconds is None else request.expected_boot_seconds
-    to_healthy = group["HealthCheckIntervalSeconds"] * group["HealthyThresholdCount"]
+    # A newly registered target "must pass one health check to be considered healthy" (ALB guide, "Health
+    # checks for Application Load Balancer target groups"): HealthyThresholdCount is for unhealthy targets.
+    to_healthy = max(g["HealthCheckIntervalSeconds"] for g, _ in groups.values())
+    delay = max(d for _, d in groups.values())
     per_instance = delay + boot + to_healthy
-    batches = [selected[i : i + batch] for i in range(0, len(selected), batch)]
     predicted = len(batches) * per_instance
     lock_per_instance = INSTANCE_PATIENCE_SECONDS + boot + to_healthy
-    floor = tier - batch
-    summary = (
-        f"Restart {len(selected)} of {tier} targets in {arn.rsplit(':', 1)[-1]}, {batch} at a time "
-        f"({len(batches)} batches); at least {floor} healthy targets keep serving. Each instance: drain "
-        f"(up to {delay} s), reboot and start (about {boot} s, then until the health URL answers), "
-        f"{to_healthy} s of health checks. Expected at most {predicted // 60} min {predicted % 60} s."
+    floor = size - batch
+    names = ", ".join(_short(a) for a in tier)
+    per_group = (
+        " (per target group: "
+        + ", ".join(f"{_short(g.target_group_arn)} keeps {g.floor} of {g.healthy_targets}" for g in group_plans)
+        + ")"
+        if len(group_plans) > 1
+        else ""
+    )
+    also = [_short(g.target_group_arn) for g in group_plans if not g.in_tier]
+    summary = _continues(request, finished_before) + (
+        f"Restart {len(selected)} of {size} targets in {names}, {batch} at a time ({len(batches)} batches"
+        f"{', one zone at a time' if request.one_zone_at_a_time else ''}); at least {floor} healthy targets keep "
+        f"serving{per_group}."
+        + (f" Also drained from {', '.join(also)}, where they are registered too." if also else "")
+        + f" Each instance: drain (up to {delay} s), reboot and start (about {boot} s, then until the health URL "
+        f"answers), {to_healthy} s of health checks. Expected at most {predicted // 60} min {predicted % 60} s."
     )
     alarms = request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else [])
     rules = request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else [])
     now = int(timeutil.epoch())
     approval = request.approval_timeout_seconds or cfg.approval_timeout_seconds
+    error_budget = request.error_budget or cfg.error_budget
+    never_mute = NeverMute(alarms=cfg.never_mute_alarm_names | frozenset(watched), rules=cfg.never_mute_rule_names)
     return RestartRun(
         execution_arn=execution_arn,
-        target_group_arn=arn,
+        target_group_arn=tier[0],
+        target_group_arns=[g.target_group_arn for g in group_plans],
         batch_size=batch,
         floor=floor,
-        error_budget=request.error_budget or cfg.error_budget,
+        floors={g.target_group_arn: g.floor for g in group_plans},
+        one_zone_at_a_time=request.one_zone_at_a_time,
+        zone_floors=zone_floors,
+        zones=json.dumps(tier_zones, separators=(",", ":")),
+        error_budget=error_budget,
         instances=instances,
         health=health,
         expected_boot_seconds=boot,
@@ -318,18 +647,42 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         approval_timeout_seconds=approval,
         plan=Plan(
             batches=batches,
-            healthy_targets=tier,
+            healthy_targets=size,
             floor=floor,
+            target_groups=group_plans,
+            one_zone_at_a_time=request.one_zone_at_a_time,
+            zones={zone: len(ids) for zone, ids in tier_zones.items()},
+            zone_floors=zone_floors,
+            where={
+                inst.instance_id: f"{inst.zone}: "
+                + ", ".join(f"{_short(r.target_group_arn)}:{r.port}" for r in inst.registrations)
+                for inst in instances
+            },
             deregistration_delay_seconds=delay,
             seconds_to_healthy_after_boot=to_healthy,
             seconds_per_instance_at_most=per_instance,
             predicted_seconds_at_most=predicted,
             lock_seconds_per_instance=lock_per_instance,
-            never_muted=excluded(
-                alarms, rules, NeverMute(alarms=cfg.never_mute_alarm_names, rules=cfg.never_mute_rule_names)
-            ),
+            never_muted=excluded(alarms, rules, never_mute),
+            watched_alarms=watched,
+            resumed_from=request.resume_from,
+            finished_before=finished_before,
             summary=summary,
         ),
+        watched_alarms=watched,
+        resume_from=request.resume_from,
+        settings={
+            "oneZoneAtATime": request.one_zone_at_a_time,
+            "batchSize": request.batch_size if request.batch_size is not None else cfg.batch_size,
+            "errorBudget": error_budget,
+            "expectedBootSeconds": boot,
+            "health": health.model_dump(by_alias=True),
+            "alarms": alarms.model_dump(by_alias=True),
+            "rules": rules.model_dump(by_alias=True),
+            "stopOnAlarms": request.stop_on_alarms.model_dump(by_alias=True) if request.stop_on_alarms else None,
+            "requireApproval": request.require_approval,
+            "approvalTimeoutSeconds": approval,
+        },
         # Covers the approval wait and the first instance; each instance that starts renews it (target gate).
         lock_expires_at=now + approval + lock_per_instance + LOCK_MARGIN_SECONDS,
         record_expires_at=now + RECORD_DAYS * 86400,

@@ -3,7 +3,8 @@
 ``instance_failed``: names the instance, the step and the error in an SNS alert, counts the failure
 against the run's error budget, and leaves the instance in a safe place: registered again only if its
 application answers, kept out of the target group if it does not.
-``summary``: per-instance outcome and step times, published to the topic.
+``summary``: per-instance outcome and step times, published to the topic; when a watched alarm
+stopped the run, the alarm and how to resume it (``stoppedOnAlarm``, the cause of its Fail state).
 """
 
 import datetime as dt
@@ -14,23 +15,22 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, notify, placement, timeutil
+from opsflow import notify, placement, targets, timeutil
 from opsflow.health import HealthCheck
 from opsflow.observability import logger, metrics, tracer
 from opsflow.runs import OUT, RunTable
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
-from opsflow.targets import target_states
 from opsflow.validation import parse_event
 
 # Per-instance steps in order, keyed as the state machine records their times, with state names.
 STEPS = [
-    ("deregistered", "Deregister the instance from the target group"),
+    ("deregistered", "Deregister the instance from every target group"),
     ("drained", "Wait until the instance has drained"),
     ("rebooted", "Reboot the instance"),
     ("down", "Wait until the reboot has begun"),
     ("ready", "Check the application is up"),
-    ("registered", "Register the instance with the target group"),
-    ("healthy", "Wait until the instance is healthy in the target group"),
+    ("registered", "Register the instance with every target group"),
+    ("healthy", "Wait until the instance is healthy in every target group"),
 ]
 
 
@@ -98,16 +98,18 @@ def _at(times: dict[str, Any], key: str) -> str | None:
 
 
 def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> str:
-    """In service only if its application answers (and is not the old process before a reboot); say what was done."""
+    """In service only if its application answers (and is not the old process before a reboot); say what was done.
+
+    Either way in every target group the run took it out of, on the port it was registered on there.
+    """
+    registrations = placement.registrations_of(progress, run.target_group_arn)
     up = run.health is not None and placement.answers(instance_id, run.health)
     decided = placement.verdict(progress, up, timeutil.epoch(), run.expected_boot_seconds)
     if decided is placement.Verdict.PUT_BACK:
-        return placement.register(run.target_group_arn, instance_id)
-    state = target_states(run.target_group_arn, [instance_id]).get(instance_id, "unused")
-    if state not in ("unused", "draining"):
-        clients.client("elbv2").deregister_targets(TargetGroupArn=run.target_group_arn, Targets=[{"Id": instance_id}])
-        return "taken out of the target group: its application does not answer"
-    return "left out of the target group: its application does not answer"
+        return placement.register(registrations, instance_id)
+    if targets.deregister(instance_id, registrations):
+        return "taken out of its target groups: its application does not answer"
+    return "left out of its target groups: its application does not answer"
 
 
 def publish(subject: str, message: str) -> None:
@@ -184,18 +186,22 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
     for outcome in outcomes:
         counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
     not_started = max(0, event.instance_count - len(outcomes))
-    ok = counts["failed"] == 0 and not_started == 0 and event.error is None
+    stopped = stopped_on_alarm(table.get_run(event.run.execution_arn) or {}, counts, not_started, event.run)
+    ok = counts["failed"] == 0 and not_started == 0 and event.error is None and stopped is None
     group = event.run.target_group_arn.split(":")[-1]
+    verdict = "succeeded" if ok else ("STOPPED on alarm" if stopped else "FAILED")
     subject = (
-        f"opsflow rolling restart {'succeeded' if ok else 'FAILED'}: {counts['restarted']} restarted, "
+        f"opsflow rolling restart {verdict}: {counts['restarted']} restarted, "
         f"{counts['failed']} failed ({group.split('/')[1] if '/' in group else group})"
     )
     lines = [
-        f"Rolling restart of {group}: {'succeeded' if ok else 'FAILED'}",
+        f"Rolling restart of {group}: {verdict}",
         f"Execution: {event.run.execution_arn}",
         f"Instances: {counts['restarted']} restarted, {counts['failed']} failed, "
         f"{counts['skipped']} skipped, {not_started} not started",
     ]
+    if stopped is not None:
+        lines.append(stopped)
     if event.error is not None:
         lines.append(f"The run stopped early: {event.error.Error}: {_cause_text(event.error)}")
     lines += [
@@ -212,7 +218,20 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
                 lines.append(f"    afterwards it was {o['placement']}")
     publish(subject, "\n".join(lines) + "\n")
     metrics.add_metric(name="InstancesRestarted", unit=MetricUnit.Count, value=counts["restarted"])
-    return {**counts, "notStarted": not_started, "succeeded": ok, "subject": subject}
+    return {**counts, "notStarted": not_started, "succeeded": ok, "subject": subject, "stoppedOnAlarm": stopped}
+
+
+def stopped_on_alarm(run: dict[str, Any], counts: dict[str, int], not_started: int, ref: RunRef) -> str | None:
+    """What to tell when watched alarms stopped the run (the capacity gate recorded them); None if they did not."""
+    stop = run.get("stoppedOnAlarm")
+    if not stop:
+        return None
+    left = counts["skipped"] + counts["failed"] + not_started
+    return (
+        f"Stopped on alarm {', '.join(stop.get('alarms', []))} (in ALARM at {stop.get('at', '?')}): no instance "
+        f"was taken out after it, those in flight finished; {counts['restarted']} restarted, {left} not. "
+        f'Once the alarm is OK, continue with {{"resumeFrom": "{ref.execution_arn}"}}.'
+    )
 
 
 @logger.inject_lambda_context

@@ -3,7 +3,11 @@
 ``expect: "down"`` (asked first, right after the reboot call) passes once the application no longer
 answers, proving the queued reboot has begun; until then InstanceNotYetDownException. ``expect: "up"``
 raises InstanceNotYetStartedException while the instance is coming up (the state machine retries
-both with backoff), InstanceCannotStartError when it cannot come up (not retried).
+both), InstanceCannotStartError when it cannot come up (not retried).
+
+With ``waitSeconds``, one invocation keeps asking the health URL every ``pollSeconds`` for up to that
+long (within the function's timeout) before it answers "not yet": the change is seen within a poll,
+and the state machine pays one transition per ``waitSeconds`` rather than one per question.
 """
 
 from typing import Any, Literal
@@ -11,8 +15,8 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import timeutil
-from opsflow.health import HealthCheck, check_instance, check_went_down
+from opsflow import polling, timeutil
+from opsflow.health import HealthCheck, wait_until_up, wait_went_down
 from opsflow.observability import logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import RunTableSettings, cached_settings
@@ -26,6 +30,8 @@ class StartupCheckEvent(BaseModel):
     health: HealthCheck
     expect: Literal["up", "down"] = "up"
     execution_arn: str = Field(default="", alias="executionArn")  # with "down": where to note it was seen down
+    wait_seconds: int = Field(default=0, ge=0, le=900, alias="waitSeconds")  # keep asking this long (0: ask once)
+    poll_seconds: float = Field(default=1.0, ge=0.5, le=60, alias="pollSeconds")
 
 
 class Settings(RunTableSettings):
@@ -39,14 +45,17 @@ settings = cached_settings(Settings)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_event(StartupCheckEvent, event)
+    # One more health URL request may take its whole timeout: keep that in reserve.
+    for_seconds = polling.budget(request.wait_seconds, context, request.health.timeout_seconds)
+    waiting = {"every": request.poll_seconds, "for_seconds": for_seconds}
     if request.expect == "down":
-        seen = check_went_down(request.instance_id, request.health)
+        seen = wait_went_down(request.instance_id, request.health, **waiting)
         if request.execution_arn:
             RunTable(settings().table_name).note_progress(
                 request.execution_arn, request.instance_id, downSeenAt=timeutil.iso_now()
             )
         logger.info("the reboot has begun", extra={"instance_id": request.instance_id, "seen": seen})
         return {"instanceId": request.instance_id, "at": timeutil.iso_now(), "seen": seen}
-    status = check_instance(request.instance_id, request.health)
+    status = wait_until_up(request.instance_id, request.health, **waiting)
     logger.info("instance is up", extra={"instance_id": request.instance_id, "status": status})
     return {"instanceId": request.instance_id, "at": timeutil.iso_now(), "statusCode": status}

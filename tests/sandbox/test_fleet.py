@@ -76,13 +76,40 @@ def test_a_reboot_that_never_happens_leaves_the_old_process_answering() -> None:
     assert all(model.health_endpoint("i-0", T0 + t) == 200 for t in (0, 10, 600, 3600))
 
 
-def test_a_registered_target_is_initial_until_enough_checks_pass(fleet: Fleet) -> None:
+def test_a_newly_registered_target_is_healthy_after_one_passing_check(fleet: Fleet) -> None:
+    """ALB guide: "After your target is registered, it must pass one health check to be considered healthy"."""
     fleet.deregister("i-0", T0)
     fleet.reboot("i-0", T0 + 10)
-    fleet.register("i-0", T0 + 80)  # application up since T0 + 70
+    fleet.register("i-0", T0 + 80)  # application up since T0 + 70; the first check one interval later
     assert fleet.target_state("i-0", T0 + 81) == "initial"
-    assert fleet.target_state("i-0", T0 + 109) == "initial"
-    assert fleet.target_state("i-0", T0 + 110) == "healthy"
+    assert fleet.health_checks_done("i-0", T0 + 89.9) == 0
+    assert fleet.target_state("i-0", T0 + 89.9) == "initial"
+    assert fleet.target_state("i-0", T0 + 90) == "healthy"  # not 3 x 10 s: the threshold is for unhealthy targets
+
+
+def test_an_unhealthy_target_needs_the_healthy_threshold_of_consecutive_passes(fleet: Fleet) -> None:
+    fleet.deregister("i-0", T0)
+    fleet.reboot("i-0", T0 + 10)  # application down until T0 + 70
+    fleet.register("i-0", T0 + 20)  # checks at T0 + 30, 40, ...: two failures make it unhealthy
+    assert fleet.target_state("i-0", T0 + 39) == "initial"
+    assert fleet.target_state("i-0", T0 + 40) == "unhealthy"
+    # Passing from T0 + 70: healthy at the third consecutive pass (HealthyThresholdCount 3), not the first.
+    assert fleet.target_state("i-0", T0 + 89) == "unhealthy"
+    assert fleet.target_state("i-0", T0 + 90) == "healthy"
+
+
+def test_a_new_target_that_failed_fewer_checks_than_the_threshold_needs_one_pass(fleet: Fleet) -> None:
+    fleet.deregister("i-0", T0)
+    fleet.reboot("i-0", T0 + 10)  # application down until T0 + 70
+    fleet.register("i-0", T0 + 55)  # the check at T0 + 65 fails (1 < UnhealthyThresholdCount 2), T0 + 75 passes
+    assert fleet.target_state("i-0", T0 + 74) == "initial"
+    assert fleet.target_state("i-0", T0 + 75) == "healthy"
+
+
+def test_a_healthy_target_turns_unhealthy_after_the_unhealthy_threshold_of_failures(fleet: Fleet) -> None:
+    fleet.reboot("i-0", T0)  # registered long ago: checks at T0, T0 + 10, ...; down from T0
+    assert fleet.target_state("i-0", T0 + 9.9) == "healthy"  # one failure
+    assert fleet.target_state("i-0", T0 + 10) == "unhealthy"  # the second
 
 
 def test_a_target_registered_while_down_turns_unhealthy(fleet: Fleet) -> None:
@@ -105,7 +132,8 @@ def test_rebooting_a_serving_instance_drops_its_requests_and_those_routed_to_it(
     fleet.reboot("i-0", T0)  # no deregistration: the original design's failure mode
     timeline = fleet.timeline(T0 - 10, T0 + 200)
     in_flight = 40 * 0.5 / 4
-    routed_until_unhealthy = 40 / 4 * 2 * 10  # the ALB needs 2 failing checks, 10 s apart
+    # The ALB needs 2 failing checks, 10 s apart; the first falls the instant the instance goes down.
+    routed_until_unhealthy = 40 / 4 * 10
     assert timeline.dropped_requests == pytest.approx(in_flight + routed_until_unhealthy, rel=0.1)
     assert timeline.min_serving == 3
 

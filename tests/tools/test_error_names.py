@@ -74,6 +74,10 @@ def raised_by(logical_id: str) -> set[str]:
 def emitted(state: dict[str, Any]) -> set[str]:
     """Every name the state can fail with."""
     resource = re.sub(r"\.(waitForTaskToken|sync(:2)?)$", "", state.get("Resource", ""))
+    processor = state.get("ItemProcessor", {})
+    if state["Type"] == "Map" and processor.get("ProcessorConfig", {}).get("Mode", "INLINE") == "INLINE":
+        # An inline Map fails with the error of the iteration that failed (a distributed one does not).
+        return STATES_ERRORS.union(*(emitted(inner) for inner in processor["States"].values()))
     if state["Type"] != "Task":
         return STATES_ERRORS
     if resource == "arn:aws:states:::lambda:invoke":

@@ -20,7 +20,7 @@ from botocore import xform_name
 from sandbox.authorization import ACTION_OF, IAM_PREFIXES, SERVICE_IDS
 from sandbox.template import Stack
 from tests.conftest import ROOT
-from tools.asl import definitions, distributed_maps, tasks
+from tools.asl import definitions, distributed_maps, map_data_actions, tasks
 from tools.reachable import reachable_modules
 
 TRANSFORMED = ROOT / "build" / "template.transformed.json"
@@ -80,7 +80,7 @@ def test_state_machines_may_do_what_their_states_call_and_no_more(template: dict
     for logical_id, role in roles(template, "AWS::StepFunctions::StateMachine"):
         name = template["Resources"][logical_id]["Properties"]["StateMachineName"]["Fn::Sub"].split("}-", 1)[1]
         definition = definitions()[next(f for f in files if f.replace("_", "-") == name)]
-        needed = {task.iam_action for task in tasks(definition)}
+        needed = {task.iam_action for task in tasks(definition)} | map_data_actions(definition)
         if distributed_maps(definition):  # the children, and redriving a failed Map Run
             needed |= {
                 "states:StartExecution",

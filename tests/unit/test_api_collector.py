@@ -9,7 +9,7 @@ import pytest
 from opsflow.errors import InvalidInputError
 from tests.conftest import REGION, event, load_function
 
-ALLOWED = "ec2:DescribeInstances,ssm:DescribeInstancePatches,ec2:TerminateInstances"
+ALLOWED = "ec2:DescribeInstances,ec2:DescribeInstanceAttribute,ssm:DescribeInstancePatches,ec2:TerminateInstances"
 
 
 @pytest.fixture
@@ -126,3 +126,68 @@ def test_service_errors_surface_with_the_service_s_error_name(collector, lambda_
 def test_the_sample_event_is_accepted(collector, lambda_context) -> None:
     request = collector.parse_event(collector.CollectRequest, event("api_collector", "instance-patches.json"))
     assert request.operation == "DescribeInstancePatches"
+
+
+def read_jsonl(location: dict[str, str]) -> list[dict[str, Any]]:
+    body = boto3.client("s3", region_name=REGION).get_object(Bucket=location["bucket"], Key=location["key"])["Body"]
+    return [json.loads(line) for line in body.read().decode().splitlines()]
+
+
+def test_each_reads_every_value_into_one_object_and_notes_the_unreadable(collector, instances, lambda_context) -> None:
+    missing = "i-00000000000000000"
+    chosen = [*instances[:3], missing]
+
+    result = run(
+        collector,
+        lambda_context,
+        operation="DescribeInstanceAttribute",  # takes one InstanceId
+        parameters={"Attribute": "instanceType"},
+        collect="InstanceType.Value",
+        destination="s3",
+        key="runs/r1/batch-0.jsonl",
+        each={"parameter": "InstanceId", "values": chosen},
+    )
+
+    assert (result["count"], result["values"], result["failed"]) == (3, 4, 1)
+    lines = read_jsonl(result["location"])
+    assert [line for line in lines if "item" in line] == [{"value": i, "item": "m1.small"} for i in instances[:3]]
+    assert [line for line in lines if "error" in line] == [{"value": missing, "error": "InvalidInstanceID.NotFound"}]
+
+
+def test_throttling_left_after_retries_fails_the_whole_call(collector, instances, lambda_context) -> None:
+    boto3.setup_default_session(region_name=REGION)
+    throttled = {"Error": {"Code": "RequestLimitExceeded", "Message": "slow down"}}
+
+    def throttle(**_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        return AWSResponse("https://ec2", 503, {}, None), throttled
+
+    boto3.DEFAULT_SESSION.events.register("before-call.ec2.DescribeInstanceAttribute", throttle)
+    collector.clients.reset()
+
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the class is made from the service's error code
+        run(
+            collector,
+            lambda_context,
+            operation="DescribeInstanceAttribute",
+            parameters={"Attribute": "instanceType"},
+            collect="InstanceType.Value",
+            destination="s3",
+            each={"parameter": "InstanceId", "values": instances[:2]},
+        )
+
+    assert type(caught.value).__name__ == "RequestLimitExceeded"
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "named"),
+    [
+        ({"destination": "auto"}, "destination s3"),
+        ({"destination": "s3", "limit": 5}, "no limit"),
+        ({"destination": "s3", "parameters": {"InstanceId": "i-1"}}, "only in each.values"),
+    ],
+)
+def test_each_refuses_what_it_cannot_honour(collector, lambda_context, request_fields, named) -> None:
+    with pytest.raises(InvalidInputError, match=named):
+        run(collector, lambda_context, each={"parameter": "InstanceId", "values": ["i-1"]}, **request_fields)

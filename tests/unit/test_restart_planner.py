@@ -18,8 +18,12 @@ def _retry_wait(retrier: dict[str, Any]) -> float:
 
 
 def retry_patience(state: dict[str, Any]) -> float:
-    """How long a state keeps retrying its first ("not yet") error: the patience it was given."""
-    return _retry_wait(state["Retry"][0])
+    """How long a state keeps asking about its first ("not yet") error: the waits between its retries,
+    plus what every attempt itself keeps asking (its handler's ``waitSeconds``)."""
+    retrier = state["Retry"][0]
+    asking = float(state.get("Parameters", {}).get("Payload", {}).get("waitSeconds", 0))
+    attempts = 1 + int(retrier.get("MaxAttempts", 3))
+    return _retry_wait(retrier) + attempts * asking
 
 
 def per_instance_patience() -> float:

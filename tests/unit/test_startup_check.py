@@ -7,6 +7,7 @@ import pytest
 import requests
 import responses
 
+from opsflow import timeutil
 from opsflow.errors import InstanceCannotStartError, InstanceNotYetStartedException, InvalidInputError
 from tests.conftest import REGION, event, load_function
 
@@ -84,3 +85,38 @@ def test_the_sample_event_is_valid(instance, http, lambda_context) -> None:
         status=200,
     )
     assert load_function("startup_check").lambda_handler(sample, lambda_context)["statusCode"] == 200
+
+
+def test_with_wait_seconds_it_keeps_asking_until_the_application_answers(instance, http, lambda_context) -> None:
+    """One invocation finds the application within a poll of it coming up, instead of one retry later."""
+    url = f"http://{instance['PrivateIpAddress']}:8080/health"
+    for status in (503, 503, 503, 200):  # answered in this order
+        http.get(url, status=status)
+    clock = [1_800_000_000.0]
+    timeutil.set_source(lambda: clock[0], lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    try:
+        payload = {
+            "instanceId": instance["InstanceId"],
+            "health": {"port": 8080, "path": "/health"},
+            "waitSeconds": 20,
+            "pollSeconds": 0.5,
+        }
+        result = load_function("startup_check").lambda_handler(payload, lambda_context)
+    finally:
+        timeutil.set_source(None)
+    assert result["statusCode"] == 200
+    assert clock[0] == 1_800_000_000.0 + 3 * 0.5  # three "not yet", half a second apart
+    assert len([c for c in http.calls if c.request.url == url]) == 4 + 1  # then confirmed once with EC2 and the URL
+
+
+def test_with_wait_seconds_it_still_answers_not_yet_within_its_time(instance, http, lambda_context) -> None:
+    http.get(f"http://{instance['PrivateIpAddress']}:8080/health", status=503)
+    clock = [1_800_000_000.0]
+    timeutil.set_source(lambda: clock[0], lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    try:
+        payload = {"instanceId": instance["InstanceId"], "health": {"port": 8080, "path": "/health"}, "waitSeconds": 10}
+        with pytest.raises(InstanceNotYetStartedException, match="answered 503"):
+            load_function("startup_check").lambda_handler(payload, lambda_context)
+    finally:
+        timeutil.set_source(None)
+    assert clock[0] == 1_800_000_000.0 + 10

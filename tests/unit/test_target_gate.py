@@ -6,8 +6,9 @@ import boto3
 import pytest
 
 from opsflow import timeutil
-from opsflow.errors import LockLostError
+from opsflow.errors import LockLostError, TargetNotYetInStateException
 from opsflow.runs import RunTable, lock_pk
+from opsflow.targets import TargetHealth
 from tests.conftest import REGION, event, load_function
 
 TG = event("target_gate", "capacity.json")["targetGroupArn"]
@@ -35,7 +36,8 @@ def lock_expiry() -> int:
 @pytest.fixture
 def healthy_tier(run_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
     gate = load_function("target_gate")
-    monkeypatch.setattr(gate, "target_states", lambda arn, ids=None: {f"i-{n:017x}": "healthy" for n in range(12)})
+    healthy = [TargetHealth(f"i-{n:017x}", 80, "healthy") for n in range(12)]
+    monkeypatch.setattr(gate, "describe", lambda arn, targets=None: healthy)
     timeutil.set_source(lambda: 1_800_000_000.0)
 
 
@@ -59,3 +61,62 @@ def test_a_run_that_lost_its_lock_takes_no_instance_out(healthy_tier: None, lamb
 
     assert lock_expiry() == 1_800_009_999, "the other run's lock is untouched"
     assert RunTable("runs").get_run(ME) is None
+
+
+API = TG.replace("targetgroup/web/", "targetgroup/api/")
+ME_ID = event("target_gate", "capacity.json")["instanceId"]
+
+
+def in_two_groups(api_healthy: int) -> dict[str, Any]:
+    """The capacity event of an instance registered in web (port 80) and api (port override 9001)."""
+    return event("target_gate", "capacity.json") | {
+        "lockSeconds": 0,
+        "registrations": [{"targetGroupArn": TG, "port": 80}, {"targetGroupArn": API, "port": 9001}],
+        "floors": {TG: 9, API: api_healthy - 1},
+    }
+
+
+def two_groups(monkeypatch: pytest.MonkeyPatch, api_states: list[str]) -> None:
+    gate = load_function("target_gate")
+    web = [TargetHealth(ME_ID, 80, "healthy")] + [TargetHealth(f"i-{n:017x}", 80, "healthy") for n in range(11)]
+    api = [TargetHealth(ME_ID, 9001, "healthy")] + [
+        TargetHealth(f"i-{n:017x}", 9000, s) for n, s in enumerate(api_states)
+    ]
+    monkeypatch.setattr(gate, "describe", lambda arn, targets=None: api if arn == API else web)
+    timeutil.set_source(lambda: 1_800_000_000.0)
+
+
+def test_an_instance_in_two_groups_waits_while_either_is_at_its_floor(
+    run_table: str, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    two_groups(monkeypatch, ["healthy", "unhealthy"])  # api: 2 of 3 healthy, its floor is 2 without this one
+
+    with pytest.raises(TargetNotYetInStateException, match="in api; taking"):
+        load_function("target_gate").lambda_handler(in_two_groups(api_healthy=3), lambda_context)
+
+    assert RunTable("runs").get_outcome(ME, ME_ID) is None, "not marked as taken out"
+
+
+def test_an_instance_in_two_groups_goes_when_both_keep_their_floor(
+    run_table: str, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    two_groups(monkeypatch, ["healthy", "healthy"])
+
+    result = load_function("target_gate").lambda_handler(in_two_groups(api_healthy=3), lambda_context)
+
+    assert result["proceed"] is True
+    marked = RunTable("runs").get_outcome(ME, ME_ID)
+    assert marked is not None and "9001" in marked["registrations"], "what the cleanups put back, with its port"
+
+
+def test_one_zone_at_a_time_waits_while_another_zone_has_an_instance_out(
+    run_table: str, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    two_groups(monkeypatch, ["healthy", "healthy"])
+    RunTable("runs").mark_taken_out(ME, "i-00000000000000001", "2026-11-24T02:00:00+00:00", zone="eu-west-1b")
+    zoned = in_two_groups(api_healthy=3) | {"zone": "eu-west-1a", "oneZoneAtATime": True}
+
+    with pytest.raises(TargetNotYetInStateException, match="of another zone are back"):
+        load_function("target_gate").lambda_handler(zoned, lambda_context)
+
+    assert RunTable("runs").get_outcome(ME, ME_ID) is None

@@ -124,8 +124,8 @@ class Tier:
         assert math.ceil(timeline.dropped_requests) == 0, f"{timeline.dropped_requests:.1f} requests dropped"
         assert "unhealthy" not in self.target_states().values(), "no unhealthy instance in the target group"
         failed = [o for o in self.outcomes(result).values() if o["outcome"] == "failed"]
-        alerts = [n for n in self.notifications() if "failed to restart" in n["Subject"]]
-        assert len(alerts) == len(failed), "each failed instance produced one alert"
+        alerts = [n for n in self.notifications() if "failed to restart" in n["Subject"] and result.arn in n["Message"]]
+        assert len(alerts) == len(failed), "each failed instance of this run produced one alert"
 
     def alerts(self) -> list[dict[str, Any]]:
         """Mails about instances: an instance's failure, what a safety net or the reconciler left out."""

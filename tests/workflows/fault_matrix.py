@@ -133,7 +133,7 @@ def inject(sb: Any, task: TaskState, fault: str) -> None:
 # -- what happened: the histories, read the way the ASL routes errors ------------------------------
 def histories(sb: Any, result: ExecutionResult) -> list[list[dict[str, Any]]]:
     """The run's history and each Distributed Map child's (on AWS: child executions of their own)."""
-    return [result.events, *([dict(e) for e in m.get_event_history()] for m in sb.map_runs)]
+    return [result.events, *sb.child_histories()]
 
 
 def failures_at(history: list[dict[str, Any]], state: str) -> list[tuple[str, str | None]]:

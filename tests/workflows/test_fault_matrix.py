@@ -64,7 +64,7 @@ SCENARIOS = {
 # fails for a state that is neither entered by the plain run nor listed here.
 REACHED_BY = {
     "Ask for approval": "approved",
-    "Release the lock of the refused run": "rejected",
+    "Release one lock of the refused run": "rejected",
     "Handle the failed instance": "an instance never answers",
     "Record the instance as skipped": "an instance never answers",
 }

@@ -3,8 +3,9 @@
 Catchers do not run when an execution is stopped or times out. Whoever notices such a run calls
 :func:`clean_up`: the safety net on the execution's status-change event, the reconciler when that
 event never came (EventBridge delivers it on a best-effort basis). It restores the alarms and rules
-the run muted, registers again the run's instances that are out of the target group but whose
-application answers, releases the target group lock if the run holds it, mails what was done, and
+the run muted, registers again the run's instances that are out of their target groups but whose
+application answers (in every group, on every port, it took them out of), releases the target
+group locks the run holds, mails what was done, and
 closes the run (out of the reconciler's open-runs index).
 
 Idempotent, and done once: a closed run is left alone (it restored itself, or was cleaned up; a later
@@ -95,8 +96,10 @@ def _clean_up(
     # Restore before releasing the lock, so no new run mutes the same alarms in between.
     restored = None if run.get("restoredAt") else muting.restore(table, execution_arn)
     placed = place_instances(run, table, execution_arn)
-    # Releasing is conditional on this run holding the lock, so it is always safe to try.
-    released = table.release_lock(run["targetGroupArn"], execution_arn)
+    # Releasing is conditional on this run holding the lock, so it is always safe to try; one per target group.
+    groups = json.loads(run["targetGroupArns"]) if run.get("targetGroupArns") else [run["targetGroupArn"]]
+    released_each = [table.release_lock(arn, execution_arn) for arn in groups]  # every one, not up to the first
+    released = any(released_each)
     first_pass = not run.get("followUpSince")
     if first_pass and not released and restored is None and not (placed.put_back or placed.waiting or placed.left_out):
         table.close_run(execution_arn, timeutil.iso_now())

@@ -70,6 +70,15 @@ class HealthUrlUnreachableError(OpsflowError):
     """opsflow's functions cannot reach the instances' health URL (network placement, port)."""
 
 
+class WatchedAlarmFiringError(OpsflowError):
+    """An alarm the run watches (stopOnAlarms) is in ALARM already: restarting now would dig deeper."""
+
+
+class CannotResumeError(OpsflowError):
+    """resumeFrom names a run that cannot be continued (unknown, another workflow or target group,
+    still running, succeeded, or with nothing left to restart)."""
+
+
 class PreflightFailedError(OpsflowError):
     """A check before the run shows it cannot succeed (reboot denied, health URL not answering)."""
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients
+from opsflow import clients, polling
 from opsflow.errors import InstanceCannotStartError, InstanceNotYetDownException, InstanceNotYetStartedException
 
 DEAD_STATES = {"stopping", "stopped", "shutting-down", "terminated"}
@@ -91,6 +91,45 @@ def check_went_down(instance_id: str, check: HealthCheck) -> str:
             f"{instance_id}: {result.url} still answers {result.status}: the reboot has not begun yet"
         )
     return result.describe(check)
+
+
+def wait_went_down(instance_id: str, check: HealthCheck, *, every: float, for_seconds: float) -> str:
+    """:func:`check_went_down`, asking the health URL again every ``every`` seconds for ``for_seconds``.
+
+    EC2 is asked once: only the health URL is polled, so many instances waiting at once stay far
+    below EC2's request rate limits."""
+    instance = describe_instance(instance_id)
+    if instance["State"]["Name"] in DEAD_STATES:
+        raise InstanceCannotStartError(f"{instance_id} is {instance['State']['Name']}")
+    ip = _private_ip(instance)
+
+    def gone() -> str:
+        result = probe(ip, check)
+        if result.ok(check):
+            raise InstanceNotYetDownException(
+                f"{instance_id}: {result.url} still answers {result.status}: the reboot has not begun yet"
+            )
+        return result.describe(check)
+
+    return polling.poll(gone, not_yet=InstanceNotYetDownException, every=every, for_seconds=for_seconds)
+
+
+def wait_until_up(instance_id: str, check: HealthCheck, *, every: float, for_seconds: float) -> int:
+    """:func:`check_instance`, polling only the health URL (every ``every`` seconds for ``for_seconds``)
+    until it answers, then confirming with EC2 once."""
+    instance = describe_instance(instance_id)
+    state = instance["State"]["Name"]
+    if state in DEAD_STATES:
+        raise InstanceCannotStartError(f"{instance_id} is {state}")
+    ip = _private_ip(instance)
+
+    def answers() -> None:
+        result = probe(ip, check)
+        if not result.ok(check):
+            raise InstanceNotYetStartedException(f"{instance_id}: {result.describe(check)}")
+
+    polling.poll(answers, not_yet=InstanceNotYetStartedException, every=every, for_seconds=for_seconds)
+    return check_instance(instance_id, check)
 
 
 def check_instance(instance_id: str, check: HealthCheck) -> int:

@@ -11,7 +11,9 @@ retried call, the state machine's restore step and the safety net all work from 
 
 The stack's own alarm and safety-net rule (``NeverMute``, exact names from template.yaml) are never
 selected, whatever the prefixes or tags: muting them would switch off the safety net exactly when a
-stopped run needs it. :func:`excluded` tells, without any API call, which of them a selection names.
+stopped run needs it. Nor are the alarms the run watches (opsflow.watch, recorded on the run): they
+are the ones that must page someone if the application suffers during the restart. :func:`excluded`
+tells, without any API call, which of them a selection names.
 """
 
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, timeutil
+from opsflow import clients, timeutil, watch
 from opsflow.observability import logger
 from opsflow.runs import RunTable
 
@@ -113,7 +115,10 @@ def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[
         if not alarm.get("ActionsEnabled", False):
             continue
         if alarm["AlarmName"] in never_mute:
-            logger.warning("selected but never muted: the stack's own alarm", extra={"alarm": alarm["AlarmName"]})
+            logger.warning(
+                "selected but never muted: the stack's own alarm, or one the run watches",
+                extra={"alarm": alarm["AlarmName"]},
+            )
             continue
         if selector.tags and alarm["AlarmArn"] not in wanted:
             continue
@@ -155,6 +160,7 @@ def mute(
 ) -> MuteRecord:
     cloudwatch, events = clients.client("cloudwatch"), clients.client("events")
     run = table.get_run(execution_arn) or {}
+    never_mute = NeverMute(alarms=never_mute.alarms | frozenset(watch.watched_names(run)), rules=never_mute.rules)
     if "muted" in run:
         record = MuteRecord.model_validate(run["muted"])
         logger.info("re-applying the recorded mute", extra={"alarms": record.alarms, "rules": record.rules})

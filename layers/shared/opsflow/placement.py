@@ -13,14 +13,16 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from opsflow import clients, timeutil
+from opsflow import timeutil
 from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
-from opsflow.targets import target_states
+from opsflow.targets import Registration, parse_registrations
+from opsflow.targets import register as register_targets
 
-# The patience of "Wait until the reboot has begun" and of "Check the application is up" in
-# statemachines/rolling_restart.asl.json, rounded up (tests/unit/test_placement.py derives them from it).
-REBOOT_BEGIN_PATIENCE_SECONDS = 660
+# The patience of "Wait until the reboot has begun" (exactly: the reporter, which runs once it is spent,
+# must see it spent) and of "Check the application is up" (rounded up) in
+# statemachines/rolling_restart.asl.json; tests/unit/test_placement.py derives them from it.
+REBOOT_BEGIN_PATIENCE_SECONDS = 675
 STARTUP_PATIENCE_SECONDS = 900
 
 
@@ -62,13 +64,23 @@ def answers(instance_id: str, health: HealthCheck) -> bool:
     return True
 
 
-def register(target_group_arn: str, instance_id: str) -> str:
-    """Register the instance unless it is (still or again) registered; say what was done."""
-    state = target_states(target_group_arn, [instance_id]).get(instance_id, "unused")
-    if state not in ("unused", "draining"):
-        return "left in the target group"
-    clients.client("elbv2").register_targets(TargetGroupArn=target_group_arn, Targets=[{"Id": instance_id}])
-    return "registered again: its application answers"
+LEFT_IN = "left in its target groups"
+REGISTERED_AGAIN = "registered again: its application answers"
+PUT_BACK_PLACEMENTS = frozenset({LEFT_IN, REGISTERED_AGAIN})  # what register() says: in service now
+
+
+def register(registrations: list[Registration], instance_id: str) -> str:
+    """Register the instance again wherever it was taken out (each group, its port); say what was done."""
+    if not register_targets(instance_id, registrations):
+        return LEFT_IN
+    return REGISTERED_AGAIN
+
+
+def registrations_of(item: dict[str, Any], target_group_arn: str) -> list[Registration]:
+    """Where the run took the instance out from (recorded when it did); a record without them: the run's group."""
+    if item.get("registrations"):
+        return parse_registrations(item["registrations"])
+    return [Registration(target_group_arn=target_group_arn)]
 
 
 INTERRUPTED = {
@@ -98,7 +110,7 @@ def settle(
     if decided is Verdict.WAIT:
         return decided, "not answering yet: followed up"
     where = (
-        register(target_group_arn, instance_id)
+        register(registrations_of(item, target_group_arn), instance_id)
         if decided is Verdict.PUT_BACK
         else "left out of the target group: its application did not answer within its startup patience"
     )

@@ -1,10 +1,12 @@
 """The run table: one record per rolling-restart execution, its instance outcomes, and the locks.
 
 Keys (pk / sk):
-- ``run#<executionArn>`` / ``run``          the run: target group, failed instances, mute record
+- ``run#<executionArn>`` / ``run``          the run: target group, settings, watched alarms (and the
+                                              ones that stopped it), failed instances, mute record
 - ``run#<executionArn>`` / ``instance#<id>`` one instance: ``out`` once the run takes it out of
                                               service, then its outcome and step times
-- ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it)
+- ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it; a
+                                              run holds one per target group it changes)
 
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
 functions here read and update them, and the restore safety net uses them to clean up after a run
@@ -113,20 +115,54 @@ class RunTable:
         )
         return len(response["Attributes"]["failedInstances"]["SS"])
 
-    def mark_taken_out(self, execution_arn: str, instance_id: str, at: str) -> None:
+    def mark_taken_out(
+        self, execution_arn: str, instance_id: str, at: str, registrations: str = "", zone: str = ""
+    ) -> None:
         """Record, before it leaves service, that this run takes the instance out (once; a retry keeps the first).
 
         Only instances marked so are ever put back by this run's reports and cleanups: a run never
-        touches an instance it did not take out itself.
+        touches an instance it did not take out itself. ``registrations`` (JSON: every target group and
+        port it is taken out of) is what they put back; ``zone`` keeps one-zone-at-a-time runs to one zone.
         """
+        extra = {"registrations": registrations or None, "zone": zone or None}
         with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # marked already
             self.ddb.put_item(
                 TableName=self.table_name,
                 Item=to_item(
                     {"pk": run_pk(execution_arn), "sk": instance_sk(instance_id), "instanceId": instance_id}
                     | {"outcome": OUT, "takenOutAt": at}
+                    | extra
                 ),
                 ConditionExpression="attribute_not_exists(pk)",
+            )
+
+    def note_alarm_stop(self, execution_arn: str, alarms: list[str], at: str) -> dict[str, Any]:
+        """Record, once, that watched alarms fired: from then on the run takes no instance out.
+
+        Returns what is recorded (the first report wins; a later one changes nothing), so every
+        capacity check of the run names the same alarms.
+        """
+        key = to_item({"pk": run_pk(execution_arn), "sk": RUN_SK})
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=key,
+                UpdateExpression="SET stoppedOnAlarm = :stop",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(stoppedOnAlarm)",
+                ExpressionAttributeValues={":stop": _ser.serialize({"alarms": alarms, "at": at})},
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return dict((self.get_run(execution_arn) or {}).get("stoppedOnAlarm") or {"alarms": alarms, "at": at})
+        return {"alarms": alarms, "at": at}
+
+    def unmark_taken_out(self, execution_arn: str, instance_id: str) -> None:
+        """Withdraw a mark the run made for an instance it then did not take out (nothing was done to it yet)."""
+        with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # it went further
+            self.ddb.delete_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}"}),
+                ConditionExpression="outcome = :out AND attribute_not_exists(rebootRequestedAt)",
+                ExpressionAttributeValues={":out": {"S": OUT}},
             )
 
     def note_progress(self, execution_arn: str, instance_id: str, **fields: str) -> None:
