@@ -472,6 +472,12 @@ def rolling_restart_section(args: argparse.Namespace) -> list[str]:
     return [*lines, "", f"![makespan / ideal and minimum serving capacity]({out.with_suffix('.png').name})"]
 
 
+def tiers_section(args: argparse.Namespace) -> list[str]:
+    from bench import tiers
+
+    return tiers.section(args.jobs)
+
+
 def cold_start_section(args: argparse.Namespace) -> list[str]:
     build = ROOT / ".aws-sam" / "build-host"
     return cold_start_table(import_times(build) if build.exists() else {})
@@ -508,6 +514,7 @@ def patch_preview_section(args: argparse.Namespace) -> list[str]:
 
 SECTIONS: list[Callable[[argparse.Namespace], list[str]]] = [
     rolling_restart_section,
+    tiers_section,
     patch_preview_section,
     cold_start_section,
     collector_section,

@@ -2,7 +2,7 @@
 
 The same 12-instance fleet (seeded, realistic spread), 3 at a time: a tier in one target group; the
 same instances also behind a second load balancer (every instance drained from both); and that with
-one zone at a time (two zones). Prints a Markdown table. It reports; it never fails on a figure.
+one zone at a time (two zones). A section of `make bench` (bench/run.py); alone, it prints its table:
 
     .venv/bin/python bench/tiers.py
 """
@@ -10,6 +10,7 @@ one zone at a time (two zones). Prints a Markdown table. It reports; it never fa
 import math
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,21 +73,29 @@ def run(spec_fields: dict[str, Any], payload_fields: dict[str, Any], allowed: di
         }
 
 
-def main() -> None:
-    print(f"{SIZE} instances, {BATCH} at a time, seed 5, boot {BOOT:.0f} s and readiness {READY:.0f} s +/- 40 %\n")
-    print(
+def section(jobs: int) -> list[str]:
+    """The Markdown section of bench/results.md (bench/run.py runs it with the other sections)."""
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(CASES)))) as pool:
+        results = list(pool.map(run, *zip(*CASES.values(), strict=True)))
+    lines = [
+        "## Several target groups and one zone at a time",
+        "",
+        f"{SIZE} instances, {BATCH} at a time, seed 5, boot {BOOT:.0f} s and readiness {READY:.0f} s +/- 40 %: "
+        "the same fleet in one target group, also behind a second load balancer (each instance drained from "
+        "both), and that one zone at a time over two zones.",
+        "",
         "| tier | status | makespan | dropped | lowest serving per group | transitions / instance "
-        "| Lambda / instance | ELB calls / instance | wall |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, case in CASES.items():
-        r = run(*case)
+        "| Lambda / instance | ELB calls / instance | wall |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in zip(CASES, results, strict=True):
         serving = ", ".join(f"{g} {n}" for g, n in r["min_serving"].items())
-        print(
+        lines.append(
             f"| {name} | {r['status']} | {r['makespan']:.0f} s | {r['dropped']} | {serving} | {r['transitions']:.1f} "
             f"| {r['lambda']:.1f} | {r['elb']:.1f} | {r['wall']:.1f} s |"
         )
+    return lines
 
 
 if __name__ == "__main__":
-    main()
+    print("\n".join(section(jobs=2)))

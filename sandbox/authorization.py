@@ -154,6 +154,17 @@ def _maintenance_window(params: dict[str, Any], env: Lookups) -> list[Target]:
     return [(_arn("ssm", env, f"maintenancewindow/{params['WindowId']}"), {})]
 
 
+def _command(params: dict[str, Any], env: Lookups) -> list[Target]:
+    """SendCommand is authorized on the document and on each instance (with its tags)."""
+    name = str(params["DocumentName"])
+    # AWS-owned documents have no account in their ARN (SSM user guide, identity-based policy examples).
+    owner = "" if name.startswith(("AWS-", "AWSEC2-", "AWSSupport-")) else env.account
+    document = name if name.startswith("arn:") else f"arn:aws:ssm:{env.region}:{owner}:document/{name}"
+    instances = [_arn("ec2", env, f"instance/{i}") for i in params.get("InstanceIds", [])]
+    # Instances carry aws:ResourceTag/* and Systems Manager's own ssm:resourceTag/* keys.
+    return [(document, {}), *[(arn, _tag_keys(env.tags(arn), "aws", "ssm")) for arn in instances]]
+
+
 def _state_machine(params: dict[str, Any], env: Lookups) -> list[Target]:
     return [(str(params["stateMachineArn"]), {})]
 
@@ -223,6 +234,9 @@ OPERATIONS: dict[str, Resolver] = {
     "ssm:DescribeInstanceInformation": _anything,
     "ssm:DescribeInstancePatchStates": _anything,
     "ssm:DescribeInstancePatches": _anything,
+    "ssm:SendCommand": _command,
+    "ssm:GetCommandInvocation": _anything,
+    "ssm:ListCommandInvocations": _anything,
 }
 
 

@@ -33,6 +33,7 @@ from requests.adapters import BaseAdapter
 
 from sandbox import tagging
 from sandbox.authorization import UnmappedOperation, iam_prefix, refusal, requests_for
+from sandbox.commands import COMMAND_OPERATIONS, CommandService
 from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
@@ -167,6 +168,7 @@ class AwsBridge:
     fleet: Fleet
     now: Callable[[], float]
     patches: PatchService | None = None
+    commands: CommandService | None = None
     calls: list[ApiCall] = field(default_factory=list)
     errors: list[InjectedApiError] = field(default_factory=list)
     iam: IamEnforcement | None = None
@@ -249,9 +251,17 @@ class AwsBridge:
                 return _error(exc.code, str(exc))
         if (service, operation) == ("cloudwatch", "DescribeAlarmHistory"):
             return _Response(200), {**self._alarm_history(params), "ResponseMetadata": _OK}
+        command = COMMAND_OPERATIONS.get(operation) if service == "ssm" and self.commands else None
+        if command is not None:
+            try:
+                return _Response(200), {**getattr(self.commands, command)(params), "ResponseMetadata": _OK}
+            except SimulatedApiError as exc:
+                return _error(exc.code, str(exc))
         simulated = SSM_OPERATIONS.get(operation) if service == "ssm" and self.patches else None
         if simulated is None:
             return None
+        if self.commands is not None:
+            self.commands.settle()  # patch data as the commands finished by now left it
         try:
             return _Response(200), {**getattr(self.patches, simulated)(params), "ResponseMetadata": _OK}
         except SimulatedApiError as exc:

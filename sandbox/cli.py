@@ -32,6 +32,7 @@ FLEET_KEYS = {
     "port": ("health_port", int),
 }
 INSTANCE_FAULTS = ("never_ready", "slow", "throttle_reboot")
+COMMAND_FAULTS = ("command_fails", "command_times_out", "undeliverable", "agent_offline")  # sandbox/commands.py
 SERVICE_ALIASES = {"elbv2": "elastic-load-balancing-v2", "stepfunctions": "sfn", "events": "eventbridge"}
 
 
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FAULT",
-        help="never_ready:N | slow:N | throttle_reboot:N[:count] (N = instance number), "
+        help="never_ready:N | slow:N | throttle_reboot:N[:count] | command_fails:N | command_times_out:N | "
+        "undeliverable:N | agent_offline:N (N = instance number), "
         "api:SERVICE.Operation:Code[:count], lambda:FunctionLogicalId:ErrorType[:count], "
         "stop_after:SECONDS",
     )
@@ -102,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("build/sandbox"), help="where history and picture go")
     run.add_argument("--timeout", type=float, default=600.0, help="wall seconds after which the run is stopped")
     run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.add_argument("--approve", action="store_true", help="approve the run's approval request by its mailed link")
     sub.add_parser("list", help="list the state machines of template.yaml")
     return parser
 
@@ -130,7 +133,7 @@ def _faults(specs: list[str], size: int) -> tuple[list[tuple[str, ...]], float |
         kind, _, rest = spec.partition(":")
         parts = rest.split(":") if rest else []
         try:
-            if kind in INSTANCE_FAULTS:
+            if kind in INSTANCE_FAULTS + COMMAND_FAULTS:
                 number = int(parts[0])
                 if not 1 <= number <= size:
                     raise UsageError(f"--fault {spec}: instance number must be 1..{size}")
@@ -182,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"no state machine {args.state_machine!r} in template.yaml")
         ids = sorted(sb.fleet.instances, key=lambda i: sb.fleet.names[i])
         for fault in faults:
-            if fault[0] in INSTANCE_FAULTS:
+            if fault[0] in COMMAND_FAULTS:
+                sb.commands.inject(ids[int(fault[1]) - 1], fault[0])  # type: ignore[arg-type]
+            elif fault[0] in INSTANCE_FAULTS:
                 sb.fleet.inject(ids[int(fault[1]) - 1], fault[0], int(fault[2]))  # type: ignore[arg-type]
             elif fault[0] == "api":
                 sb.inject_api_error(fault[1], fault[2], fault[3], int(fault[4]))
@@ -194,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         before = sb.monitoring_state()
         wall0 = time.monotonic()
         arn = sb.start_execution(args.state_machine, payload)
-        progress = Progress(sb, arn, quiet=args.quiet, stop_after=stop_after)
+        progress = Progress(sb, arn, quiet=args.quiet, stop_after=stop_after, approve=args.approve)
         result = progress.follow(timeout=args.timeout)
         report = progress.report(result, before, sb.monitoring_state(), time.monotonic() - wall0, args.out)
         print(report)

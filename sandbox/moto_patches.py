@@ -65,6 +65,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service,
     state_task_service_aws_sdk,
     state_task_service_dynamodb,
+    state_task_service_sfn,
     state_task_service_sqs,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
@@ -211,6 +212,34 @@ def _eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
     env.stack.append(_jsonable(env.stack.pop()))
 
 
+_original_sfn_eval_service_task = state_task_service_sfn.StateTaskServiceSfn._eval_service_task
+
+
+def _pascal(response: dict[str, Any]) -> dict[str, Any]:
+    return {k[0].upper() + k[1:]: _jsonable(v) for k, v in response.items()}
+
+
+def _sfn_eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+    """The optimized Step Functions integration takes and answers PascalCase (StateMachineArn, Input;
+    ExecutionArn, StartDate); moto hands its PascalCase parameters to boto3, which wants camelCase."""
+    parameters = kwargs["normalised_parameters"] if "normalised_parameters" in kwargs else args[1]
+    camel = {k[0].lower() + k[1:]: v for k, v in parameters.items()}
+    if "stateMachineArn" in camel and not camel.get("name"):
+        camel["name"] = _seeded_uid()  # AWS names an unnamed execution with a UUID; moto would name it "None"
+    parameters.clear()
+    parameters.update(camel)
+    _original_sfn_eval_service_task(self, env, *args, **kwargs)
+    env.stack.append(_pascal(env.stack.pop()))
+
+
+def _sfn_normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+    """``.sync`` results are DescribeExecution's, with PascalCase keys and ISO dates, as on AWS."""
+    if isinstance(response, dict):
+        pascal = _pascal(response)
+        response.clear()
+        response.update(pascal)
+
+
 def _execution_data(**fields: Any) -> Any:
     start = fields.get("StartTime")
     if isinstance(start, _dt.datetime):
@@ -290,6 +319,9 @@ def _api_patches() -> list[Any]:
         mock.patch.object(state_task_service_sqs.StateTaskServiceSqs, "_from_error", _sqs_from_error),
         # Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
         mock.patch.object(state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _eval_service_task),
+        # Nested executions (states:startExecution, .sync, .sync:2): PascalCase in and out, as on AWS.
+        mock.patch.object(state_task_service_sfn.StateTaskServiceSfn, "_eval_service_task", _sfn_eval_service_task),
+        mock.patch.object(state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", _sfn_normalise_response),
         # $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
         mock.patch.object(execution_worker, "ExecutionData", _execution_data),
         # SendTaskFailure passes its cause on (moto's API layer drops it).

@@ -56,6 +56,7 @@ class InstancePatches:
     operation: str = "Scan"
     managed: bool = True
     pending_reboot: int = 0
+    ping: str = "Online"  # SSM Agent's PingStatus: Online, ConnectionLost, Inactive
 
     def state_counts(self) -> dict[str, int]:
         counts = {"Missing": 0, "Failed": 0, "Installed": 0, "InstalledPendingReboot": 0}
@@ -190,7 +191,7 @@ class PatchService:
         infos = [
             {
                 "InstanceId": i,
-                "PingStatus": "Online",
+                "PingStatus": info.ping,
                 "PlatformType": "Linux",
                 "PlatformName": "Amazon Linux",
                 "ResourceType": "EC2Instance",

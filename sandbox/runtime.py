@@ -49,6 +49,7 @@ from sandbox.aws_fleet import (
     create_fleet_resources,
 )
 from sandbox.clock import SimClock
+from sandbox.commands import CommandService
 from sandbox.fleet import Fleet, FleetSpec
 from sandbox.lambdas import FunctionSpec, LambdaRuntime, PrivateEnviron
 from sandbox.latency import LatencyModel
@@ -253,6 +254,8 @@ class Sandbox:
             clients.http_session().mount("https://", adapter)
             if self.fleet_spec:
                 self.bridge.patches = self._patch_service()
+                self.commands = CommandService(self.fleet, self.bridge.patches.data, self.clock.now)
+                self.bridge.commands = self.commands
             if self.enforce_iam:
                 self._enforce_iam(template)
             self.bridge.calls.clear()  # count what runs do, not the set-up

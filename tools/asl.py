@@ -23,6 +23,19 @@ OPTIMIZED = {
     "dynamodb:updateItem": ("dynamodb", "UpdateItem"),
     "sns:publish": ("sns", "Publish"),
     "sqs:sendMessage": ("sqs", "SendMessage"),
+    "states:startExecution": ("stepfunctions", "StartExecution"),
+}
+# What a ``.sync`` Task needs beyond its call: following the execution it started ("IAM policies for
+# integrated services", Step Functions developer guide: DescribeExecution, StopExecution, and the
+# managed EventBridge rule that reports the end).
+SYNC_NEEDS = {
+    "states:startExecution": {
+        "states:DescribeExecution",
+        "states:StopExecution",
+        "events:PutTargets",
+        "events:PutRule",
+        "events:DescribeRule",
+    }
 }
 
 

@@ -76,7 +76,8 @@ def request_email(request: ApprovalRequest, base_url: str) -> tuple[str, str]:
     subject = f"opsflow: approve the rolling restart of {group.split('/')[1] if '/' in group else group}?"
     body = (
         f"A rolling restart is waiting for your approval.\n\n{plan.get('summary', '')}\n\n"
-        f"Batches: {json.dumps(plan.get('batches', []))}\n"
+        + (f"{plan['note']}\n\n" if plan.get("note") else "")
+        + f"Batches: {json.dumps(plan.get('batches', []))}\n"
         f"Execution: {request.execution_arn}\n\n"
         f"Approve: {links['approve']}\n\nReject: {links['reject']}\n\n"
         f"Without an answer by {dt.datetime.fromtimestamp(expires, dt.UTC):%Y-%m-%d %H:%M} UTC, "

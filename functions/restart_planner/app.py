@@ -7,7 +7,7 @@ earlier run (opsflow.resume); ``stopOnAlarms`` names the alarms the run watches 
 
 import json
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import (
@@ -50,12 +50,16 @@ LOAD_BALANCER_ARN = (
     r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/app/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
 )
 BATCH_SIZE = r"^([1-9][0-9]{0,3}|([1-9][0-9]?|100)%)$"
+DOCUMENT_NAME = r"^[a-zA-Z0-9_\-.]{3,128}$"
+# Patching: Patch Manager's document installs what the baseline approves and reboots only if needed.
+PATCH_DOCUMENT = "AWS-RunPatchBaseline"
+PATCH_PARAMETERS = {"Operation": ["Install"], "RebootOption": ["RebootIfNeeded"]}
 DESCRIBE_CHUNK = 200
 RECORD_DAYS = 90  # run records expire (DynamoDB TTL) after this
 # The longest one instance can take, boot and health-check waits aside: every per-instance state's
 # retry patience and attempts at their function timeouts (tests/unit/test_restart_planner.py derives
 # it from the ASL and checks this bound). The lock is renewed for this long each time an instance starts.
-INSTANCE_PATIENCE_SECONDS = 6 * 3600
+INSTANCE_PATIENCE_SECONDS = 12 * 3600  # the command action's wait (about 2 h) included
 LOCK_MARGIN_SECONDS = 3600  # muting, restoring, releasing, and the summary
 
 
@@ -81,6 +85,7 @@ class Settings(RunTableSettings, NeverMuteSettings):
     alarm_name_prefix: str = Field(default="", alias="ALARM_NAME_PREFIX")
     rule_name_prefix: str = Field(default="", alias="RULE_NAME_PREFIX")
     approval_timeout_seconds: int = Field(alias="APPROVAL_TIMEOUT_SECONDS", ge=60)
+    allowed_documents: str = Field(default="AWS-RunPatchBaseline", alias="ALLOWED_COMMAND_DOCUMENTS")
     # Where the probing functions run: empty when the stack has no VPC settings (they cannot reach a private IP).
     probe_vpc_id: str = Field(default="", alias="HEALTH_PROBE_VPC_ID")
     probe_security_group_id: str = Field(default="", alias="HEALTH_PROBE_SECURITY_GROUP_ID")
@@ -100,6 +105,18 @@ class HealthOverride(_Model):
     path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=512)] | None = None
     expected_status: Annotated[StrictInt, Field(ge=100, le=599)] | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=30)] | None = None
+
+
+class CommandRequest(_Model):
+    """The SSM command of the ``command`` action; defaults: AWS-RunPatchBaseline, Install, RebootIfNeeded."""
+
+    document_name: Annotated[str, Field(pattern=DOCUMENT_NAME)] = PATCH_DOCUMENT
+    parameters: (
+        Annotated[dict[Annotated[str, Field(min_length=1, max_length=64)], list[str]], Field(max_length=50)] | None
+    ) = None
+    timeout_seconds: Annotated[StrictInt, Field(ge=30, le=172800)] = 600
+    output_s3_bucket_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    output_s3_key_prefix: Annotated[str, Field(max_length=500)] | None = None
 
 
 class RestartRequest(_Model):
@@ -124,6 +141,9 @@ class RestartRequest(_Model):
     approval_timeout_seconds: Annotated[StrictInt, Field(ge=60, le=604800)] | None = None
     stop_on_alarms: watch.WatchSelector | None = None
     resume_from: Annotated[str, Field(pattern=resume.EXECUTION_ARN)] | None = None
+    action: Literal["reboot", "command"] = "reboot"
+    command: CommandRequest | None = None
+    note: Annotated[str, Field(max_length=2000)] = ""  # shown in the approval mail (the patch preview's findings)
 
     @field_validator("batch_size")
     @classmethod
@@ -175,6 +195,7 @@ class Plan(_Model):
     resumed_from: str | None  # the earlier run this one continues
     finished_before: list[str]  # instances that earlier run finished: not restarted again
     summary: str
+    note: str = ""
 
 
 class RestartRun(_Model):
@@ -198,6 +219,8 @@ class RestartRun(_Model):
     dry_run: bool
     require_approval: bool
     approval_timeout_seconds: int
+    action: str
+    command: dict[str, Any] | None  # SendCommand's document, parameters and timeout (``command`` action)
     plan: Plan
     watched_alarms: list[str]
     resume_from: str | None
@@ -345,6 +368,10 @@ def _instances(instance_ids: list[str], cfg: Settings) -> dict[str, dict[str, An
     return {i: found[i] for i in instance_ids}
 
 
+def _parameters_text(parameters: dict[str, list[str]]) -> str:
+    return "(" + ", ".join(f"{k}={','.join(v)}" for k, v in parameters.items()) + ")" if parameters else ""
+
+
 def _listed(problems: list[str]) -> str:
     return "; ".join(problems[:10]) + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else "")
 
@@ -364,6 +391,33 @@ def _check_probe_network(request: RestartRequest, cfg: Settings) -> None:
             f"instances' security group opens to opsflow's functions: redeploy with HealthPort={port}, "
             "or leave health.port out"
         )
+
+
+def resolve_command(request: RestartRequest, cfg: Settings) -> dict[str, Any] | None:
+    """The command to send, defaults applied; refuse one the stack does not allow."""
+    if request.action == "reboot":
+        if request.command is not None:
+            raise InvalidInputError('command: only with "action": "command" (the reboot action runs no command)')
+        return None
+    command = request.command or CommandRequest()
+    allowed = [d.strip() for d in cfg.allowed_documents.split(",") if d.strip()]
+    if command.document_name not in allowed:
+        raise InvalidInputError(
+            f"command.documentName: {command.document_name} is not one this stack may run ({', '.join(allowed)}); "
+            "add it to the stack's CommandDocuments parameter (IAM allows SendCommand for those documents only)"
+        )
+    parameters = command.parameters
+    if parameters is None:
+        parameters = PATCH_PARAMETERS if command.document_name == PATCH_DOCUMENT else {}
+    spec: dict[str, Any] = {
+        "documentName": command.document_name,
+        "parameters": parameters,
+        "timeoutSeconds": command.timeout_seconds,
+    }
+    if command.output_s3_bucket_name:
+        spec["outputS3BucketName"] = command.output_s3_bucket_name
+        spec["outputS3KeyPrefix"] = command.output_s3_key_prefix or ""
+    return spec
 
 
 def _not_healthy(described: dict[str, list[TargetHealth]]) -> None:
@@ -490,6 +544,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     finished_before: list[str] = []
     if request.resume_from:
         request, finished_before = resumed_request(request, execution_arn, cfg)
+    command = resolve_command(request, cfg)
     tier = _tier(request, cfg)
     groups = _target_groups(tier)
     _check_probe_network(request, cfg)
@@ -612,13 +667,20 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         else ""
     )
     also = [_short(g.target_group_arn) for g in group_plans if not g.in_tier]
+    action = (
+        f"reboot and start (about {boot} s, then until the health URL answers)"
+        if command is None
+        else f"run {command['documentName']} {_parameters_text(command['parameters'])} with SSM and wait for it "
+        "(it may reboot the instance), then until the health URL answers"
+    )
     summary = _continues(request, finished_before) + (
-        f"Restart {len(selected)} of {size} targets in {names}, {batch} at a time ({len(batches)} batches"
+        f"{'Restart' if command is None else 'Run a command on'} {len(selected)} of {size} targets in "
+        f"{names}, {batch} at a time ({len(batches)} batches"
         f"{', one zone at a time' if request.one_zone_at_a_time else ''}); at least {floor} healthy targets keep "
         f"serving{per_group}."
         + (f" Also drained from {', '.join(also)}, where they are registered too." if also else "")
-        + f" Each instance: drain (up to {delay} s), reboot and start (about {boot} s, then until the health URL "
-        f"answers), {to_healthy} s of health checks. Expected at most {predicted // 60} min {predicted % 60} s."
+        + f" Each instance: drain (up to {delay} s), {action}, {to_healthy} s of health checks. Expected at most "
+        f"{predicted // 60} min {predicted % 60} s" + ("." if command is None else " plus the command's own time.")
     )
     alarms = request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else [])
     rules = request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else [])
@@ -645,6 +707,8 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         dry_run=request.dry_run,
         require_approval=request.require_approval,
         approval_timeout_seconds=approval,
+        action=request.action,
+        command=command,
         plan=Plan(
             batches=batches,
             healthy_targets=size,
@@ -668,6 +732,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             resumed_from=request.resume_from,
             finished_before=finished_before,
             summary=summary,
+            note=request.note,
         ),
         watched_alarms=watched,
         resume_from=request.resume_from,
@@ -682,6 +747,8 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             "stopOnAlarms": request.stop_on_alarms.model_dump(by_alias=True) if request.stop_on_alarms else None,
             "requireApproval": request.require_approval,
             "approvalTimeoutSeconds": approval,
+            "action": request.action,
+            "command": request.command.model_dump(by_alias=True, exclude_none=True) if request.command else None,
         },
         # Covers the approval wait and the first instance; each instance that starts renews it (target gate).
         lock_expires_at=now + approval + lock_per_instance + LOCK_MARGIN_SECONDS,

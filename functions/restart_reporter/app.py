@@ -32,6 +32,17 @@ STEPS = [
     ("registered", "Register the instance with every target group"),
     ("healthy", "Wait until the instance is healthy in every target group"),
 ]
+# With the command action, the action's two steps are the command's (the times are recorded under the same keys).
+COMMAND_STEPS = [
+    ("deregistered", "Deregister the instance from every target group"),
+    ("drained", "Wait until the instance has drained"),
+    ("commandSent", "Run the command on the instance"),
+    ("commandFinished", "Wait until the command has finished"),
+    ("ready", "Check the application is up"),
+    ("registered", "Register the instance with every target group"),
+    ("healthy", "Wait until the instance is healthy in every target group"),
+]
+COLUMNS = {"rebooted": "sent", "down": "finished"}  # the summary's column names for a command run
 
 
 class Settings(RunTableSettings, NotificationSettings):
@@ -48,6 +59,7 @@ class RunRef(BaseModel):
     target_group_arn: str = Field(alias="targetGroupArn")
     health: HealthCheck | None = None
     expected_boot_seconds: int = Field(default=0, alias="expectedBootSeconds", ge=0)
+    action: str = "reboot"
 
 
 class Failure(BaseModel):
@@ -85,8 +97,8 @@ def _cause_text(failure: Failure) -> str:
     return str(cause.get("errorMessage", failure.Cause)) if isinstance(cause, dict) else failure.Cause
 
 
-def failed_step(times: dict[str, Any]) -> str:
-    for key, state_name in STEPS:
+def failed_step(times: dict[str, Any], action: str = "reboot") -> str:
+    for key, state_name in COMMAND_STEPS if action == "command" else STEPS:
         if key not in times:
             return state_name
     return "Record the outcome"
@@ -104,11 +116,14 @@ def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> 
     """
     registrations = placement.registrations_of(progress, run.target_group_arn)
     up = run.health is not None and placement.answers(instance_id, run.health)
-    decided = placement.verdict(progress, up, timeutil.epoch(), run.expected_boot_seconds)
+    running = placement.command_running(progress)
+    decided = placement.verdict(progress, up, timeutil.epoch(), run.expected_boot_seconds, running)
     if decided is placement.Verdict.PUT_BACK:
         return placement.register(registrations, instance_id)
     if targets.deregister(instance_id, registrations):
         return "taken out of its target groups: its application does not answer"
+    if running:
+        return "left out of its target groups: its SSM command still runs (it may reboot it); put it back once it ends"
     return "left out of its target groups: its application does not answer"
 
 
@@ -119,7 +134,7 @@ def publish(subject: str, message: str) -> None:
 def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
     """Count, place, record and alert: each step is safe to repeat when the state machine retries the report."""
     table, run, instance_id = RunTable(settings().table_name), event.run, event.instance_id
-    step, cause = failed_step(event.times), _cause_text(event.failure)
+    step, cause = failed_step(event.times, run.action), _cause_text(event.failure)
     before = table.get_outcome(run.execution_arn, instance_id)  # None: this run never took it out
     failures = table.count_failure(run.execution_arn, instance_id)
     if before is None:
@@ -133,7 +148,7 @@ def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
         "error": event.failure.Error,
         "cause": cause[:2000],
         "placement": placed,
-        "times": {k: _at(event.times, k) for k, _ in STEPS if k in event.times},
+        "times": {k: _at(event.times, k) for k, _ in STEPS + COMMAND_STEPS if k in event.times},
     }
     table.put_outcome(run.execution_arn, instance_id, outcome | ({"alertedAt": alerted} if alerted else {}))
     if not alerted:
@@ -204,14 +219,24 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
         lines.append(stopped)
     if event.error is not None:
         lines.append(f"The run stopped early: {event.error.Error}: {_cause_text(event.error)}")
+    command = event.run.action == "command"
+    commands = table.commands(event.run.execution_arn) if command else {}
+    columns = [COLUMNS.get(k, k) if command else k for k, _ in STEPS]
     lines += [
         "",
-        f"{'instance':<21} {'outcome':<10} " + " ".join(f"{k:<12}" for k, _ in STEPS) + " out of service",
+        f"{'instance':<21} {'outcome':<10} " + " ".join(f"{c:<12}" for c in columns) + " out of service",
     ]
     for o in outcomes:
         times = o.get("times", {})
         row = f"{o['instanceId']:<21} {o['outcome']:<10} " + " ".join(f"{_clock(times.get(k)):<12}" for k, _ in STEPS)
         lines.append(f"{row} {_out_of_service(times)}")
+        sent = commands.get(o["instanceId"])
+        if sent:
+            lines.append(
+                f"    command {sent.get('commandId', '')} ({sent.get('documentName', '')}): "
+                f"{sent.get('statusDetails', sent.get('status', ''))}"
+                + (f", output {sent['outputUrl']}" if sent.get("outputUrl") else "")
+            )
         if o["outcome"] != "restarted":
             lines.append(f"    {o.get('step', '')}: {o.get('error', '')}: {o.get('cause', o.get('reason', ''))}")
             if o.get("placement"):

@@ -6,6 +6,7 @@ and AWS's own latency is the model's (sandbox/latency.py).
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +206,28 @@ def test_a_definite_json_path_with_an_index_yields_the_value(features: Sandbox) 
 def test_indefinite_json_paths_still_yield_lists(features: Sandbox) -> None:
     result = features.run(SM, {"path": "paths", "items": [{"id": "a"}, {"id": "b"}]})
     assert result.output == {"ids": ["a", "b"], "first": "a", "firstOfAll": ["a"]}
+
+
+def test_a_nested_execution_takes_and_answers_pascal_case_as_on_aws(features: Sandbox, tmp_path: Path) -> None:
+    """moto hands StateMachineArn/Input to boto3 as they are (it wants camelCase), names an unnamed
+    execution "None" and answers camelCase; on AWS the integration is PascalCase both ways."""
+    child = tmp_path / "child.asl.json"
+    child.write_text(json.dumps({"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": True}}}))
+    parent = tmp_path / "parent.asl.json"
+    nested = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::states:startExecution.sync:2",
+        "Parameters": {"StateMachineArn": "${Child}", "Input.$": "$"},
+        "ResultSelector": {"echoed.$": "$.Output", "status.$": "$.Status"},
+    }
+    parent.write_text(
+        json.dumps({"StartAt": "A", "States": {"A": {**nested, "Next": "B"}, "B": {**nested, "End": True}}})
+    )
+    child_arn = features.deploy_definition("Child", child, {})
+    parent_arn = features.deploy_definition("Parent", parent, {"Child": child_arn})
+
+    execution = features.client("stepfunctions").start_execution(stateMachineArn=parent_arn, input='{"n": 1}')
+    result = features.wait(execution["executionArn"])
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output == {"echoed": {"echoed": {"n": 1}, "status": "SUCCEEDED"}, "status": "SUCCEEDED"}

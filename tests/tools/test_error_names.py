@@ -49,7 +49,12 @@ LAMBDA_SERVICE_ERRORS = {
 # code (opsflow.errors.service_error) can surface these. SSM: ThrottlingException; EC2: RequestLimitExceeded.
 SERVICE_CODES = {"ThrottlingException", "RequestLimitExceeded"}
 # How Step Functions spells each service in error names: optimized integrations, then SDK integrations.
-PREFIXES = {"dynamodb": ("dynamodb", "DynamoDB"), "sns": ("sns", "SNS"), "sqs": ("sqs", "SQS")}
+PREFIXES = {
+    "dynamodb": ("dynamodb", "DynamoDB"),
+    "sns": ("sns", "SNS"),
+    "sqs": ("sqs", "SQS"),
+    "states": ("stepfunctions", "StepFunctions"),
+}
 SDK_PREFIXES = {"ec2": ("ec2", "Ec2"), "elasticloadbalancingv2": ("elbv2", "ElasticLoadBalancingV2")}
 MODELS = botocore.session.get_session()
 

@@ -20,7 +20,7 @@ from botocore import xform_name
 from sandbox.authorization import ACTION_OF, IAM_PREFIXES, SERVICE_IDS
 from sandbox.template import Stack
 from tests.conftest import ROOT
-from tools.asl import definitions, distributed_maps, map_data_actions, tasks
+from tools.asl import SYNC_NEEDS, definitions, distributed_maps, map_data_actions, tasks
 from tools.reachable import reachable_modules
 
 TRANSFORMED = ROOT / "build" / "template.transformed.json"
@@ -81,6 +81,9 @@ def test_state_machines_may_do_what_their_states_call_and_no_more(template: dict
         name = template["Resources"][logical_id]["Properties"]["StateMachineName"]["Fn::Sub"].split("}-", 1)[1]
         definition = definitions()[next(f for f in files if f.replace("_", "-") == name)]
         needed = {task.iam_action for task in tasks(definition)} | map_data_actions(definition)
+        for task in tasks(definition):  # a .sync Task follows what it started
+            if task.state["Resource"].endswith((".sync", ".sync:2")):
+                needed |= SYNC_NEEDS[task.state["Resource"].removeprefix("arn:aws:states:::").split(".")[0]]
         if distributed_maps(definition):  # the children, and redriving a failed Map Run
             needed |= {
                 "states:StartExecution",
@@ -206,6 +209,14 @@ def observed() -> dict[str, set[str]]:
         keep(sb)
     with Sandbox(FleetSpec(size=4)) as sb:  # the patch preview
         sb.run("PatchPreviewStateMachine", {})
+        keep(sb)
+    with Sandbox(FleetSpec(size=3)) as sb:  # the patch workflow: SSM commands, one failing; the compliance report
+        from tests.workflows.conftest import Tier
+
+        sb.commands.inject(sorted(sb.fleet.instances)[0], "command_fails")
+        arn = sb.start_execution("PatchTierStateMachine", {**web, "batchSize": 1, "errorBudget": 2})
+        sb.invoke_url("ApprovalVerifierFunction", "POST", body=Tier(sb, {}).approval_links()["approve"])
+        sb.wait(arn, timeout=300)
         keep(sb)
     return calls
 

@@ -14,11 +14,15 @@ MODELS = botocore.session.get_session()
 ALL_TASKS = [(name, task) for name, definition in definitions().items() for task in tasks(definition)]
 
 
-def unknown_members(value: Any, shape: Any, where: str) -> list[str]:
+def unknown_members(value: Any, shape: Any, where: str, pascal: bool = False) -> list[str]:
+    """``pascal``: the integration spells the API's camelCase members in PascalCase (Step Functions'
+    optimized startExecution takes StateMachineArn, Input: "Call Step Functions from a workflow")."""
     problems = []
     if shape.type_name == "structure" and isinstance(value, dict):
         for key, inner in value.items():
             member = key.removesuffix(".$")
+            if pascal:
+                member = member[:1].lower() + member[1:]
             if member not in shape.members:
                 problems.append(f"{where}.{member}")
             elif not key.endswith(".$"):
@@ -33,9 +37,11 @@ def unknown_members(value: Any, shape: Any, where: str) -> list[str]:
 def test_every_parameter_is_a_member_of_the_api_input(machine: str, task: Any) -> None:
     model = MODELS.get_service_model(task.service).operation_model(task.operation)
     parameters = task.state.get("Parameters", {})
-    assert unknown_members(parameters, model.input_shape, task.operation) == []
+    pascal = task.service == "stepfunctions" and not task.state["Resource"].startswith("arn:aws:states:::aws-sdk:")
+    assert unknown_members(parameters, model.input_shape, task.operation, pascal) == []
     required = set(model.input_shape.required_members)
     given = {key.removesuffix(".$") for key in parameters}
+    given |= {k[:1].lower() + k[1:] for k in given} if pascal else set()
     assert required <= given, f"{task.path}: missing required {sorted(required - given)}"
 
 

@@ -88,7 +88,7 @@ def test_two_stacks_can_live_side_by_side_in_one_account(deployed: dict[str, Any
             fixed.append(f"{logical_id}: {name}")
     assert fixed == [], "names shared by every stack of the account"
     schedules = [r for r in deployed["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
-    assert len(schedules) == 3 and all("Name" not in s["Properties"] for s in schedules)
+    assert len(schedules) == 4 and all("Name" not in s["Properties"] for s in schedules)
 
 
 def test_no_concurrency_is_reserved_unless_asked(deployed: dict[str, Any]) -> None:

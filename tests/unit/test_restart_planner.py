@@ -48,3 +48,33 @@ def per_instance_patience() -> float:
 def test_the_lock_outlives_the_slowest_instance_the_workflow_allows() -> None:
     planner = load_function("restart_planner")
     assert per_instance_patience() <= planner.INSTANCE_PATIENCE_SECONDS
+
+
+def _settings(planner: Any, documents: str = "AWS-RunPatchBaseline") -> Any:
+    return planner.Settings.model_construct(allowed_documents=documents)
+
+
+def test_the_command_action_defaults_to_installing_patches_and_rebooting_only_if_needed() -> None:
+    planner = load_function("restart_planner")
+    command = planner.resolve_command(planner.RestartRequest(action="command"), _settings(planner))
+    assert command == {
+        "documentName": "AWS-RunPatchBaseline",
+        "parameters": {"Operation": ["Install"], "RebootOption": ["RebootIfNeeded"]},
+        "timeoutSeconds": 600,
+    }
+    assert planner.resolve_command(planner.RestartRequest(), _settings(planner)) is None
+
+
+def test_a_command_the_stack_does_not_allow_or_without_the_command_action_is_refused() -> None:
+    import pytest
+
+    from opsflow.errors import InvalidInputError
+
+    planner = load_function("restart_planner")
+    other = planner.CommandRequest(document_name="AWS-RunShellScript")
+    with pytest.raises(InvalidInputError, match="CommandDocuments"):
+        planner.resolve_command(planner.RestartRequest(action="command", command=other), _settings(planner))
+    with pytest.raises(InvalidInputError, match='only with "action": "command"'):
+        planner.resolve_command(planner.RestartRequest(command=other), _settings(planner))
+    allowed = _settings(planner, "AWS-RunPatchBaseline,AWS-RunShellScript")
+    assert planner.resolve_command(planner.RestartRequest(action="command", command=other), allowed)["parameters"] == {}

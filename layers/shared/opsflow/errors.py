@@ -33,6 +33,22 @@ class RebootNotAllowedError(OpsflowError):
     """IAM denies rebooting the instance (it lacks the restart tag). Not retried."""
 
 
+class CommandNotYetFinishedException(OpsflowError):
+    """The SSM command on the instance is still pending or running. Retried by the state machine."""
+
+
+class CommandFailedError(OpsflowError):
+    """The SSM command ended without success on the instance (failed, cancelled). Not retried."""
+
+
+class CommandTimedOutError(OpsflowError):
+    """The SSM command was not delivered or did not finish within its timeout. Not retried."""
+
+
+class CommandUndeliverableError(OpsflowError):
+    """SSM cannot reach the instance (agent offline, not managed, no instance profile). Not retried."""
+
+
 class InstanceCannotStartError(OpsflowError):
     """The instance cannot become ready (stopped, terminated, impaired). Not retried."""
 

@@ -5,15 +5,19 @@ net and the follow-up all decide here. With the reboot rule: EC2 only queues a r
 process answers until it begins, so an instance whose reboot was requested goes back only once it
 was seen down since, or once the reboot has had its patience to begin (EC2 reboots hard when a clean
 shutdown takes more than a few minutes: what answers after that is the instance as it will stay).
-The progress comes from the instance's item in the run table (opsflow.runs): takenOutAt,
-rebootRequestedAt, downSeenAt.
+With the command rule: an SSM command (the ``command`` action) may reboot the instance while it
+runs, and ends only once SSM Agent is back after such a reboot, so an instance whose command has not
+ended is waited for, never put back. The progress comes from the instance's item in the run table
+(opsflow.runs): takenOutAt, rebootRequestedAt, downSeenAt, commandId, commandSentAt, commandFinishedAt.
 """
 
 import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from opsflow import timeutil
+from botocore.exceptions import ClientError
+
+from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.targets import Registration, parse_registrations
@@ -24,6 +28,8 @@ from opsflow.targets import register as register_targets
 # statemachines/rolling_restart.asl.json; tests/unit/test_placement.py derives them from it.
 REBOOT_BEGIN_PATIENCE_SECONDS = 675
 STARTUP_PATIENCE_SECONDS = 900
+COMMAND_PATIENCE_SECONDS = 7300  # of "Wait until the command has finished", rounded up
+COMMAND_RUNNING = {"Pending", "InProgress", "Delayed", "Cancelling"}  # GetCommandInvocation statuses
 
 
 class Verdict(StrEnum):
@@ -39,6 +45,9 @@ def _epoch(iso: str | None) -> float | None:
 def deadline(progress: dict[str, Any], boot_seconds: int) -> float:
     """Until when the instance may still come up, from what the run saw of it."""
     down, requested = _epoch(progress.get("downSeenAt")), _epoch(progress.get("rebootRequestedAt"))
+    sent = _epoch(progress.get("commandSentAt"))
+    if sent is not None:
+        return sent + COMMAND_PATIENCE_SECONDS + boot_seconds + STARTUP_PATIENCE_SECONDS
     if down is not None:
         return down + boot_seconds + STARTUP_PATIENCE_SECONDS
     if requested is not None:
@@ -46,9 +55,27 @@ def deadline(progress: dict[str, Any], boot_seconds: int) -> float:
     return (_epoch(progress.get("takenOutAt")) or 0.0) + STARTUP_PATIENCE_SECONDS
 
 
-def verdict(progress: dict[str, Any], answering: bool, now: float, boot_seconds: int) -> Verdict:
+def command_running(progress: dict[str, Any]) -> bool:
+    """Whether the SSM command the run sent to the instance may still run (and reboot it)."""
+    if not progress.get("commandId") or progress.get("commandFinishedAt"):
+        return False
+    ssm = clients.client("ssm")
+    try:
+        invocation = ssm.get_command_invocation(CommandId=progress["commandId"], InstanceId=progress["instanceId"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "InvocationDoesNotExist":
+            return True  # just sent: not listed yet
+        raise
+    return str(invocation["Status"]) in COMMAND_RUNNING
+
+
+def verdict(
+    progress: dict[str, Any], answering: bool, now: float, boot_seconds: int, command_runs: bool = False
+) -> Verdict:
     """What to do with an instance the run took out and did not finish."""
     requested = _epoch(progress.get("rebootRequestedAt"))
+    if command_runs:
+        return Verdict.WAIT if now < deadline(progress, boot_seconds) else Verdict.GIVE_UP
     if answering and (
         requested is None or progress.get("downSeenAt") or now - requested >= REBOOT_BEGIN_PATIENCE_SECONDS
     ):
@@ -106,13 +133,14 @@ def settle(
     A decision is recorded on its item (so it is made once); "wait" leaves the item as it is.
     """
     instance_id = item["instanceId"]
-    decided = verdict(item, answers(instance_id, health), timeutil.epoch(), boot_seconds)
+    running = command_running(item)
+    decided = verdict(item, answers(instance_id, health), timeutil.epoch(), boot_seconds, running)
     if decided is Verdict.WAIT:
-        return decided, "not answering yet: followed up"
+        return decided, "its command still runs: followed up" if running else "not answering yet: followed up"
     where = (
         register(registrations_of(item, target_group_arn), instance_id)
         if decided is Verdict.PUT_BACK
-        else "left out of the target group: its application did not answer within its startup patience"
+        else "left out of the target group: its application did not answer (or its command did not end) in time"
     )
     outcome = {k: v for k, v in item.items() if k not in KEYS} | INTERRUPTED | {"placement": where}
     table.put_outcome(execution_arn, instance_id, outcome)

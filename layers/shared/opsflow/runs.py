@@ -5,6 +5,8 @@ Keys (pk / sk):
                                               ones that stopped it), failed instances, mute record
 - ``run#<executionArn>`` / ``instance#<id>`` one instance: ``out`` once the run takes it out of
                                               service, then its outcome and step times
+- ``run#<executionArn>`` / ``command#<id>``  the SSM command the run sent to the instance: its id,
+                                              status and output location (the ``command`` action)
 - ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it; a
                                               run holds one per target group it changes)
 
@@ -180,6 +182,29 @@ class RunTable:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={f":v{i}": {"S": v} for i, v in enumerate(fields.values())},
             )
+
+    def note_command(self, execution_arn: str, instance_id: str, **fields: Any) -> None:
+        """Record (or update) what became of the command the run sent to the instance."""
+        item = {"pk": run_pk(execution_arn), "sk": f"command#{instance_id}"}
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item(item),
+            UpdateExpression="SET instanceId = :id, " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":id": {"S": instance_id}}
+            | {f":v{i}": _ser.serialize(v) for i, v in enumerate(fields.values())},
+        )
+
+    def commands(self, execution_arn: str) -> dict[str, dict[str, Any]]:
+        """The commands the run sent, by instance id."""
+        pages = self.ddb.get_paginator("query").paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": run_pk(execution_arn)}, ":prefix": {"S": "command#"}},
+            ConsistentRead=True,
+        )
+        return {item["instanceId"]["S"]: from_item(item) for page in pages for item in page["Items"]}
 
     def get_outcome(self, execution_arn: str, instance_id: str) -> dict[str, Any] | None:
         item = self.ddb.get_item(

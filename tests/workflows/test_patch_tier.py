@@ -1,0 +1,76 @@
+"""The patch workflow end to end: plan, preview of exactly the tier, approval, rolling install, compliance report."""
+
+import json
+from collections.abc import Callable
+
+from tests.workflows.conftest import Tier, web_input
+
+TierFactory = Callable[..., Tier]
+PATCH_SM = "PatchTierStateMachine"
+
+
+def test_approved_patches_are_installed_and_the_compliance_report_is_mailed_and_stored(tier: TierFactory) -> None:
+    given = tier(size=3)
+    arn = given.sb.start_execution(PATCH_SM, web_input(batchSize=1))
+
+    links = given.approval_links()
+    approval = next(n for n in given.notifications() if "approve" in n["Subject"])
+    assert "AWS-RunPatchBaseline" in approval["Message"] and "Patch preview" in approval["Message"]
+    preview = next(n for n in given.notifications() if n["Subject"].startswith("Patch preview"))
+    assert "3 servers checked" in preview["Message"], "the preview covers exactly the tier's instances"
+    assert given.mutating_calls() == [] and given.sb.bridge.calls_to("ssm", "SendCommand") == []
+    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["approve"])
+    result = given.sb.wait(arn, timeout=300)
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output["compliant"] == 3 and result.output["instances"] == 3
+    report = next(n for n in given.notifications() if n["Subject"].startswith("opsflow patching"))
+    assert report["Subject"] == "opsflow patching: 3 of 3 instances compliant"
+    assert all(i in report["Message"] for i in given.instances)
+    bucket, key = result.output["report"]["bucket"], result.output["report"]["key"]
+    stored = json.loads(given.sb.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert {r["instanceId"]: r["missing"] for r in stored["instances"]} == dict.fromkeys(given.instances, 0)
+    assert given.sb.bridge.patches.data[given.instances[0]].operation == "Install"  # type: ignore[union-attr]
+    assert not given.lock_held() and given.sb.monitoring_state() == given.before
+    assert "unhealthy" not in given.target_states().values()
+
+
+def test_a_failed_install_still_reports_compliance_naming_the_instance_left_unpatched(tier: TierFactory) -> None:
+    given = tier(size=3)
+    broken = min(given.instances)
+    given.sb.commands.inject(broken, "command_fails")
+    arn = given.sb.start_execution(PATCH_SM, web_input(batchSize=1))
+    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=given.approval_links()["approve"])
+
+    result = given.sb.wait(arn, timeout=300)
+
+    assert result.status == "FAILED" and result.error == "PatchingFailed"
+    report = next(n for n in given.notifications() if n["Subject"].startswith("opsflow patching"))
+    assert report["Subject"] == "opsflow patching: 0 of 3 instances compliant"
+    line = next(x for x in report["Message"].splitlines() if x.startswith(broken))
+    assert line.endswith("not compliant"), "the failed package is counted as failed"
+
+
+def test_a_rejected_approval_touches_nothing(tier: TierFactory) -> None:
+    given = tier(size=3)
+    arn = given.sb.start_execution(PATCH_SM, web_input(batchSize=1))
+
+    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=given.approval_links()["reject"])
+    result = given.sb.wait(arn)
+
+    assert result.status == "FAILED" and result.error == "PatchingNotApproved"
+    assert given.mutating_calls() == []
+    assert given.sb.bridge.calls_to("ssm", "SendCommand") == []
+    assert not given.lock_held() and given.sb.monitoring_state() == given.before
+    assert set(given.target_states().values()) == {"healthy"}
+    assert not [n for n in given.notifications() if n["Subject"].startswith("opsflow patching")]
+
+
+def test_an_input_the_rolling_restart_refuses_refuses_the_patch_run_before_the_preview(tier: TierFactory) -> None:
+    given = tier(size=2)
+
+    result = given.sb.run(PATCH_SM, web_input(batchSize=5))
+
+    assert result.status == "FAILED" and result.error == "PatchRunRefused"
+    assert "UnsafeBatchSizeError" in (result.cause or "")
+    assert given.notifications() == [], "no preview, no approval request"
