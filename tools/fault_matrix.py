@@ -34,7 +34,10 @@ test), under four faults:
   state retries it.
 
 Rolling restart: 3 instances, 1 at a time (capacity floor 2); states the plain run does not enter run
-with the approval (approved or rejected) or with one instance that never answers after its reboot. Each
+with the approval (approved or rejected), with one instance that never answers after its reboot, with
+the command action (`"action": "command"`), while another run holds the lock (it waits for approval, and
+is rejected once the case's run has ended), as a resume of a run stopped after its first reboot and
+cleaned up, or as such a resume whose earlier run another resume marks once this one has planned. Each
 case then lets the safety net and the reconciler follow up, and checks: alarms and rules as before, the
 lock released, the capacity floor held and no request dropped at every simulated second, no unhealthy
 target registered, no instance rebooted while registered, every instance restarted, untouched, put
