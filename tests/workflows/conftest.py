@@ -152,7 +152,10 @@ class Tier:
         fates: dict[str, str] = {}
         for i in self.instances:
             named = sum(1 for a in alerts if i in a["Subject"] + a["Message"])
-            touched = any(e.instance_id == i and e.what in ("deregistered", "reboot-requested") for e in fleet.events)
+            touched = any(
+                e.instance_id == i and (e.what.startswith("deregistered") or e.what == "reboot-requested")
+                for e in fleet.events
+            )
             if fleet.health_endpoint(i, now) == 200:
                 assert i in in_service, f"{i} answers but is out of service"
             if i in in_service:
