@@ -125,9 +125,10 @@ delete-stack: ## empty the data bucket of the deployed stack STACK, then delete 
 	aws cloudformation wait stack-delete-complete --stack-name $(STACK)
 
 .PHONY: docs
-docs: $(VENV)/.installed ## rewrite the README's parameter table and docs/workflows.md from the sources
+docs: $(VENV)/.installed ## rewrite the README's parameter table, docs/workflows.md and docs/fault-matrix.md (runs the matrix, minutes)
 	$(PY) -m tools.readme_parameters
 	$(PY) -m tools.diagrams
+	$(PY) -m tools.fault_matrix
 
 .PHONY: lock
 lock: python ## re-pin requirements/*.txt from requirements/dev.in and the SAM CLI version

@@ -37,7 +37,7 @@ from sandbox.commands import COMMAND_OPERATIONS, CommandService
 from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
-from sandbox.moto_patches import running_state_machine
+from sandbox.moto_patches import running_state_machine, running_task_state
 from sandbox.network import Network
 from sandbox.patches import PatchService, SimulatedApiError
 from sandbox.sam import Role
@@ -66,9 +66,14 @@ class InjectedApiError:
     count: int = 1
     match: dict[str, Any] | None = None  # only calls with these parameters, e.g. {"InstanceId": "i-1"}
     lost_response: bool = False  # the call takes effect, then its response fails (the caller cannot tell)
+    state: str | None = None  # only the call this Task state makes itself (not the calls of a function it invokes)
 
     def applies(self, service: str, operation: str, params: dict[str, Any]) -> bool:
         if self.count <= 0 or (self.service, self.operation) != (service, operation):
+            return False
+        if self.state is not None and (
+            running_task_state() != self.state or getattr(CURRENT, "function", None) is not None
+        ):
             return False
         return all(params.get(k) == v for k, v in (self.match or {}).items())
 
@@ -178,14 +183,21 @@ class AwsBridge:
         events.register("before-parameter-build.*.*", self._record)
         events.register("before-call.*.*", self._before_call)
         events.register("after-call.*.*", self._lose_response)
-        events.register(f"after-call.{ELBV2}.RegisterTargets", self._registered)
-        events.register(f"after-call.{ELBV2}.DeregisterTargets", self._deregistered)
+        for (service, operation), learn in self._learners().items():
+            events.register(f"after-call.{service}.{operation}", learn)
         events.register(f"after-call.{ELBV2}.DescribeTargetHealth", self._target_health)
-        events.register("after-call.ec2.RebootInstances", self._rebooted)
         events.register("after-call.ssm.GetMaintenanceWindow", self._next_window)
         events.register("after-call.ec2.DescribeInstanceStatus", self._instance_status)
         events.register("after-call.cloudwatch.SetAlarmState", self._alarm_state_set)
         events.register("after-call.cloudwatch.DescribeAlarms", self._alarm_timestamps)
+
+    def _learners(self) -> dict[tuple[str, str], Callable[..., None]]:
+        """What the fleet model learns from each call that changes the tier (after it took effect)."""
+        return {
+            (ELBV2, "RegisterTargets"): self._registered,
+            (ELBV2, "DeregisterTargets"): self._deregistered,
+            ("ec2", "RebootInstances"): self._rebooted,
+        }
 
     # -- recording -------------------------------------------------------------------------
     def _record(self, params: dict[str, Any], model: Any, event_name: str, **_: Any) -> None:
@@ -266,7 +278,15 @@ class AwsBridge:
             if err is None or http_response.status_code >= 300:
                 return
             err.count -= 1
-        raise ClientError({"Error": {"Code": err.code, "Message": err.message}}, operation)
+        # The change happened: the model learns it before the error (wildcard handlers run first).
+        learn = self._learners().get((service, operation))
+        if learn is not None:
+            learn(http_response=http_response)
+        # A server error's shape (Step Functions' integrations read the status code and request id).
+        metadata = {"HTTPStatusCode": 500, "RequestId": "lost-response"}
+        raise ClientError(
+            {"Error": {"Code": err.code, "Message": err.message}, "ResponseMetadata": metadata}, operation
+        )
 
     def _principal(self) -> str | None:
         """Who makes the call in this thread: a function, else a state machine's Task; None: the harness."""

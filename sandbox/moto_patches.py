@@ -20,11 +20,13 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import botocore.client
 import botocore.endpoint
+import botocore.exceptions
+import botocore.session
 import botocore.waiter
 import moto
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
@@ -38,9 +40,10 @@ from moto.moto_api._internal import mock_random
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser import utils as parser_utils
-from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common import parargs
 from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
     FailureEventException,
@@ -61,12 +64,15 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service,
     state_task_service_aws_sdk,
+    state_task_service_dynamodb,
     state_task_service_sfn,
+    state_task_service_sqs,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval import environment as environment_module
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
 from moto.stepfunctions.parser.asl.eval.event import event_manager as event_manager_module
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, ProgramError
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution_worker
@@ -255,6 +261,41 @@ def _send_task_failure(self: Any) -> Any:
     return EmptyResult()
 
 
+def _suffixed(code: str) -> str:
+    return code if code.endswith("Exception") else f"{code}Exception"
+
+
+_dynamodb_error_cause = state_task_service_dynamodb.StateTaskServiceDynamoDB._error_cause_from_client_error
+
+
+def _dynamodb_error(client_error: Any) -> tuple[str, str]:
+    error, cause = _dynamodb_error_cause(client_error)
+    return _suffixed(error), cause
+
+
+_original_sqs_from_error = state_task_service_sqs.StateTaskServiceSqs._from_error
+_SQS_MODELED = {s.name for s in botocore.session.get_session().get_service_model("sqs").error_shapes}
+
+
+def _sqs_from_error(self: Any, env: Any, ex: Exception) -> Any:
+    if not isinstance(ex, botocore.exceptions.ClientError):
+        return _original_sqs_from_error(self, env, ex)
+    code = ex.response["Error"]["Code"]
+    error = f"SQS.{_suffixed(code)}" if code in _SQS_MODELED else "SQS.SQSException"
+    details = TaskFailedEventDetails(
+        error=error,
+        cause=ex.response["Error"]["Message"],
+        resource=self._get_sfn_resource(),
+        resourceType=self._get_sfn_resource_type(),
+    )
+    return FailureEvent(
+        env=env,
+        error_name=CustomErrorName(error),
+        event_type=HistoryEventType.TaskFailed,
+        event_details=cast(EventDetails, {"taskFailedEventDetails": details}),  # moto's TypedDict is total
+    )
+
+
 def _api_patches() -> list[Any]:
     """Where moto's interpreter or API answers differently from AWS."""
     service_names = {
@@ -267,6 +308,15 @@ def _api_patches() -> list[Any]:
         mock.patch.object(state_task_service.StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", service_names),
         # AWS-style error names for SDK integrations.
         mock.patch.object(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", error_names),
+        # Optimized DynamoDB and SQS tasks: "always add the Exception suffix" (Step Functions developer
+        # guide, connect-ddb and supported-services-awssdk); moto says DynamoDB.InternalServerError and
+        # SQS.SdkClientException for every SQS error. An unmodeled SQS code is the generic SQS.SQSException.
+        mock.patch.object(
+            state_task_service_dynamodb.StateTaskServiceDynamoDB,
+            "_error_cause_from_client_error",
+            staticmethod(_dynamodb_error),
+        ),
+        mock.patch.object(state_task_service_sqs.StateTaskServiceSqs, "_from_error", _sqs_from_error),
         # Datetimes in SDK results become ISO strings, as on AWS (else describe_execution fails).
         mock.patch.object(state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _eval_service_task),
         # Nested executions (states:startExecution, .sync, .sync:2): PascalCase in and out, as on AWS.
@@ -300,16 +350,22 @@ def running_state_machine() -> str | None:
     return getattr(TASK, "state_machine", None)
 
 
+def running_task_state() -> str | None:
+    """The name of the Task state whose call runs in this thread (a fault can target one state's call)."""
+    return getattr(TASK, "state_name", None)
+
+
 def _as_the_state_machine(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     """moto evaluates each Task in a thread of its own: mark it with the state machine it belongs to."""
 
     def run(self: Any, env: Any) -> None:
-        previous = running_state_machine()
+        previous = running_state_machine(), running_task_state()
         TASK.state_machine = env.states.context_object.context_object_data["StateMachine"]["Id"]
+        TASK.state_name = getattr(self, "name", None)  # an ItemReader is no state of its own
         try:
             original(self, env)
         finally:
-            TASK.state_machine = previous
+            TASK.state_machine, TASK.state_name = previous
 
     return run
 
@@ -409,8 +465,15 @@ def _time_patches(scheduler: Scheduler, latency: LatencyModel, on_state: StateHo
         scheduler.sleep(latency.state_transition)
         if on_state is not None and env.is_running():
             on_state(env.states.context_object.context_object_data["Execution"]["Id"], self.name)
-        if env.is_running():  # stopped meanwhile: the state is not entered
+        if not env.is_running():  # stopped meanwhile: the state is not entered
+            return
+        try:
             original_state_body(self, env)
+        except Exception:
+            # StopExecution during an inline Map: moto hands the abort to the Map's Catch, which fails on it
+            # (States.Runtime). On AWS a stopped execution ends ABORTED; nothing catches the stop.
+            if env.is_running():
+                raise
 
     original_api_call = botocore.client.BaseClient._make_api_call
 

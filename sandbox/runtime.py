@@ -811,13 +811,16 @@ class Sandbox:
         *,
         match: dict[str, Any] | None = None,
         lost_response: bool = False,
+        state: str | None = None,
     ) -> None:
         """The next ``count`` calls of ``service``.``operation`` (with ``match``ing parameters) fail with ``code``.
 
         ``lost_response``: the calls take effect first, then fail (a response lost on the way back).
+        ``state``: only the calls a Task state of that name makes itself (its Lambda Invoke, its SDK or
+        optimized integration call), in any execution; not the calls of the function it invokes.
         """
         self.bridge.errors.append(
-            InjectedApiError(service, operation, code, f"injected {code}", count, match, lost_response)
+            InjectedApiError(service, operation, code, f"injected {code}", count, match, lost_response, state)
         )
 
 

@@ -84,6 +84,18 @@ def test_a_lambda_error_reaches_retry_by_its_class_name(features: Sandbox) -> No
     assert errors == {"InstanceNotYetStartedException"}
 
 
+def test_an_api_error_can_target_the_call_of_one_task_state(features: Sandbox) -> None:
+    """The fault matrix fails one state's own call: other states calling the same function are spared."""
+    features.inject_api_error("lambda", "Invoke", "AccessDeniedException", state="Call the flaky function fatally")
+    spared = features.run(SM, {"path": "map", "items": ["a"]})
+    features.inject_api_error("lambda", "Invoke", "AccessDeniedException", state="Call flaky")
+    failed = features.run(SM, {"path": "map", "items": ["a"]})
+
+    assert spared.status == "SUCCEEDED"
+    assert failed.status == "FAILED" and "injected AccessDeniedException" in (failed.cause or ""), failed.cause
+    assert [e.count for e in features.bridge.errors] == [1, 0], "the first never applied; the second once"
+
+
 def test_map_runs_at_most_max_concurrency_iterations_at_once(features: Sandbox) -> None:
     result = features.run(SM, {"path": "map", "items": [f"k{i}" for i in range(6)]})
 

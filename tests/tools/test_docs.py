@@ -61,3 +61,12 @@ def test_the_workflow_diagrams_match_the_state_machines() -> None:
     from tools.diagrams import OUT, document
 
     assert OUT.read_text(encoding="utf-8") == document(), "run `make docs` to regenerate docs/workflows.md"
+
+
+def test_the_fault_matrix_table_has_one_row_per_case_and_is_linked() -> None:
+    """docs/fault-matrix.md lists exactly the cases enumerated from the ASL (each case checks its own row)."""
+    from tests.workflows.fault_matrix import all_cases, documented
+
+    assert list(documented()) == all_cases(), "run `make docs` (docs/fault-matrix.md)"
+    assert "(fault-matrix.md)" in (ROOT / "docs" / "sandbox.md").read_text(encoding="utf-8")
+    assert "(fault-matrix.md)" in (ROOT / "docs" / "operator-guide.md").read_text(encoding="utf-8")

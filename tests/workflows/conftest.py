@@ -22,6 +22,9 @@ MUTATING = {
     ("eventbridge", "DisableRule"),
 }
 
+# Subjects of the mails that name instances needing a person (not the run's summary, not approvals).
+ALERT_SUBJECTS = ("failed to restart", "opsflow safety net", "opsflow reconciler")
+
 
 def web_input(**fields: Any) -> dict[str, Any]:
     """The execution input for the simulated tier: mute its web-* alarms and rules, probe port 8080."""
@@ -123,6 +126,45 @@ class Tier:
         failed = [o for o in self.outcomes(result).values() if o["outcome"] == "failed"]
         alerts = [n for n in self.notifications() if "failed to restart" in n["Subject"] and result.arn in n["Message"]]
         assert len(alerts) == len(failed), "each failed instance of this run produced one alert"
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Mails about instances: an instance's failure, what a safety net or the reconciler left out."""
+        return [n for n in self.notifications() if any(s in n["Subject"] for s in ALERT_SUBJECTS)]
+
+    def assert_never_worse(self, since: float, floor: int) -> dict[str, str]:
+        """Stricter than assert_invariants, once every run has ended and the follow-up is done: from
+        ``since`` to now, at every simulated second, and for every instance. Returns each instance's fate."""
+        fleet, now = self.sb.fleet, self.sb.clock.now()
+        assert self.sb.monitoring_state() == self.before, "alarms and rules are as before the run"
+        assert not self.lock_held(), "the target group lock is released"
+        timeline = fleet.timeline(since, now)
+        assert timeline.min_serving >= floor, f"serving capacity fell to {timeline.min_serving} < {floor}"
+        assert math.ceil(timeline.dropped_requests) == 0, f"{timeline.dropped_requests:.1f} requests dropped"
+        for t in timeline.times:
+            unhealthy = [i for i in self.instances if fleet.target_state(i, t) == "unhealthy"]
+            assert not unhealthy, f"{unhealthy} registered while unhealthy at +{t - since:.0f} s"
+        for event in fleet.events:
+            if event.what == "reboot-requested":
+                state = fleet.target_state(event.instance_id, event.at)
+                assert state == "unused", f"{event.instance_id} rebooted while {state} at +{event.at - since:.0f} s"
+        in_service = {i for i, state in self.target_states().items() if state == "healthy"}
+        alerts = self.alerts()
+        fates: dict[str, str] = {}
+        for i in self.instances:
+            named = sum(1 for a in alerts if i in a["Subject"] + a["Message"])
+            touched = any(
+                e.instance_id == i and (e.what.startswith("deregistered") or e.what == "reboot-requested")
+                for e in fleet.events
+            )
+            if fleet.health_endpoint(i, now) == 200:
+                assert i in in_service, f"{i} answers but is out of service"
+            if i in in_service:
+                assert named <= 1, f"{i} is named in {named} alerts"
+                fates[i] = "restarted" if fleet.instances[i].reboots else "put back" if touched else "untouched"
+            else:
+                assert named == 1, f"{i} is out of service and named in {named} alerts, not exactly one"
+                fates[i] = "left out, alerted"
+        return fates
 
     def assert_refused(self, result: ExecutionResult, error: str, cause_mentions: str) -> None:
         """A refused run fails with a specific error and a cause a person can act on, and changes nothing."""
