@@ -2,8 +2,10 @@
 
 ``instance_failed``: names the instance, the step and the error in an SNS alert, counts the failure
 against the run's error budget, and leaves the instance in a safe place: registered again only if its
-application answers, kept out of the target group if it does not.
-``summary``: per-instance outcome and step times, published to the topic; when a watched alarm
+application answers, kept out of the target group if it does not (followed up while it may still come
+up: the reconciler puts it back once it answers, opsflow.placement).
+``summary``: per-instance outcome and step times, published to the topic, and one alert for each failed
+instance no report named (its report failed, or its restart ended without one); when a watched alarm
 stopped the run, the alarm and how to resume it (``stoppedOnAlarm``, the cause of its Fail state).
 """
 
