@@ -161,8 +161,6 @@ def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
     followed_up = False
     if before is None:
         placed = "left as it was: this run had not taken it out of service"
-    elif before.get("outcome") != OUT and not before.get(placement.FOLLOW_UP):
-        placed = str(before.get("placement", ""))  # a retried report: settled already (by the follow-up, say)
     else:
         decided, placed = put_back_safely(run, instance_id, before)
         followed_up = decided is placement.Verdict.WAIT
