@@ -74,3 +74,60 @@ def test_an_input_the_rolling_restart_refuses_refuses_the_patch_run_before_the_p
     assert result.status == "FAILED" and result.error == "PatchRunRefused"
     assert "UnsafeBatchSizeError" in (result.cause or "")
     assert given.notifications() == [], "no preview, no approval request"
+
+
+def test_a_patch_run_stopped_mid_install_stops_the_install_and_the_tier_is_restored(tier: TierFactory) -> None:
+    """Stopping the patch workflow stops its nested rolling restart (Step Functions stops a .sync child),
+    whose safety net restores the tier; the instance whose command still runs is put back only once the
+    command has ended and its application answers."""
+    given = tier(size=3)
+    since = given.sb.clock.now()
+    arn = given.sb.start_execution(PATCH_SM, web_input(batchSize=1))
+    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=given.approval_links()["approve"])
+    assert given.sb.run_until(lambda: bool(given.sb.bridge.calls_to("ssm", "SendCommand")), timeout=120)
+    sfn = given.sb.client("stepfunctions")
+    restart_machine = given.sb.state_machine_arn("RollingRestartStateMachine")
+    [install] = sfn.list_executions(stateMachineArn=restart_machine, statusFilter="RUNNING")["executions"]
+
+    given.sb.stop(arn)
+    result = given.sb.wait(arn)
+    given.sb.run_until(lambda: not given.sb.running(install["executionArn"]), timeout=60)
+    given.sb.wait_for_status_events()
+
+    assert result.status == "ABORTED"
+    assert sfn.describe_execution(executionArn=install["executionArn"])["status"] == "ABORTED"
+    [patching] = [i for c in given.sb.bridge.calls_to("ssm", "SendCommand") for i in c.params["InstanceIds"]]
+    assert given.sb.monitoring_state() == given.before and not given.lock_held(), "the safety net restored the tier"
+    assert given.target_states().get(patching, "unused") in ("draining", "unused"), "not put back mid-command"
+    [invocation] = given.sb.commands.invocations.values()
+    given.sb.run_until(at=invocation.end_at + 120)
+    given.sb.fire_schedule("RunReconcilerFunction")
+    given.sb.run_until(at=given.sb.clock.now() + 120)  # its health checks
+
+    fates = given.assert_never_worse(since, floor=2)
+    assert fates[patching] == "restarted", "patched, back in service once the command ended and it answered"
+    assert given.sb.bridge.calls_to("ssm", "SendCommand")[0].params["InstanceIds"] == [patching]
+    assert not [n for n in given.notifications() if n["Subject"].startswith("opsflow patching")], "no report"
+
+
+def test_a_patch_run_stopped_while_an_instance_never_comes_back_names_it_in_one_alert(tier: TierFactory) -> None:
+    """The follow-up waits for the command, then for the application, and gives up after their patience."""
+    given = tier(size=3)
+    broken = min(given.instances)  # the plan takes instances in id order: this one is patched first
+    given.sb.fleet.inject(broken, "never_ready")
+    arn = given.sb.start_execution(PATCH_SM, web_input(batchSize=1))
+    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=given.approval_links()["approve"])
+    assert given.sb.run_until(lambda: bool(given.sb.bridge.calls_to("ssm", "SendCommand")), timeout=120)
+
+    given.sb.stop(arn)
+    result = given.sb.wait(arn)
+    for _ in range(12):  # the reconciler's schedule, past the command's and the application's patience
+        given.sb.run_until(at=given.sb.clock.now() + 900, timeout=120)
+        given.sb.fire_schedule("RunReconcilerFunction")
+
+    assert result.status == "ABORTED"
+    given.assert_invariants(result, floor=2)
+    [gave_up] = [n for n in given.notifications() if n["Subject"].startswith("opsflow reconciler")]
+    assert broken in gave_up["Message"].split("left OUT")[1], "named once, when the follow-up gave up"
+    assert set(given.target_states()) == set(given.instances) - {broken}, "the others were never taken out"
+    assert set(given.target_states().values()) == {"healthy"}
