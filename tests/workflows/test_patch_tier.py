@@ -9,17 +9,42 @@ TierFactory = Callable[..., Tier]
 PATCH_SM = "PatchTierStateMachine"
 
 
-def test_approved_patches_are_installed_and_the_compliance_report_is_mailed_and_stored(tier: TierFactory) -> None:
+def pending_patches(given: Tier) -> dict[str, set[str]]:
+    """Each instance's Missing and Failed patches (titles): what the preview must name, per instance."""
+    data = given.sb.bridge.patches.data  # type: ignore[union-attr]
+    return {i: {p["Title"] for p in data[i].patches if p["State"] in ("Missing", "Failed")} for i in given.instances}
+
+
+def named_per_instance(mail: str, names: dict[str, str]) -> dict[str, set[str]]:
+    """Which patches the preview in ``mail`` names for each instance (by its name in the patch's server list)."""
+    preview = mail.split("Patches\n-------\n", 1)[1]
+    found: dict[str, set[str]] = {i: set() for i in names}
+    title = ""
+    for line in preview.splitlines():
+        if line.startswith("["):
+            title = line.split("] ", 1)[1].rsplit("  (", 1)[0]
+        elif line.startswith("  ") and ": " in line and title:
+            servers = {s.strip() for s in line.split(": ", 1)[1].split(",")}
+            for instance_id, name in names.items():
+                if name in servers:
+                    found[instance_id].add(title)
+    return found
+
+
+def test_one_mail_carries_the_preview_and_its_links_and_approving_installs_and_reports(tier: TierFactory) -> None:
     given = tier(size=3)
+    before = pending_patches(given)
     arn = given.sb.start_execution(PATCH_SM, web_input(batchSize=1))
 
     links = given.approval_links()
-    approval = next(n for n in given.notifications() if "approve" in n["Subject"])
-    assert "AWS-RunPatchBaseline" in approval["Message"] and "Patch preview" in approval["Message"]
-    preview = next(n for n in given.notifications() if n["Subject"].startswith("Patch preview"))
-    assert "3 servers checked" in preview["Message"], "the preview covers exactly the tier's instances"
+    [mail] = given.notifications()  # the person in charge gets one mail: the preview with its links
+    assert mail["Subject"].startswith("opsflow: approve patching web?") and len(mail["Subject"]) <= 99
+    assert "3 servers checked" in mail["Message"], "the preview covers exactly the tier's instances"
+    assert "AWS-RunPatchBaseline" in mail["Message"]
+    assert named_per_instance(mail["Message"], given.sb.fleet.names) == before, "every pending patch, per instance"
     assert given.mutating_calls() == [] and given.sb.bridge.calls_to("ssm", "SendCommand") == []
-    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["approve"])
+    answer = given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["approve"])
+    assert answer["statusCode"] == 200, answer
     result = given.sb.wait(arn, timeout=300)
 
     assert result.status == "SUCCEEDED", result.cause
@@ -31,8 +56,38 @@ def test_approved_patches_are_installed_and_the_compliance_report_is_mailed_and_
     stored = json.loads(given.sb.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     assert {r["instanceId"]: r["missing"] for r in stored["instances"]} == dict.fromkeys(given.instances, 0)
     assert given.sb.bridge.patches.data[given.instances[0]].operation == "Install"  # type: ignore[union-attr]
+    assert not [n for n in given.notifications() if n["Subject"].startswith("Patch preview")], "not mailed twice"
     assert not given.lock_held() and given.sb.monitoring_state() == given.before
     assert "unhealthy" not in given.target_states().values()
+
+
+def test_a_preview_too_long_for_a_mail_is_summed_up_with_where_the_rest_is_and_the_links_stay(
+    tier: TierFactory,
+) -> None:
+    """A long preview gives the mail its summary and where the full report is; the links come first."""
+    given = tier(size=2)
+    data = given.sb.bridge.patches.data  # type: ignore[union-attr]
+    for n, instance_id in enumerate(given.instances):
+        for k in range(1200):  # a long list of patches, each with a long title
+            data[instance_id].patches.append(
+                {
+                    **data[instance_id].patches[0],
+                    "Title": f"{'x' * 200} {n}-{k}",
+                    "KBId": f"KB{n}{k:05}",
+                    "State": "Missing",
+                }
+            )
+    arn = given.sb.start_execution(PATCH_SM, web_input(batchSize=1))
+
+    links = given.approval_links()
+    [mail] = given.notifications()
+    assert len(mail["Message"].encode()) <= 262_144 and len(mail["Subject"]) <= 99
+    assert mail["Message"].index("Reject: ") < mail["Message"].index("Patch preview\n")
+    full = mail["Message"].split("The full report (", 1)[1].split(" is at s3://", 1)[1].split(" ", 1)[0]
+    bucket, key = full.split("/", 1)
+    assert b"x 1-1199" in given.sb.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    given.sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["reject"])
+    assert given.sb.wait(arn).error == "PatchingNotApproved"
 
 
 def test_a_failed_install_still_reports_compliance_naming_the_instance_left_unpatched(tier: TierFactory) -> None:
@@ -59,6 +114,7 @@ def test_a_rejected_approval_touches_nothing(tier: TierFactory) -> None:
     result = given.sb.wait(arn)
 
     assert result.status == "FAILED" and result.error == "PatchingNotApproved"
+    assert len(given.notifications()) == 1, "the one mail, the preview with its links; nothing after"
     assert given.mutating_calls() == []
     assert given.sb.bridge.calls_to("ssm", "SendCommand") == []
     assert not given.lock_held() and given.sb.monitoring_state() == given.before
@@ -131,3 +187,12 @@ def test_a_patch_run_stopped_while_an_instance_never_comes_back_names_it_in_one_
     assert broken in gave_up["Message"].split("left OUT")[1], "named once, when the follow-up gave up"
     assert set(given.target_states()) == set(given.instances) - {broken}, "the others were never taken out"
     assert set(given.target_states().values()) == {"healthy"}
+
+
+def test_a_preview_in_a_restart_without_an_approval_is_refused_naming_the_fix(tier: TierFactory) -> None:
+    given = tier(size=2)
+    preview = {"findings": "1 patch on 2 servers", "bucket": "opsflow-data", "key": "patch-preview/run/x.txt"}
+
+    result = given.run(web_input(action="command", preview=preview))
+
+    given.assert_refused(result, "InvalidInputError", "only with requireApproval true")
