@@ -196,3 +196,15 @@ def test_a_preview_in_a_restart_without_an_approval_is_refused_naming_the_fix(ti
     result = given.run(web_input(action="command", preview=preview))
 
     given.assert_refused(result, "InvalidInputError", "only with requireApproval true")
+
+
+def test_an_instance_ssm_cannot_reach_refuses_the_patch_run_before_any_mail(tier: TierFactory) -> None:
+    given = tier(size=3)
+    offline = given.instances[1]
+    given.sb.commands.inject(offline, "agent_offline")
+
+    result = given.sb.run(PATCH_SM, web_input(batchSize=1))
+
+    given.assert_refused(result, "PatchRunRefused", f"{offline}: SSM cannot run a command on it")
+    assert given.notifications() == [], "no preview, no approval request"
+    assert given.sb.bridge.calls_to("ssm", "SendCommand") == []
