@@ -54,6 +54,7 @@ from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec.state_map import item_selector
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader import item_reader_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
     resource_eval_s3 as item_reader_s3,
 )
@@ -351,7 +352,8 @@ def running_state_machine() -> str | None:
 
 
 def running_task_state() -> str | None:
-    """The name of the Task state whose call runs in this thread (a fault can target one state's call)."""
+    """The name of the Task state (or of the Map state whose ItemReader) calling in this thread, so a fault
+    can target one state's own call."""
     return getattr(TASK, "state_name", None)
 
 
@@ -360,8 +362,10 @@ def _as_the_state_machine(original: Callable[[Any, Any], None]) -> Callable[[Any
 
     def run(self: Any, env: Any) -> None:
         previous = running_state_machine(), running_task_state()
-        TASK.state_machine = env.states.context_object.context_object_data["StateMachine"]["Id"]
-        TASK.state_name = getattr(self, "name", None)  # an ItemReader is no state of its own
+        context = env.states.context_object.context_object_data
+        TASK.state_machine = context["StateMachine"]["Id"]
+        # A Task names itself; an ItemReader's call is its Map state's own (a fault can target either).
+        TASK.state_name = getattr(self, "name", None) or context.get("State", {}).get("Name")
         try:
             original(self, env)
         finally:
@@ -501,6 +505,39 @@ def _time_patches(scheduler: Scheduler, latency: LatencyModel, on_state: StateHo
         mock.patch.object(botocore.waiter, "time", types.SimpleNamespace(sleep=scheduler.sleep)),
         mock.patch.object(botocore.client.BaseClient, "_make_api_call", make_api_call),
     ]
+
+
+# "States.ItemReaderFailed: A Map state failed because it couldn't read from the item source specified in
+# the ItemReader field" (Handling errors in Step Functions workflows, Step Functions developer guide).
+# moto lets the S3 error escape, and the state fails with States.Runtime, which "a retry or catch on
+# States.ALL won't catch" on AWS: a Map could neither retry a throttled read nor catch a denied one.
+ITEM_READER_FAILED = "States.ItemReaderFailed"
+
+
+def item_reader_failed(env: Any, cause: str) -> FailureEventException:
+    """The error a Distributed Map reports when its ItemReader cannot read the items (catchable, retriable)."""
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesItemReaderFailed),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=_details(mapRunFailedEventDetails={"error": ITEM_READER_FAILED, "cause": cause}),
+        )
+    )
+
+
+def _item_reader_patches() -> list[Any]:
+    """An ItemReader whose S3 call fails, or whose object is not the JSON it expects, fails with
+    States.ItemReaderFailed, the cause naming the S3 error (the wording is the sandbox's)."""
+    original = item_reader_decl.ItemReader._eval_body
+
+    def eval_body(self: Any, env: Any) -> None:
+        try:
+            original(self, env)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ValueError) as error:
+            raise item_reader_failed(env, f"The ItemReader could not read its items: {error}") from error
+
+    return [mock.patch.object(item_reader_decl.ItemReader, "_eval_body", eval_body)]
 
 
 def _tags_of(resource: Any) -> list[dict[str, str]]:
@@ -676,7 +713,13 @@ def patched(
     quotas = _quota_patches(child_histories if child_histories is not None else [])
     time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
-        patches = [*_api_patches(), *_principal_patches(), _lambda_patch(invoke_lambda), *time_patches]
+        patches = [
+            *_api_patches(),
+            *_principal_patches(),
+            *_item_reader_patches(),
+            _lambda_patch(invoke_lambda),
+            *time_patches,
+        ]
         for patch in [*patches, *quotas]:
             stack.enter_context(patch)
         yield
