@@ -357,21 +357,41 @@ def running_task_state() -> str | None:
     return getattr(TASK, "state_name", None)
 
 
+def running_map_item() -> int | None:
+    """The index of the Map item whose Task calls in this thread ($$.Map.Item.Index); None outside a Map."""
+    return getattr(TASK, "map_item", None)
+
+
 def _as_the_state_machine(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     """moto evaluates each Task in a thread of its own: mark it with the state machine it belongs to."""
 
     def run(self: Any, env: Any) -> None:
-        previous = running_state_machine(), running_task_state()
+        previous = running_state_machine(), running_task_state(), running_map_item()
         context = env.states.context_object.context_object_data
         TASK.state_machine = context["StateMachine"]["Id"]
         # A Task names itself; an ItemReader's call is its Map state's own (a fault can target either).
         TASK.state_name = getattr(self, "name", None) or context.get("State", {}).get("Name")
+        TASK.map_item = getattr(env, "map_item", None)
         try:
             original(self, env)
         finally:
-            TASK.state_machine, TASK.state_name = previous
+            TASK.state_machine, TASK.state_name, TASK.map_item = previous
 
     return run
+
+
+def _map_item_patches() -> list[Any]:
+    """A frame (each Task runs in one) keeps the index of the Map item it belongs to: moto gives a frame the
+    context's Execution, StateMachine and State only, and a fault may target one item's calls."""
+    original = environment_module.Environment.as_inner_frame_of.__func__  # type: ignore[attr-defined]
+
+    def as_inner_frame_of(cls: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        frame = original(cls, env, *args, **kwargs)
+        item = env.states.context_object.context_object_data.get("Map", {}).get("Item", {}).get("Index")
+        frame.map_item = item if item is not None else getattr(env, "map_item", None)
+        return frame
+
+    return [mock.patch.object(environment_module.Environment, "as_inner_frame_of", classmethod(as_inner_frame_of))]
 
 
 def _principal_patches() -> list[Any]:
@@ -717,6 +737,7 @@ def patched(
             *_api_patches(),
             *_principal_patches(),
             *_item_reader_patches(),
+            *_map_item_patches(),
             _lambda_patch(invoke_lambda),
             *time_patches,
         ]

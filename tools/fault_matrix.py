@@ -45,14 +45,15 @@ back, or out of service and named in exactly one alert, and every instance whose
 in service. Also: the run's status-change event lost, delivered twice or late (a run stopped while an
 instance reboots), and a second run started on the same target group at four moments.
 
-Patch preview: 3 servers, so one batch (one child execution of the Distributed Map). A batch whose
-listing fails never loses the preview: it goes out naming each of the batch's servers unreadable, with
-the error. A transient error or a lost answer loses nothing: the preview goes out complete. Any other
-failure mails exactly one "the patch preview failed" naming the error and no preview (no alert when the
-fault denies that very mail; the `ExecutionsEndedBadlyAlarm` alarm reports every failed or aborted
-execution). A stopped preview mails nothing of its own: nothing goes out half-done. A publish whose
-answer was lost after the mail went out is retried, so that one mail arrives twice: SNS has no
-idempotent publish, and a mail sent twice beats one perhaps never sent.
+Patch preview: 51 servers, so two batches (50 servers and 1), each a child execution of the Distributed
+Map; a fault inside the Map strikes the batch of one server only. A batch whose listing fails never
+loses the preview: it goes out naming each of the batch's servers unreadable, with the error. A
+transient error or a lost answer loses nothing: the preview goes out complete. Any other failure mails
+exactly one "the patch preview failed" naming the error and no preview (no alert when the fault denies
+that very mail; the `ExecutionsEndedBadlyAlarm` alarm reports every failed or aborted execution). A
+stopped preview mails nothing of its own: nothing goes out half-done. A publish whose answer was lost
+after the mail went out is retried, so that one mail arrives twice: SNS has no idempotent publish, and
+a mail sent twice beats one perhaps never sent.
 
 | Workflow | State | Fault | Outcome |
 | --- | --- | --- | --- |

@@ -128,17 +128,20 @@ def state_names(machine: str) -> set[str]:
     return {path.rsplit(" > ", 1)[-1] for path, _ in states(definitions()[MACHINES[machine]])}
 
 
-def inject(sb: Any, task: TaskState, fault: str) -> None:
-    """Arm ``fault`` at ``task`` in the sandbox (the first execution to get there)."""
+def inject(sb: Any, task: TaskState, fault: str, item: int | None = None) -> None:
+    """Arm ``fault`` at ``task`` in the sandbox (the first execution to get there). ``item``: at a state of a
+    Map's item processor, only in the item of that index (one child execution of a Distributed Map); a stop
+    stops the execution all the same."""
     if fault == "stop":
         sb.stop_when_entering(task.name, cause="fault matrix: stopped on entering the state")
     elif fault == "transient":
-        sb.inject_api_error(task.service, task.operation, THROTTLED[task.service], state=task.name)
+        sb.inject_api_error(task.service, task.operation, THROTTLED[task.service], state=task.name, item=item)
     elif fault == "permanent":
-        sb.inject_api_error(task.service, task.operation, DENIED[task.service], EVERY_ATTEMPT, state=task.name)
+        code = DENIED[task.service]
+        sb.inject_api_error(task.service, task.operation, code, EVERY_ATTEMPT, state=task.name, item=item)
     elif fault == "lost response":
         code = SERVER_ERROR[task.service]
-        sb.inject_api_error(task.service, task.operation, code, state=task.name, lost_response=True)
+        sb.inject_api_error(task.service, task.operation, code, state=task.name, lost_response=True, item=item)
     else:
         raise ValueError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
 

@@ -6,6 +6,7 @@ lets the safety net and the reconciler follow up, then checks what the ASL promi
 the invariants of Tier.assert_never_worse, and compares its outcome with docs/fault-matrix.md.
 """
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -374,6 +375,9 @@ def test_two_runs_on_one_target_group_one_restarts_the_other_is_refused(tier: Ti
 # exactly one "the patch preview failed" naming the error; a stopped preview mails nothing of its own (the
 # ExecutionsEndedBadlyAlarm reports every aborted execution), so nothing goes out half-done.
 DENIED_ERROR = "Lambda.AccessDeniedException"  # what a permanent fault at a Lambda task fails with
+# Two batches of the listing Map (PatchTargetsFunction's LISTING_BATCH is 50): a fault inside the Map strikes
+# the batch of one server only (its child execution), so the case shows one failing server among the rest.
+PREVIEW_SIZE, FAILING_ITEM = 51, 1
 
 
 def upstream_of(task: TaskState) -> TaskState | None:
@@ -402,6 +406,14 @@ def unreadable_named(preview: dict[str, Any]) -> dict[str, str]:
     return dict(re.findall(r"\((i-[0-9a-f]+)\): (\S+)", section))
 
 
+def batch_servers(sb: Sandbox, result: ExecutionResult, item: int) -> list[str]:
+    """The servers of the listing Map's item ``item``, as the preview wrote its batches to the bucket."""
+    bucket = sb.stack.physical["DataBucket"]["Ref"]
+    key = f"patch-preview/{result.arn.rsplit(':', 1)[1]}/batches.json"
+    batches = json.loads(sb.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    return list(batches[item]["instanceIds"])
+
+
 def error_named(alert: dict[str, Any]) -> str:
     """The error a "preview failed" alert names."""
     found = re.search(r"Error: (\S+?)\. Cause:", alert["Message"])
@@ -414,7 +426,9 @@ def preview_outcome(result: ExecutionResult, previews: list[dict[str, Any]], fai
     mailed = f"{len(previews)} preview mailed"
     unreadable = Counter(e for p in previews[:1] for e in unreadable_named(p).values())
     if unreadable:
-        mailed += " (" + ", ".join(f"{n} servers unreadable: {e}" for e, n in sorted(unreadable.items())) + ")"
+        mailed += (
+            " (" + ", ".join(f"{n} server{'s' * (n != 1)} unreadable: {e}" for e, n in sorted(unreadable.items())) + ")"
+        )
     alerts = f"{len(failed)} 'preview failed' mailed"
     if failed:
         alerts += f" (naming {error_named(failed[0])})"
@@ -426,11 +440,11 @@ def preview_outcome(result: ExecutionResult, previews: list[dict[str, Any]], fai
 def test_a_fault_at_a_patch_preview_state_never_loses_the_preview_silently(
     tier: TierFactory, task: TaskState, fault: str
 ) -> None:
-    given = tier(size=SIZE)
+    given = tier(size=PREVIEW_SIZE)
     upstream = upstream_of(task)
     if upstream is not None:
         inject(given.sb, upstream, "permanent")
-    inject(given.sb, task, fault)
+    inject(given.sb, task, fault, item=FAILING_ITEM if task.in_map else None)
 
     result = given.sb.wait(given.sb.start_execution(PREVIEW, {}), timeout=300)
 
@@ -449,8 +463,9 @@ def test_a_fault_at_a_patch_preview_state_never_loses_the_preview_silently(
     elif fault == "permanent" and task.in_map:
         [preview] = previews  # a batch that fails loses its own servers, never the preview
         assert failed == []
-        assert unreadable_named(preview) == dict.fromkeys(given.instances, DENIED_ERROR), "each server named"
-        assert result.output["unreadable"] == SIZE
+        failing = batch_servers(given.sb, result, FAILING_ITEM)
+        assert unreadable_named(preview) == dict.fromkeys(failing, DENIED_ERROR), "each of its servers named"
+        assert (result.output["checked"], result.output["unreadable"]) == (PREVIEW_SIZE, len(failing))
     elif fault == "permanent":
         [alert] = failed
         assert previews == [], "nothing half-done: the preview is mailed whole or not at all"
@@ -459,17 +474,20 @@ def test_a_fault_at_a_patch_preview_state_never_loses_the_preview_silently(
     else:
         assert len(previews) in copies and failed == [], "a transient error or a lost answer loses nothing"
         assert all(p == previews[0] for p in previews), "a second copy is the same preview"
-        assert (result.output["checked"], result.output["unreadable"]) == (SIZE, 0), "the preview is complete"
+        assert (result.output["checked"], result.output["unreadable"]) == (PREVIEW_SIZE, 0), "the preview is complete"
     check_documented(case_id(PREVIEW, task.label, fault), preview_outcome(result, previews, failed))
 
 
 def test_every_patch_preview_task_state_is_entered_by_its_scenario(tier: TierFactory) -> None:
     for task in PREVIEW_TASKS:
-        given = tier(size=SIZE)
+        given = tier(size=PREVIEW_SIZE)
         upstream = upstream_of(task)
         if upstream is not None:
             inject(given.sb, upstream, "permanent")
         result = given.sb.wait(given.sb.start_execution(PREVIEW, {}), timeout=300)
         reached = entered(given.sb, result, task.name)
+        items = len(given.sb.child_histories())
         given.sb.close()  # one sandbox at a time: they share moto's backends
         assert reached, f"no run enters {task.name!r}: give it a scenario"
+        if upstream is None:
+            assert items > FAILING_ITEM, f"the listing Map has an item {FAILING_ITEM} to fail"
