@@ -1,9 +1,11 @@
-"""A fault at every Task state of both workflows, enumerated from their ASL; best-effort status events;
-two runs on one target group. Whatever happens, the tier ends no worse than it was (issue 12).
+"""A fault at every Task state of both workflows (and at the preview Map's ItemReader), enumerated from
+their ASL; best-effort status events; two runs on one target group. Whatever happens, the tier ends no
+worse than it was, and the preview is never lost silently (issue 12).
 
-Each case runs a small tier (3 instances, 1 at a time), arms one fault, runs the workflow to its end,
-lets the safety net and the reconciler follow up, then checks what the ASL promises for that fault and
-the invariants of Tier.assert_never_worse, and compares its outcome with docs/fault-matrix.md.
+Each rolling-restart case runs a small tier (3 instances, 1 at a time), arms one fault, runs the workflow
+to its end, lets the safety net and the reconciler follow up, then checks what the ASL promises for that
+fault and the invariants of Tier.assert_never_worse, and compares its outcome with docs/fault-matrix.md.
+Each preview case previews 51 servers (two batches), a fault inside the Map striking one batch.
 """
 
 import json
