@@ -826,15 +826,18 @@ class Sandbox:
         match: dict[str, Any] | None = None,
         lost_response: bool = False,
         state: str | None = None,
+        item: int | None = None,
     ) -> None:
         """The next ``count`` calls of ``service``.``operation`` (with ``match``ing parameters) fail with ``code``.
 
         ``lost_response``: the calls take effect first, then fail (a response lost on the way back).
-        ``state``: only the calls a Task state of that name makes itself (its Lambda Invoke, its SDK or
-        optimized integration call), in any execution; not the calls of the function it invokes.
+        ``state``: only the calls a state of that name makes itself (a Task's Lambda Invoke, SDK or
+        optimized integration call; a Map's ItemReader read), in any execution; not the calls of the
+        function it invokes. ``item``: only the calls made in the Map item of that index (``$$.Map.Item.Index``;
+        in a Distributed Map, one child execution).
         """
         self.bridge.errors.append(
-            InjectedApiError(service, operation, code, f"injected {code}", count, match, lost_response, state)
+            InjectedApiError(service, operation, code, f"injected {code}", count, match, lost_response, state, item)
         )
 
 

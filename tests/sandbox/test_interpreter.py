@@ -96,6 +96,17 @@ def test_an_api_error_can_target_the_call_of_one_task_state(features: Sandbox) -
     assert [e.count for e in features.bridge.errors] == [1, 0], "the first never applied; the second once"
 
 
+def test_an_api_error_can_target_one_map_item(features: Sandbox) -> None:
+    """The fault matrix fails one item of a Map (on AWS, one child of a Distributed Map): the others are spared."""
+    features.inject_api_error("lambda", "Invoke", "AccessDeniedException", 99, state="Call flaky", item=1)
+
+    result = features.run(SM, {"path": "map", "items": ["a", "b", "c"]})
+
+    assert result.status == "FAILED" and "injected AccessDeniedException" in (result.cause or ""), result.cause
+    failed = [json.loads(c.params["Payload"]) for c in features.bridge.calls_to("lambda", "Invoke") if c.failed]
+    assert failed == [{"key": "b"}], "only the item of index 1 failed"
+
+
 def test_map_runs_at_most_max_concurrency_iterations_at_once(features: Sandbox) -> None:
     result = features.run(SM, {"path": "map", "items": [f"k{i}" for i in range(6)]})
 
