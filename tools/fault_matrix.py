@@ -35,15 +35,19 @@ read from its ASL (a state added later gets its rows without a new test), under 
 
 Rolling restart: 3 instances, 1 at a time (capacity floor 2); states the plain run does not enter run
 with the approval (approved or rejected), with one instance that never answers after its reboot, with
-the command action (`"action": "command"`), while another run holds the lock (it waits for approval, and
-is rejected once the case's run has ended), as a resume of a run stopped after its first reboot and
+the command action (`"action": "command"`), while another run holds the lock (it restarts the one
+instance that is in the web target group only, waits for approval, and is rejected once the case's run
+has ended; the case's run restarts an `api` group and web, takes api's lock and is refused at web's,
+so it releases a lock it took), as a resume of a run stopped after its first reboot and
 cleaned up, or as such a resume whose earlier run another resume marks once this one has planned. Each
 case then lets the safety net and the reconciler follow up, and checks: alarms and rules as before, the
 lock released, the capacity floor held and no request dropped at every simulated second, no unhealthy
 target registered, no instance rebooted while registered, every instance restarted, untouched, put
 back, or out of service and named in exactly one alert, and every instance whose application answers
-in service. Also: the run's status-change event lost, delivered twice or late (a run stopped while an
-instance reboots), and a second run started on the same target group at four moments.
+in service (an instance reported failed while it rebooted, booted or ran its command is followed up
+until it answers, as one a stopped run left out is). Also: the run's status-change event lost,
+delivered twice or late (a run stopped while an instance reboots), and a second run started on the
+same target group at four moments.
 
 Patch preview: 51 servers, so two batches (50 servers and 1), each a child execution of the Distributed
 Map; a fault inside the Map strikes the batch of one server only. A batch whose listing fails never

@@ -2,8 +2,10 @@
 
 ``instance_failed``: names the instance, the step and the error in an SNS alert, counts the failure
 against the run's error budget, and leaves the instance in a safe place: registered again only if its
-application answers, kept out of the target group if it does not.
-``summary``: per-instance outcome and step times, published to the topic; when a watched alarm
+application answers, kept out of the target group if it does not (followed up while it may still come
+up: the reconciler puts it back once it answers, opsflow.placement).
+``summary``: per-instance outcome and step times, published to the topic, and one alert for each failed
+instance no report named (its report failed, or its restart ended without one); when a watched alarm
 stopped the run, the alarm and how to resume it (``stoppedOnAlarm``, the cause of its Fail state).
 """
 
@@ -109,8 +111,9 @@ def _at(times: dict[str, Any], key: str) -> str | None:
     return value.get("at") if isinstance(value, dict) else value
 
 
-def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> str:
-    """In service only if its application answers (and is not the old process before a reboot); say what was done.
+def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> tuple[placement.Verdict, str]:
+    """In service only if its application answers (and is not the old process before a reboot); what was
+    decided, and what was done. "wait": left out while it may still come up (the follow-up takes it on).
 
     Either way in every target group the run took it out of, on the port it was registered on there.
     """
@@ -119,16 +122,34 @@ def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> 
     running = placement.command_running(progress)
     decided = placement.verdict(progress, up, timeutil.epoch(), run.expected_boot_seconds, running)
     if decided is placement.Verdict.PUT_BACK:
-        return placement.register(registrations, instance_id)
+        return decided, placement.register(registrations, instance_id)
     if targets.deregister(instance_id, registrations):
-        return "taken out of its target groups: its application does not answer"
+        return decided, "taken out of its target groups: its application does not answer"
     if running:
-        return "left out of its target groups: its SSM command still runs (it may reboot it); put it back once it ends"
-    return "left out of its target groups: its application does not answer"
+        return decided, "left out of its target groups: its SSM command still runs (it may reboot it)"
+    return decided, "left out of its target groups: its application does not answer"
 
 
 def publish(subject: str, message: str) -> None:
     notify.publish(settings().topic_arn, subject, message, rest_is_in="the run table")
+
+
+def _follow_up_text(progress: dict[str, Any], boot_seconds: int) -> str:
+    until = dt.datetime.fromtimestamp(placement.deadline(progress, boot_seconds), dt.UTC).strftime("%H:%M UTC")
+    return (
+        f"It is followed up: put back in service (every target group, its port) as soon as its application "
+        f"answers, until {until}; if it does not, it stays out, and this is the only alert about it.\n"
+    )
+
+
+def alert(execution_arn: str, instance_id: str, outcome: dict[str, Any], extra: str = "") -> None:
+    """The one alert naming a failed instance: its step, its error, where it was left."""
+    publish(
+        f"opsflow: {instance_id} failed to restart ({outcome['error']})",
+        f"Instance {instance_id} failed at step '{outcome['step']}'.\n"
+        f"Error: {outcome['error']}\nCause: {outcome.get('cause', '')}\nAfterwards it was {outcome['placement']}.\n"
+        f"{extra}Execution: {execution_arn}\n",
+    )
 
 
 def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
@@ -137,12 +158,15 @@ def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
     step, cause = failed_step(event.times, run.action), _cause_text(event.failure)
     before = table.get_outcome(run.execution_arn, instance_id)  # None: this run never took it out
     failures = table.count_failure(run.execution_arn, instance_id)
+    followed_up = False
     if before is None:
         placed = "left as it was: this run had not taken it out of service"
     else:
-        placed = put_back_safely(run, instance_id, before)
-    alerted = (before or {}).get("alertedAt")
-    outcome = {
+        decided, placed = put_back_safely(run, instance_id, before)
+        followed_up = decided is placement.Verdict.WAIT
+    # What the run saw of the instance stays on its item: the follow-up decides from it.
+    progress = {k: v for k, v in (before or {}).items() if k not in placement.KEYS and k != placement.FOLLOW_UP}
+    outcome = progress | {
         "outcome": "failed",
         "step": step,
         "error": event.failure.Error,
@@ -150,15 +174,11 @@ def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
         "placement": placed,
         "times": {k: _at(event.times, k) for k, _ in STEPS + COMMAND_STEPS if k in event.times},
     }
-    table.put_outcome(run.execution_arn, instance_id, outcome | ({"alertedAt": alerted} if alerted else {}))
-    if not alerted:
-        publish(
-            f"opsflow: {instance_id} failed to restart ({event.failure.Error})",
-            f"Instance {instance_id} failed at step '{step}'.\n"
-            f"Error: {event.failure.Error}\nCause: {cause}\nAfterwards it was {placed}.\n"
-            f"Failures in this run so far: {failures}.\nExecution: {run.execution_arn}\n",
-        )
-        table.put_outcome(run.execution_arn, instance_id, outcome | {"alertedAt": timeutil.iso_now()})
+    table.put_outcome(run.execution_arn, instance_id, outcome | ({placement.FOLLOW_UP: True} if followed_up else {}))
+    if not outcome.get("alertedAt"):
+        extra = _follow_up_text(outcome, run.expected_boot_seconds) if followed_up else ""
+        alert(run.execution_arn, instance_id, outcome, f"{extra}Failures in this run so far: {failures}.\n")
+        table.note_alerted(run.execution_arn, instance_id, timeutil.iso_now())
         metrics.add_metric(name="InstanceRestartFailed", unit=MetricUnit.Count, value=1)
     return {"instanceId": instance_id, "outcome": "failed", "step": step}
 
@@ -177,10 +197,11 @@ def _out_of_service(times: dict[str, Any]) -> str:
 
 def place_interrupted(table: RunTable, run: RunRef, item: dict[str, Any]) -> dict[str, Any]:
     """An instance the run took out whose restart ended without a report (its child execution failed or
-    was aborted): put back if its application answers, reported as left out otherwise."""
+    was aborted, or the report itself failed): put back if its application answers, followed up while it
+    may still come up, left out otherwise; a failure either way, which the summary alerts."""
     if run.health is None:
         return item
-    _, where = placement.settle(
+    decided, where = placement.settle(
         table,
         run.execution_arn,
         item,
@@ -188,14 +209,30 @@ def place_interrupted(table: RunTable, run: RunRef, item: dict[str, Any]) -> dic
         health=run.health,
         boot_seconds=run.expected_boot_seconds,
     )
-    return {**item, **placement.INTERRUPTED, "placement": where}
+    outcome = {k: v for k, v in item.items() if k not in placement.KEYS} | placement.INTERRUPTED
+    if decided is not placement.Verdict.WAIT:
+        return {**item, **outcome, "placement": where}
+    outcome |= {"placement": f"out of its target groups, {where}", placement.FOLLOW_UP: True}
+    table.put_outcome(run.execution_arn, item["instanceId"], outcome)
+    return {**item, **outcome}
+
+
+def alert_unreported(table: RunTable, run: RunRef, outcomes: list[dict[str, Any]]) -> None:
+    """One alert for each failed instance no alert has named yet (its report failed, or never ran)."""
+    for o in outcomes:
+        if o["outcome"] != "failed" or o.get("alertedAt"):
+            continue
+        extra = _follow_up_text(o, run.expected_boot_seconds) if o.get(placement.FOLLOW_UP) else ""
+        alert(run.execution_arn, o["instanceId"], o, extra + "Its failure was not reported when it happened.\n")
+        table.note_alerted(run.execution_arn, o["instanceId"], timeutil.iso_now())
 
 
 def summary(event: SummaryEvent) -> dict[str, Any]:
     table = RunTable(settings().table_name)
     outcomes = sorted(table.outcomes(event.run.execution_arn), key=lambda o: o["instanceId"])
     outcomes = [place_interrupted(table, event.run, o) if o["outcome"] == OUT else o for o in outcomes]
-    if any(o["outcome"] == OUT for o in table.outcomes(event.run.execution_arn)):  # some may still come up
+    alert_unreported(table, event.run, outcomes)
+    if any(placement.unsettled(o) for o in table.outcomes(event.run.execution_arn)):  # some may still come up
         table.reopen_for_follow_up(event.run.execution_arn, timeutil.iso_now())
     counts = {"restarted": 0, "failed": 0, "skipped": 0}
     for outcome in outcomes:

@@ -178,6 +178,17 @@ def failures_at(history: list[dict[str, Any]], state: str) -> list[tuple[str, st
     return found
 
 
+def succeeded(sb: Any, result: ExecutionResult, state: str) -> bool:
+    """Whether a call of ``state`` succeeded in the run or a child of it (so it had an effect to lose)."""
+    for history in histories(sb, result):
+        current = None
+        for event in history:
+            current = event.get("stateEnteredEventDetails", {}).get("name", current)
+            if current == state and event["type"] in ("TaskSucceeded", "LambdaFunctionSucceeded"):
+                return True
+    return False
+
+
 def entered(sb: Any, result: ExecutionResult, state: str) -> bool:
     return any(e.get("stateEnteredEventDetails", {}).get("name") == state for h in histories(sb, result) for e in h)
 

@@ -3,7 +3,7 @@
 from collections import Counter
 from collections.abc import Callable
 
-from sandbox.fleet import Spread
+from sandbox.fleet import GroupSpec, Spread
 from tests.workflows.conftest import SM, Tier, web_input
 
 TierFactory = Callable[..., Tier]
@@ -90,7 +90,8 @@ def test_instances_a_stopped_run_left_booting_are_put_back_once_they_answer(tier
     out = [i for i in given.instances if i not in given.target_states()]
     assert out, "the stop left instances out of service"
     [first] = [n for n in given.notifications() if "safety net" in n["Subject"]]
-    assert all(i in first["Message"].split("followed up")[1].split("\n")[0] for i in out)
+    assert f"followed up: {len(out)}" in first["Message"]
+    assert not [i for i in out if i in first["Message"]], "counted, not named: each is put back, or named once given up"
 
     given.sb.fire_schedule(RECONCILER)
     assert len(given.target_states()) < 4, "nothing answering as rebooted yet: followed up"
@@ -118,6 +119,7 @@ def test_an_instance_that_never_comes_back_is_named_in_one_alert_once_the_follow
 
     [gave_up] = [n for n in given.notifications() if "reconciler" in n["Subject"]]
     assert sick in gave_up["Message"].split("left OUT")[1]
+    assert naming(given, sick) == [gave_up["Subject"]], "the safety net's mail did not name it: one alert"
     assert sick not in given.target_states() and len(given.target_states()) == 3
 
 
@@ -138,3 +140,92 @@ def test_a_refused_run_s_late_safety_net_never_touches_the_running_one_s_instanc
     assert not [c for c in cleanup_calls if c.operation in ("RegisterTargets", "DeregisterTargets")]
     assert result.status == "SUCCEEDED", result.cause
     given.assert_invariants(result, floor=2)
+
+
+# -- instances reported failed while they were out: followed up like those of a stopped run ----------------
+CHECK_DENIED = ("lambda", "Invoke", "AccessDeniedException")  # the startup check cannot be invoked: a broken role
+EVERY_ATTEMPT = 99
+# A second load balancer's group with every instance on a port override: a put-back must restore both exactly.
+API_ON_OVERRIDES = (GroupSpec("api", port=9000, port_overrides=((0, 9001), (1, 9001), (2, 9001)), share=0.5),)
+BOTH_GROUPS = {"AllowedTargetGroupArns": "{TargetGroupArn:api}"}
+
+
+def registrations(given: Tier, instance_id: str) -> dict[tuple[str, int], str]:
+    """(group, port) -> the instance's state there, as the load balancers see it now."""
+    fleet, now = given.sb.fleet, given.sb.clock.now()
+    return {
+        (group.name, port): fleet.target_state(instance_id, now, group.name, port)
+        for group in fleet.groups.values()
+        for (target, port) in group.registrations
+        if target == instance_id
+    }
+
+
+def naming(given: Tier, instance_id: str) -> list[str]:
+    """Subjects of the alerts that name the instance."""
+    return [a["Subject"] for a in given.alerts() if instance_id in a["Subject"] + a["Message"]]
+
+
+def fail_while_booting(given: Tier) -> tuple[str, str]:
+    """A run whose startup check cannot run: its first instance (the plan goes in id order) is reported
+    failed while it boots, and the error budget of 1 starts no other. Returns the run and that instance."""
+    given.sb.inject_api_error(*CHECK_DENIED, state="Check the application is up")  # not retried: caught at once
+    result = given.run(web_input(batchSize=1), timeout=240)
+    assert result.error == "InstancesFailedToRestart", result.cause
+    return result.arn, sorted(given.instances)[0]
+
+
+def test_an_instance_reported_failed_while_it_boots_is_put_back_everywhere_once_it_answers(
+    tier: TierFactory,
+) -> None:
+    given = tier(size=3, more_groups=API_ON_OVERRIDES, parameters=BOTH_GROUPS)
+    before = {i: registrations(given, i) for i in given.instances}
+    run, failed = fail_while_booting(given)
+    assert set(registrations(given, failed).values()) <= {"unused", "draining"}, "out while its check failed"
+    [alert] = naming(given, failed)
+    assert "failed to restart" in alert
+
+    let_pass(given, 300)  # its application answers by now
+    given.sb.fire_schedule(RECONCILER)
+    let_pass(given, 60)  # the load balancers' health checks pass
+
+    assert registrations(given, failed) == before[failed], "healthy again in every group, on its own port"
+    assert naming(given, failed) == [alert], "the failure's alert stays the only one naming it"
+    assert given.sb.fire_schedule(RECONCILER)["openRuns"] == 0, "the follow-up is over"
+    assert given.outcomes(given.sb.wait(run))[failed]["placement"] == "registered again: its application answers"
+
+
+def test_the_follow_up_never_puts_back_an_instance_another_run_took_out_since(tier: TierFactory) -> None:
+    given = tier(size=3)
+    _, failed = fail_while_booting(given)
+    let_pass(given, 300)  # it answers; someone registers it again and restarts it with a new run
+    given.sb.client("elbv2").register_targets(TargetGroupArn=given.target_group_arn, Targets=[{"Id": failed}])
+    let_pass(given, 60)  # its health checks pass
+    assert given.target_states()[failed] == "healthy"
+    second = given.sb.start_execution(SM, web_input(batchSize=1, instanceIds=[failed]))
+    given.sb.run_until(lambda: given.target_states().get(failed) == "draining")  # the new run drains it
+
+    given.sb.fire_schedule(RECONCILER)  # the first run's follow-up: it answers, but it is the new run's now
+
+    reconciler_calls = [c for c in given.sb.bridge.calls if c.caller == RECONCILER]
+    assert not [c for c in reconciler_calls if c.operation == "RegisterTargets"], "left to the run that holds it"
+    result = given.sb.wait(second, timeout=240)
+    assert result.status == "SUCCEEDED", result.cause
+    given.assert_invariants(result, floor=2)
+    assert given.sb.fire_schedule(RECONCILER)["openRuns"] == 0
+
+
+def test_an_instance_whose_failure_report_itself_failed_is_named_in_one_alert(tier: TierFactory) -> None:
+    given = tier(size=3)
+    sick = sorted(given.instances)[0]
+    given.sb.fleet.inject(sick, "never_ready")
+    given.sb.inject_api_error(*CHECK_DENIED, EVERY_ATTEMPT, state="Handle the failed instance")
+
+    result = given.run(web_input(batchSize=1), timeout=240)
+    let_pass(given, 2400)  # beyond its startup patience
+    given.sb.fire_schedule(RECONCILER)
+
+    assert result.error == "InstancesFailedToRestart"
+    assert sick not in given.target_states()
+    [alert] = naming(given, sick)
+    assert f"{sick} failed to restart (RestartInterrupted)" in alert

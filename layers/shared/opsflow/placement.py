@@ -9,6 +9,10 @@ With the command rule: an SSM command (the ``command`` action) may reboot the in
 runs, and ends only once SSM Agent is back after such a reboot, so an instance whose command has not
 ended is waited for, never put back. The progress comes from the instance's item in the run table
 (opsflow.runs): takenOutAt, rebootRequestedAt, downSeenAt, commandId, commandSentAt, commandFinishedAt.
+
+Followed up: an instance the run took out and never reported on (outcome ``out``), and one reported
+failed while it was out and might still come up (``followUp``, set by the reporter). Either is put
+back once it answers, or left out once its patience is spent, unless another run took it out since.
 """
 
 import datetime as dt
@@ -20,6 +24,7 @@ from botocore.exceptions import ClientError
 from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
+from opsflow.runs import OUT
 from opsflow.targets import Registration, parse_registrations
 from opsflow.targets import register as register_targets
 
@@ -36,6 +41,16 @@ class Verdict(StrEnum):
     PUT_BACK = "put back"
     WAIT = "wait"
     GIVE_UP = "give up"
+    HANDED_OVER = "handed over"  # another run took it out since: that run decides where it goes
+
+
+# On a failed instance's item: left out while it may still come up, so the follow-up puts it back once it answers.
+FOLLOW_UP = "followUp"
+
+
+def unsettled(item: dict[str, Any]) -> bool:
+    """Whether where the instance belongs is still to be decided (out and never reported, or followed up)."""
+    return item.get("outcome") == OUT or bool(item.get(FOLLOW_UP))
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -118,6 +133,17 @@ INTERRUPTED = {
 KEYS = ("pk", "sk", "instanceId")  # the run table's keys of an instance item, not part of its outcome
 
 
+def held_by_another_run(table: Any, execution_arn: str, instance_id: str, where: list[Registration]) -> str | None:
+    """The run that took the instance out since this one left it (it holds a lock of one of its target
+    groups and marked it), if any. Its gate marks an instance before deregistering it and drains it
+    before rebooting it, so this look right before registering keeps the follow-up off its instances."""
+    for group in dict.fromkeys(r.target_group_arn for r in where):
+        owner = table.lock_owner(group)
+        if owner and owner != execution_arn and table.get_outcome(owner, instance_id) is not None:
+            return str(owner)
+    return None
+
+
 def settle(
     table: Any,
     execution_arn: str,
@@ -127,21 +153,29 @@ def settle(
     health: HealthCheck,
     boot_seconds: int,
 ) -> tuple[Verdict, str]:
-    """An instance the run took out and never reported on (its child failed, or the run was stopped):
-    put it back if it answers as itself, keep waiting while it may still come up, or give up on it.
+    """An instance the run took out and never reported on (its child failed, or the run was stopped), or
+    one reported failed while it may still come up: put it back if it answers as itself, keep waiting
+    while it may still come up, or give up on it; never touch it once another run took it out.
 
-    A decision is recorded on its item (so it is made once); "wait" leaves the item as it is.
+    A decision is recorded on its item (so it is made once); "wait" leaves the item as it is. A reported
+    failure keeps its outcome; an instance never reported on is recorded as interrupted.
     """
     instance_id = item["instanceId"]
-    running = command_running(item)
-    decided = verdict(item, answers(instance_id, health), timeutil.epoch(), boot_seconds, running)
-    if decided is Verdict.WAIT:
-        return decided, "its command still runs: followed up" if running else "not answering yet: followed up"
-    where = (
-        register(registrations_of(item, target_group_arn), instance_id)
-        if decided is Verdict.PUT_BACK
-        else "left out of the target group: its application did not answer (or its command did not end) in time"
-    )
-    outcome = {k: v for k, v in item.items() if k not in KEYS} | INTERRUPTED | {"placement": where}
-    table.put_outcome(execution_arn, instance_id, outcome)
-    return decided, where
+    where = registrations_of(item, target_group_arn)
+    other = held_by_another_run(table, execution_arn, instance_id, where)
+    if other is not None:
+        decided, placed = Verdict.HANDED_OVER, f"left to {other}, which took it out of service since"
+    else:
+        running = command_running(item)
+        decided = verdict(item, answers(instance_id, health), timeutil.epoch(), boot_seconds, running)
+        if decided is Verdict.WAIT:
+            return decided, "its command still runs: followed up" if running else "not answering yet: followed up"
+        placed = (
+            register(where, instance_id)
+            if decided is Verdict.PUT_BACK
+            else "left out of the target group: its application did not answer (or its command did not end) in time"
+        )
+    kept = {k: v for k, v in item.items() if k not in KEYS and k != FOLLOW_UP}
+    interrupted = INTERRUPTED if item.get("outcome") == OUT else {}
+    table.put_outcome(execution_arn, instance_id, kept | interrupted | {"placement": placed})
+    return decided, placed

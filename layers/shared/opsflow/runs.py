@@ -232,6 +232,25 @@ class RunTable:
         )
         return [from_item(item) for page in pages for item in page["Items"]]
 
+    def note_alerted(self, execution_arn: str, instance_id: str, at: str) -> None:
+        """Record that an alert named the instance, so no later report or follow-up names it again."""
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": run_pk(execution_arn), "sk": instance_sk(instance_id)}),
+            UpdateExpression="SET alertedAt = :at",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":at": {"S": at}},
+        )
+
+    def lock_owner(self, target_group_arn: str) -> str | None:
+        """The execution that holds the target group's lock now; None when no run does."""
+        item = self.ddb.get_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": lock_pk(target_group_arn), "sk": LOCK_SK}),
+            ConsistentRead=True,
+        ).get("Item")
+        return str(item["ownerExecutionArn"]["S"]) if item and "ownerExecutionArn" in item else None
+
     def renew_lock(self, target_group_arn: str, execution_arn: str, expires_at: int) -> bool:
         """Push the lock's expiry to ``expires_at`` if this execution holds it; False if it does not."""
         try:
