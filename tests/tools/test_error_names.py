@@ -55,7 +55,11 @@ PREFIXES = {
     "sqs": ("sqs", "SQS"),
     "states": ("stepfunctions", "StepFunctions"),
 }
-SDK_PREFIXES = {"ec2": ("ec2", "Ec2"), "elasticloadbalancingv2": ("elbv2", "ElasticLoadBalancingV2")}
+SDK_PREFIXES = {
+    "ec2": ("ec2", "Ec2"),
+    "elasticloadbalancingv2": ("elbv2", "ElasticLoadBalancingV2"),
+    "autoscaling": ("autoscaling", "AutoScaling"),
+}
 MODELS = botocore.session.get_session()
 
 
