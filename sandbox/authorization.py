@@ -294,6 +294,7 @@ class Refusal:
 REFUSALS = {
     "ec2": Refusal("UnauthorizedOperation", 403),
     "elasticloadbalancing": Refusal("AccessDenied", 403),
+    "autoscaling": Refusal("AccessDenied", 403),
     "cloudwatch": Refusal("AccessDenied", 403),
     "sns": Refusal("AuthorizationError", 403),
     "sqs": Refusal("AccessDenied", 403),

@@ -41,6 +41,7 @@ THROTTLED = {
     "lambda": "TooManyRequestsException",
     "dynamodb": "ThrottlingException",
     "elastic-load-balancing-v2": "Throttling",
+    "auto-scaling": "Throttling",
     "sns": "Throttled",
     "sqs": "RequestThrottled",
 }
@@ -48,6 +49,7 @@ SERVER_ERROR = {
     "lambda": "ServiceException",
     "dynamodb": "InternalServerError",
     "elastic-load-balancing-v2": "InternalFailure",
+    "auto-scaling": "InternalFailure",
     "sns": "InternalError",
     "sqs": "InternalError",
 }
@@ -55,6 +57,7 @@ DENIED = {
     "lambda": "AccessDeniedException",
     "dynamodb": "AccessDeniedException",
     "elastic-load-balancing-v2": "AccessDenied",
+    "auto-scaling": "AccessDenied",
     "sns": "AuthorizationError",
     "sqs": "AccessDenied",
 }

@@ -68,6 +68,7 @@ def test_members_restart_on_standby_and_the_group_is_as_before(tier: TierFactory
     assert replaced(given) == [], "the group replaced no member"
     assert all(given.sb.fleet.instances[i].reboots for i in members), "every member rebooted"
     standby = given.sb.bridge.calls_to("auto-scaling", "EnterStandby")
+    assert {c.caller for c in standby} == {"InstanceActionFunction"}
     assert sorted(c.params["InstanceIds"][0] for c in standby) == sorted(members)
     assert {c.params["ShouldDecrementDesiredCapacity"] for c in standby} == {True}, "no replacement launched"
     assert len(given.sb.bridge.calls_to("auto-scaling", "ExitStandby")) == 6

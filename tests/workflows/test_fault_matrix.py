@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.fleet import AutoScalingSpec
 from sandbox.runtime import ExecutionResult, Sandbox
 from tests.workflows.conftest import SM, Tier, web_input
 from tests.workflows.fault_matrix import (
@@ -52,6 +53,10 @@ class Scenario:
     # case's run has ended), "stopped" (stopped mid-restart and cleaned up; the case's run resumes it), or
     # "resumed meanwhile" (as "stopped", and another resume marks it once the case's run has planned).
     other_run: str | None = None
+    auto_scaling: bool = False  # the tier is an Auto Scaling group (ELB health checks): members go on Standby
+
+    def fleet(self) -> dict[str, Any]:
+        return {"auto_scaling": AutoScalingSpec(min_size=1)} if self.auto_scaling else {}
 
 
 SCENARIOS = {
@@ -62,6 +67,7 @@ SCENARIOS = {
         Scenario("rejected", {"requireApproval": True}, approval="reject", ends=("FAILED", "RestartNotApproved")),
         Scenario("an instance never answers", never_ready=True, ends=("FAILED", "InstancesFailedToRestart")),
         Scenario("the command action", {"action": "command"}),
+        Scenario("members of an Auto Scaling group", auto_scaling=True),
         Scenario("another run holds the lock", other_run="holds the lock", ends=("FAILED", "RestartAlreadyRunning")),
         Scenario("a stopped run resumed", other_run="stopped"),
         Scenario(
@@ -79,6 +85,8 @@ REACHED_BY = {
     "Record the instance as skipped": "an instance never answers",
     "Run the command on the instance": "the command action",
     "Wait until the command has finished": "the command action",
+    "Put the instance on Standby in its Auto Scaling group": "members of an Auto Scaling group",
+    "Put the instance back in service in its Auto Scaling group": "members of an Auto Scaling group",
     "Release one lock taken before the refusal": "another run holds the lock",
     "Mark the earlier run as resumed": "a stopped run resumed",
     "Release one lock of the run that was resumed already": "a run resumed by another meanwhile",
@@ -229,7 +237,7 @@ def locks_left(given: Tier) -> list[str]:
 
 def run_fault(tier: TierFactory, task: TaskState, fault: str) -> tuple[Tier, ExecutionResult, str]:
     scenario = scenario_of(task)
-    given = tier(size=SIZE)
+    given = tier(size=SIZE, **scenario.fleet())
     inject(given.sb, task, fault)
     since = given.sb.clock.now()
     result = run_scenario(given, scenario)
@@ -291,7 +299,7 @@ def test_every_task_state_is_entered_by_its_scenario(tier: TierFactory) -> None:
     """Each scenario, without a fault, ends as declared and enters the states it is chosen for, so every
     Task state of the rolling restart has its fault cases (a new state the plain run skips fails here)."""
     for scenario in SCENARIOS.values():
-        given = tier(size=SIZE)
+        given = tier(size=SIZE, **scenario.fleet())
         result = run_scenario(given, scenario)
         assert (result.status, result.error) == scenario.ends, scenario.name
         missing = [

@@ -45,6 +45,13 @@ def groups(names: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
+def enter_standby(group: str, instance_id: str) -> None:
+    """On Standby with the desired capacity decremented, so the group launches no replacement."""
+    clients.client("autoscaling").enter_standby(
+        AutoScalingGroupName=group, InstanceIds=[instance_id], ShouldDecrementDesiredCapacity=True
+    )
+
+
 def exit_standby(group: str, instance_id: str) -> bool:
     """Put a member the run left on Standby back in service, once: False when it is not on Standby (any more).
 
