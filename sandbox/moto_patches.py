@@ -91,7 +91,6 @@ SDK_SERVICE_NAMES = {"elasticloadbalancingv2": "elbv2", "eventbridge": "events"}
 # ``ElasticLoadBalancingV2.TargetGroupNotFoundException``); moto lowercases them.
 SDK_ERROR_SERVICE_NAMES = {
     "ec2": "Ec2",
-    "autoscaling": "AutoScaling",
     "elasticloadbalancingv2": "ElasticLoadBalancingV2",
     "ssm": "Ssm",
     "sns": "Sns",

@@ -55,11 +55,7 @@ PREFIXES = {
     "sqs": ("sqs", "SQS"),
     "states": ("stepfunctions", "StepFunctions"),
 }
-SDK_PREFIXES = {
-    "ec2": ("ec2", "Ec2"),
-    "elasticloadbalancingv2": ("elbv2", "ElasticLoadBalancingV2"),
-    "autoscaling": ("autoscaling", "AutoScaling"),
-}
+SDK_PREFIXES = {"ec2": ("ec2", "Ec2"), "elasticloadbalancingv2": ("elbv2", "ElasticLoadBalancingV2")}
 MODELS = botocore.session.get_session()
 
 
