@@ -39,7 +39,7 @@ from sandbox.commands import COMMAND_OPERATIONS, CommandService
 from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
-from sandbox.moto_patches import running_state_machine, running_task_state
+from sandbox.moto_patches import running_map_item, running_state_machine, running_task_state
 from sandbox.network import Network
 from sandbox.patches import PatchService, SimulatedApiError
 from sandbox.sam import Role
@@ -69,6 +69,7 @@ class InjectedApiError:
     match: dict[str, Any] | None = None  # only calls with these parameters, e.g. {"InstanceId": "i-1"}
     lost_response: bool = False  # the call takes effect, then its response fails (the caller cannot tell)
     state: str | None = None  # only the call this Task state makes itself (not the calls of a function it invokes)
+    item: int | None = None  # with ``state``: only in the Map item of this index (a Distributed Map's child)
 
     def applies(self, service: str, operation: str, params: dict[str, Any]) -> bool:
         if self.count <= 0 or (self.service, self.operation) != (service, operation):
@@ -76,6 +77,8 @@ class InjectedApiError:
         if self.state is not None and (
             running_task_state() != self.state or getattr(CURRENT, "function", None) is not None
         ):
+            return False
+        if self.item is not None and running_map_item() != self.item:
             return False
         return all(params.get(k) == v for k, v in (self.match or {}).items())
 

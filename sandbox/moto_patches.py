@@ -54,6 +54,7 @@ from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec.state_map import item_selector
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader import item_reader_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
     resource_eval_s3 as item_reader_s3,
 )
@@ -68,6 +69,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_sfn,
     state_task_service_sqs,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval import environment as environment_module
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
@@ -75,6 +77,7 @@ from moto.stepfunctions.parser.asl.eval.event import event_manager as event_mana
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, ProgramError
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+from moto.stepfunctions.parser.backend import execution as execution_module
 from moto.stepfunctions.parser.backend import execution_worker
 from moto.stepfunctions.parser.quotas import is_within_size_quota
 
@@ -229,7 +232,18 @@ def _sfn_eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> No
     parameters.clear()
     parameters.update(camel)
     _original_sfn_eval_service_task(self, env, *args, **kwargs)
-    env.stack.append(_pascal(env.stack.pop()))
+    response = _pascal(env.stack.pop())
+    if "ExecutionArn" in response:
+        NESTED_EXECUTIONS.add(response["ExecutionArn"])
+    env.stack.append(response)
+
+
+# Executions a workflow's Task started (states:startExecution), as opposed to a caller's.
+NESTED_EXECUTIONS: set[str] = set()
+
+
+def started_by_a_workflow(execution_arn: str) -> bool:
+    return execution_arn in NESTED_EXECUTIONS
 
 
 def _sfn_normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
@@ -238,6 +252,33 @@ def _sfn_normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any)
         pascal = _pascal(response)
         response.clear()
         response.update(pascal)
+
+
+_original_sfn_integration = state_task_service_sfn.StateTaskServiceSfn._eval_integration_pattern
+_WAITED_FOR = {ResourceCondition.Sync, ResourceCondition.Sync2}
+
+
+def _sfn_eval_integration_pattern(
+    self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: Any, state_credentials: Any
+) -> None:
+    """A ``.sync``/``.sync:2`` Task whose execution is stopped stops the nested execution it waits for.
+
+    moto stops waiting and leaves the child running. On AWS the parent's role needs
+    ``states:StopExecution`` on the child executions for ``.sync`` ("IAM policies for AWS Step
+    Functions", Step Functions developer guide): the service stops the child with the parent's
+    credentials, best effort (a denied or failed call leaves the child running, as here).
+    """
+    submitted = env.stack[-1] if env.stack else None
+    child = submitted.get("ExecutionArn") if isinstance(submitted, dict) else None
+    try:
+        _original_sfn_integration(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+    finally:
+        if child and self.resource.condition in _WAITED_FOR and not env.is_running() and execution_running(child):
+            sfn = boto_client.boto_client_for(
+                region=resource_runtime_part.region, service="stepfunctions", state_credentials=state_credentials
+            )
+            with contextlib.suppress(botocore.exceptions.ClientError):
+                sfn.stop_execution(executionArn=child)
 
 
 def _execution_data(**fields: Any) -> Any:
@@ -322,6 +363,10 @@ def _api_patches() -> list[Any]:
         # Nested executions (states:startExecution, .sync, .sync:2): PascalCase in and out, as on AWS.
         mock.patch.object(state_task_service_sfn.StateTaskServiceSfn, "_eval_service_task", _sfn_eval_service_task),
         mock.patch.object(state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", _sfn_normalise_response),
+        # Stopping the parent of a .sync nested execution stops the child too.
+        mock.patch.object(
+            state_task_service_sfn.StateTaskServiceSfn, "_eval_integration_pattern", _sfn_eval_integration_pattern
+        ),
         # $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
         mock.patch.object(execution_worker, "ExecutionData", _execution_data),
         # SendTaskFailure passes its cause on (moto's API layer drops it).
@@ -351,23 +396,46 @@ def running_state_machine() -> str | None:
 
 
 def running_task_state() -> str | None:
-    """The name of the Task state whose call runs in this thread (a fault can target one state's call)."""
+    """The name of the Task state (or of the Map state whose ItemReader) calling in this thread, so a fault
+    can target one state's own call."""
     return getattr(TASK, "state_name", None)
+
+
+def running_map_item() -> int | None:
+    """The index of the Map item whose Task calls in this thread ($$.Map.Item.Index); None outside a Map."""
+    return getattr(TASK, "map_item", None)
 
 
 def _as_the_state_machine(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     """moto evaluates each Task in a thread of its own: mark it with the state machine it belongs to."""
 
     def run(self: Any, env: Any) -> None:
-        previous = running_state_machine(), running_task_state()
-        TASK.state_machine = env.states.context_object.context_object_data["StateMachine"]["Id"]
-        TASK.state_name = getattr(self, "name", None)  # an ItemReader is no state of its own
+        previous = running_state_machine(), running_task_state(), running_map_item()
+        context = env.states.context_object.context_object_data
+        TASK.state_machine = context["StateMachine"]["Id"]
+        # A Task names itself; an ItemReader's call is its Map state's own (a fault can target either).
+        TASK.state_name = getattr(self, "name", None) or context.get("State", {}).get("Name")
+        TASK.map_item = getattr(env, "map_item", None)
         try:
             original(self, env)
         finally:
-            TASK.state_machine, TASK.state_name = previous
+            TASK.state_machine, TASK.state_name, TASK.map_item = previous
 
     return run
+
+
+def _map_item_patches() -> list[Any]:
+    """A frame (each Task runs in one) keeps the index of the Map item it belongs to: moto gives a frame the
+    context's Execution, StateMachine and State only, and a fault may target one item's calls."""
+    original = environment_module.Environment.as_inner_frame_of.__func__  # type: ignore[attr-defined]
+
+    def as_inner_frame_of(cls: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        frame = original(cls, env, *args, **kwargs)
+        item = env.states.context_object.context_object_data.get("Map", {}).get("Item", {}).get("Index")
+        frame.map_item = item if item is not None else getattr(env, "map_item", None)
+        return frame
+
+    return [mock.patch.object(environment_module.Environment, "as_inner_frame_of", classmethod(as_inner_frame_of))]
 
 
 def _principal_patches() -> list[Any]:
@@ -501,6 +569,39 @@ def _time_patches(scheduler: Scheduler, latency: LatencyModel, on_state: StateHo
         mock.patch.object(botocore.waiter, "time", types.SimpleNamespace(sleep=scheduler.sleep)),
         mock.patch.object(botocore.client.BaseClient, "_make_api_call", make_api_call),
     ]
+
+
+# "States.ItemReaderFailed: A Map state failed because it couldn't read from the item source specified in
+# the ItemReader field" (Handling errors in Step Functions workflows, Step Functions developer guide).
+# moto lets the S3 error escape, and the state fails with States.Runtime, which "a retry or catch on
+# States.ALL won't catch" on AWS: a Map could neither retry a throttled read nor catch a denied one.
+ITEM_READER_FAILED = "States.ItemReaderFailed"
+
+
+def item_reader_failed(env: Any, cause: str) -> FailureEventException:
+    """The error a Distributed Map reports when its ItemReader cannot read the items (catchable, retriable)."""
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesItemReaderFailed),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=_details(mapRunFailedEventDetails={"error": ITEM_READER_FAILED, "cause": cause}),
+        )
+    )
+
+
+def _item_reader_patches() -> list[Any]:
+    """An ItemReader whose S3 call fails, or whose object is not the JSON it expects, fails with
+    States.ItemReaderFailed, the cause naming the S3 error (the wording is the sandbox's)."""
+    original = item_reader_decl.ItemReader._eval_body
+
+    def eval_body(self: Any, env: Any) -> None:
+        try:
+            original(self, env)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ValueError) as error:
+            raise item_reader_failed(env, f"The ItemReader could not read its items: {error}") from error
+
+    return [mock.patch.object(item_reader_decl.ItemReader, "_eval_body", eval_body)]
 
 
 def _tags_of(resource: Any) -> list[dict[str, str]]:
@@ -660,6 +761,17 @@ def _quota_patches(child_histories: list[Any]) -> list[Any]:
     ]
 
 
+def _end_patch(on_end: Callable[[str], None]) -> Any:
+    """``on_end(execution_arn)`` once an execution has ended (its status set), in the thread that ran it."""
+    original = execution_module.BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: Any) -> None:
+        original(self)
+        on_end(self.execution.exec_arn)
+
+    return mock.patch.object(execution_module.BaseExecutionWorkerCommunication, "terminated", terminated)
+
+
 @contextlib.contextmanager
 def patched(
     scheduler: Scheduler,
@@ -669,6 +781,7 @@ def patched(
     latency: LatencyModel,
     seed: int = 1,
     on_state: StateHook | None = None,
+    on_end: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
     """Apply every patch; undo them on exit. Distributed Map children's histories are kept in ``child_histories``."""
     if moto.__version__ != MOTO_VERSION:
@@ -676,7 +789,16 @@ def patched(
     quotas = _quota_patches(child_histories if child_histories is not None else [])
     time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
-        patches = [*_api_patches(), *_principal_patches(), _lambda_patch(invoke_lambda), *time_patches]
+        patches = [
+            *_api_patches(),
+            *_principal_patches(),
+            *_item_reader_patches(),
+            *_map_item_patches(),
+            _lambda_patch(invoke_lambda),
+            *time_patches,
+        ]
+        if on_end is not None:
+            patches.append(_end_patch(on_end))
         for patch in [*patches, *quotas]:
             stack.enter_context(patch)
         yield

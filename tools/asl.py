@@ -45,6 +45,7 @@ class Task:
     state: dict[str, Any]
     service: str  # boto3 name
     operation: str  # PascalCase API operation
+    part: str = ""  # "ItemReader": the call is a Map state's own read of its items, not a Task's
 
     @property
     def iam_action(self) -> str:
@@ -70,18 +71,34 @@ def states(definition: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, 
             yield from states(branch, f"{path} [{i}] > ")
 
 
+def _task(path: str, state: dict[str, Any]) -> Task:
+    resource = re.sub(r"\.(waitForTaskToken|sync(:2)?)$", "", state["Resource"])
+    if resource.startswith("arn:aws:states:::aws-sdk:"):
+        service, action = resource.removeprefix("arn:aws:states:::aws-sdk:").split(":", 1)
+        return Task(path, state, BOTO3_NAMES.get(service, service), action[0].upper() + action[1:])
+    if resource.removeprefix("arn:aws:states:::") in OPTIMIZED:
+        return Task(path, state, *OPTIMIZED[resource.removeprefix("arn:aws:states:::")])
+    raise ValueError(f"{path}: unknown Task resource {state['Resource']}")
+
+
 def tasks(definition: dict[str, Any]) -> Iterator[Task]:
     for path, state in states(definition):
-        if state.get("Type") != "Task":
-            continue
-        resource = re.sub(r"\.(waitForTaskToken|sync(:2)?)$", "", state["Resource"])
-        if resource.startswith("arn:aws:states:::aws-sdk:"):
-            service, action = resource.removeprefix("arn:aws:states:::aws-sdk:").split(":", 1)
-            yield Task(path, state, BOTO3_NAMES.get(service, service), action[0].upper() + action[1:])
-        elif resource.removeprefix("arn:aws:states:::") in OPTIMIZED:
-            yield Task(path, state, *OPTIMIZED[resource.removeprefix("arn:aws:states:::")])
-        else:
-            raise ValueError(f"{path}: unknown Task resource {state['Resource']}")
+        if state.get("Type") == "Task":
+            yield _task(path, state)
+
+
+def calls(definition: dict[str, Any]) -> Iterator[Task]:
+    """Every AWS call a state makes itself, in the ASL's order: each Task's, and each Map's ItemReader read
+    (a Task of the Map state, ``part`` "ItemReader": its Retry and Catch are the Map's). A ResultWriter is
+    left out: the sandbox's moto writes no results, so no fault could reach its call."""
+    for path, state in states(definition):
+        if state.get("Type") == "Task":
+            yield _task(path, state)
+        reader = state.get("ItemReader", {}).get("Resource")
+        if reader is not None:
+            if reader not in S3_ITEM_OPERATIONS:
+                raise ValueError(f"{path}: unknown ItemReader resource {reader}")
+            yield Task(path, state, "s3", S3_ITEM_OPERATIONS[reader], part="ItemReader")
 
 
 def distributed_maps(definition: dict[str, Any]) -> list[str]:
@@ -98,6 +115,14 @@ S3_ITEM_ACTIONS = {
     "arn:aws:states:::s3:getObject": "s3:GetObject",
     "arn:aws:states:::s3:listObjectsV2": "s3:ListBucket",
     "arn:aws:states:::s3:putObject": "s3:PutObject",
+}
+
+
+# The S3 API each of those resources calls.
+S3_ITEM_OPERATIONS = {
+    "arn:aws:states:::s3:getObject": "GetObject",
+    "arn:aws:states:::s3:listObjectsV2": "ListObjectsV2",
+    "arn:aws:states:::s3:putObject": "PutObject",
 }
 
 

@@ -1,4 +1,5 @@
-"""The fault matrix: every Task state of a workflow, read from its ASL, under every fault kind.
+"""The fault matrix: every Task state of a workflow (and every Map state's ItemReader), read from its ASL,
+under every fault kind.
 
 The cases are enumerated from statemachines/*.asl.json when the tests are collected, so a Task state
 added later is covered without a new test. What each case must show is derived from the ASL (a retried
@@ -17,7 +18,7 @@ import botocore.session
 
 from sandbox.runtime import ExecutionResult
 from sandbox.template import ROOT
-from tools.asl import definitions, states, tasks
+from tools.asl import calls, definitions, states
 
 DOC = ROOT / "docs" / "fault-matrix.md"
 # Set by `python -m tools.fault_matrix`: each case writes what it observed here instead of comparing.
@@ -32,9 +33,10 @@ STATUS_EVENT, SECOND_RUN = "status-change event", "second run"
 # The error each fault kind injects into a Task's own call, by service (botocore service id).
 # transient: the service's throttling answer, once (Lambda Invoke: TooManyRequestsException, "Lambda API
 #   reference, Invoke, Errors"; DynamoDB: ThrottlingException, "Error handling with DynamoDB"; ELB:
-#   Throttling; SNS: Throttled; SQS: RequestThrottled).
+#   Throttling; SNS: Throttled; SQS: RequestThrottled; S3: SlowDown, "503 Slow Down", S3 API reference,
+#   "Error responses").
 # lost response: a server-side error after the call took effect (Lambda ServiceException, DynamoDB
-#   InternalServerError, ELB InternalFailure, SNS/SQS InternalError: HTTP 500, the request may have
+#   InternalServerError, ELB InternalFailure, SNS/SQS/S3 InternalError: HTTP 500, the request may have
 #   been carried out).
 # permanent: what a missing permission answers, on every attempt (docs/sandbox.md, "A denial").
 THROTTLED = {
@@ -44,6 +46,7 @@ THROTTLED = {
     "auto-scaling": "Throttling",
     "sns": "Throttled",
     "sqs": "RequestThrottled",
+    "s3": "SlowDown",
 }
 SERVER_ERROR = {
     "lambda": "ServiceException",
@@ -52,6 +55,7 @@ SERVER_ERROR = {
     "auto-scaling": "InternalFailure",
     "sns": "InternalError",
     "sqs": "InternalError",
+    "s3": "InternalError",
 }
 DENIED = {
     "lambda": "AccessDeniedException",
@@ -60,13 +64,14 @@ DENIED = {
     "auto-scaling": "AccessDenied",
     "sns": "AuthorizationError",
     "sqs": "AccessDenied",
+    "s3": "AccessDenied",
 }
 EVERY_ATTEMPT = 99
 
 
 @dataclass(frozen=True)
 class TaskState:
-    """A Task state of a workflow, as its ASL declares it."""
+    """A state's own call, as its ASL declares it: a Task state's, or a Map state's ItemReader read."""
 
     machine: str  # the template's logical id
     name: str
@@ -75,10 +80,16 @@ class TaskState:
     operation: str
     retry: tuple[tuple[str, ...], ...] = field(compare=False)
     catch: tuple[tuple[tuple[str, ...], str], ...] = field(compare=False)
+    part: str = ""  # "ItemReader" for a Map state's read of its items
 
     @property
     def in_map(self) -> bool:
         return " > " in self.path
+
+    @property
+    def label(self) -> str:
+        """The table's name for it: the state's, with the part of the state that calls."""
+        return f"{self.name} ({self.part})" if self.part else self.name
 
     def retried(self, error: str) -> bool:
         """Whether a Retrier of this state takes ``error`` (States.ALL; States.TaskFailed: any task error)."""
@@ -98,7 +109,8 @@ def _service_id(boto3_name: str) -> str:
 
 
 def task_states(machine: str) -> list[TaskState]:
-    """Every Task state of ``machine`` (parent and Map item processors), in the ASL's order."""
+    """Every Task state of ``machine`` (parent and Map item processors) and every Map state's ItemReader,
+    in the ASL's order."""
     definition = definitions()[MACHINES[machine]]
     return [
         TaskState(
@@ -109,8 +121,9 @@ def task_states(machine: str) -> list[TaskState]:
             task.operation,
             tuple(tuple(r["ErrorEquals"]) for r in task.state.get("Retry", []) if r.get("MaxAttempts", 3) > 0),
             tuple((tuple(c["ErrorEquals"]), c["Next"]) for c in task.state.get("Catch", [])),
+            task.part,
         )
-        for task in tasks(definition)
+        for task in calls(definition)
     ]
 
 
@@ -118,17 +131,20 @@ def state_names(machine: str) -> set[str]:
     return {path.rsplit(" > ", 1)[-1] for path, _ in states(definitions()[MACHINES[machine]])}
 
 
-def inject(sb: Any, task: TaskState, fault: str) -> None:
-    """Arm ``fault`` at ``task`` in the sandbox (the first execution to get there)."""
+def inject(sb: Any, task: TaskState, fault: str, item: int | None = None) -> None:
+    """Arm ``fault`` at ``task`` in the sandbox (the first execution to get there). ``item``: at a state of a
+    Map's item processor, only in the item of that index (one child execution of a Distributed Map); a stop
+    stops the execution all the same."""
     if fault == "stop":
         sb.stop_when_entering(task.name, cause="fault matrix: stopped on entering the state")
     elif fault == "transient":
-        sb.inject_api_error(task.service, task.operation, THROTTLED[task.service], state=task.name)
+        sb.inject_api_error(task.service, task.operation, THROTTLED[task.service], state=task.name, item=item)
     elif fault == "permanent":
-        sb.inject_api_error(task.service, task.operation, DENIED[task.service], EVERY_ATTEMPT, state=task.name)
+        code = DENIED[task.service]
+        sb.inject_api_error(task.service, task.operation, code, EVERY_ATTEMPT, state=task.name, item=item)
     elif fault == "lost response":
         code = SERVER_ERROR[task.service]
-        sb.inject_api_error(task.service, task.operation, code, state=task.name, lost_response=True)
+        sb.inject_api_error(task.service, task.operation, code, state=task.name, lost_response=True, item=item)
     else:
         raise ValueError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
 
@@ -140,7 +156,8 @@ def histories(sb: Any, result: ExecutionResult) -> list[list[dict[str, Any]]]:
 
 
 def failures_at(history: list[dict[str, Any]], state: str) -> list[tuple[str, str | None]]:
-    """Each failed attempt of ``state`` in one history: (its error, the state entered next, if any)."""
+    """Each failed attempt of ``state`` in one history: (its error, the state entered next, if any). A Task's
+    call fails its task; a Map's ItemReader read fails its Map Run (MapRunFailed, with the error)."""
     found: list[tuple[str, str | None]] = []
     current, pending = None, None
     for event in history:
@@ -150,8 +167,12 @@ def failures_at(history: list[dict[str, Any]], state: str) -> list[tuple[str, st
                 found.append((pending, entered["name"]))
                 pending = None
             current = entered["name"]
-        failed = event.get("taskFailedEventDetails") or event.get("lambdaFunctionFailedEventDetails")
-        if failed and current == state:
+        failed = (
+            event.get("taskFailedEventDetails")
+            or event.get("lambdaFunctionFailedEventDetails")
+            or event.get("mapRunFailedEventDetails")
+        )
+        if failed and failed.get("error") and current == state:
             if pending is not None:
                 found.append((pending, None))  # retried: the same state again, no state entered between
             pending = failed["error"]
@@ -200,11 +221,11 @@ def all_cases() -> list[str]:
     """Every case id of the matrix, in the table's order."""
     restart = "RollingRestartStateMachine"
     return [
-        *(case_id(restart, t.name, f) for t in task_states(restart) for f in FAULTS),
+        *(case_id(restart, t.label, f) for t in task_states(restart) for f in FAULTS),
         *(case_id(restart, STATUS_EVENT, d) for d in DELIVERIES),
         *(case_id(restart, SECOND_RUN, o) for o in OFFSETS),
         *(
-            case_id("PatchPreviewStateMachine", t.name, f)
+            case_id("PatchPreviewStateMachine", t.label, f)
             for t in task_states("PatchPreviewStateMachine")
             for f in FAULTS
         ),

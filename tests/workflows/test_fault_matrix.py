@@ -1,11 +1,15 @@
-"""A fault at every Task state of both workflows, enumerated from their ASL; best-effort status events;
-two runs on one target group. Whatever happens, the tier ends no worse than it was (issue 12).
+"""A fault at every Task state of both workflows (and at the preview Map's ItemReader), enumerated from
+their ASL; best-effort status events; two runs on one target group. Whatever happens, the tier ends no
+worse than it was, and the preview is never lost silently (issue 12).
 
-Each case runs a small tier (3 instances, 1 at a time), arms one fault, runs the workflow to its end,
-lets the safety net and the reconciler follow up, then checks what the ASL promises for that fault and
-the invariants of Tier.assert_never_worse, and compares its outcome with docs/fault-matrix.md.
+Each rolling-restart case runs a small tier (3 instances, 1 at a time), arms one fault, runs the workflow
+to its end, lets the safety net and the reconciler follow up, then checks what the ASL promises for that
+fault and the invariants of Tier.assert_never_worse, and compares its outcome with docs/fault-matrix.md.
+Each preview case previews 51 servers (two batches), a fault inside the Map striking one batch.
 """
 
+import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -375,62 +379,125 @@ def test_two_runs_on_one_target_group_one_restarts_the_other_is_refused(tier: Ti
     check_documented(case_id(SM, SECOND_RUN, offset), outcome)
 
 
-# -- the patch preview: the same faults at each of its Task states ---------------------------------------
+# -- the patch preview: the same faults at each of its Task states and at its Map's ItemReader -------------
+# What a preview promises (docs/operator-guide.md, sections 4 and 5): a failing server, or a whole batch of
+# them, never loses the preview: it goes out naming them unreadable; any failure of the preview itself mails
+# exactly one "the patch preview failed" naming the error; a stopped preview mails nothing of its own (the
+# ExecutionsEndedBadlyAlarm reports every aborted execution), so nothing goes out half-done.
+DENIED_ERROR = "Lambda.AccessDeniedException"  # what a permanent fault at a Lambda task fails with
+# Two batches of the listing Map (PatchTargetsFunction's LISTING_BATCH is 50): a fault inside the Map strikes
+# the batch of one server only (its child execution), so the case shows one failing server among the rest.
+PREVIEW_SIZE, FAILING_ITEM = 51, 1
+
+
 def upstream_of(task: TaskState) -> TaskState | None:
     """The first Task state whose Catch leads to ``task``: failing it is how a run gets there (an alert
     state, say); None when the plain run enters ``task`` itself."""
     return next((t for t in PREVIEW_TASKS if t is not task and t.catcher(DENIED_ERROR) == task.name), None)
 
 
-DENIED_ERROR = "Lambda.AccessDeniedException"  # what a permanent fault at a Lambda task fails with
+def published(sb: Sandbox) -> list[dict[str, Any]]:
+    """What went out on the topic (a publish answered with an error published nothing)."""
+    return [c.params for c in sb.bridge.calls_to("sns", "Publish") if not c.failed]
 
 
-def preview_mails(sb: Sandbox) -> tuple[list[str], list[str]]:
-    """Subjects of the previews and of the "preview failed" alerts that were published."""
-    subjects = [c.params["Subject"] for c in sb.bridge.calls_to("sns", "Publish") if not c.failed]
-    failed = [s for s in subjects if PREVIEW_FAILED in s]
-    return [s for s in subjects if s not in failed], failed
+def preview_mails(sb: Sandbox) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The previews and the "preview failed" alerts that were published."""
+    mails = published(sb)
+    failed = [m for m in mails if PREVIEW_FAILED in m["Subject"]]
+    return [m for m in mails if m not in failed], failed
+
+
+def unreadable_named(preview: dict[str, Any]) -> dict[str, str]:
+    """Instance id -> error, as the preview's UNREADABLE section names each server it could not read."""
+    section = (
+        preview["Message"].split("UNREADABLE", 1)[1].split("\n\n", 1)[0] if "UNREADABLE" in preview["Message"] else ""
+    )
+    return dict(re.findall(r"\((i-[0-9a-f]+)\): (\S+)", section))
+
+
+def batch_servers(sb: Sandbox, result: ExecutionResult, item: int) -> list[str]:
+    """The servers of the listing Map's item ``item``, as the preview wrote its batches to the bucket."""
+    bucket = sb.stack.physical["DataBucket"]["Ref"]
+    key = f"patch-preview/{result.arn.rsplit(':', 1)[1]}/batches.json"
+    batches = json.loads(sb.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    return list(batches[item]["instanceIds"])
+
+
+def error_named(alert: dict[str, Any]) -> str:
+    """The error a "preview failed" alert names."""
+    found = re.search(r"Error: (\S+?)\. Cause:", alert["Message"])
+    assert found, f"the alert names the error: {alert['Message']!r}"
+    return found.group(1)
+
+
+def preview_outcome(result: ExecutionResult, previews: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
+    """The table's cell: how the run ended, what it mailed, the servers named unreadable, the error named."""
+    mailed = f"{len(previews)} preview mailed"
+    unreadable = Counter(e for p in previews[:1] for e in unreadable_named(p).values())
+    if unreadable:
+        mailed += (
+            " (" + ", ".join(f"{n} server{'s' * (n != 1)} unreadable: {e}" for e, n in sorted(unreadable.items())) + ")"
+        )
+    alerts = f"{len(failed)} 'preview failed' mailed"
+    if failed:
+        alerts += f" (naming {error_named(failed[0])})"
+    return f"{ended(result)}; {mailed}, {alerts}"
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("task", PREVIEW_TASKS, ids=lambda t: t.name)
+@pytest.mark.parametrize("task", PREVIEW_TASKS, ids=lambda t: t.label)
 def test_a_fault_at_a_patch_preview_state_never_loses_the_preview_silently(
     tier: TierFactory, task: TaskState, fault: str
 ) -> None:
-    given = tier(size=SIZE)
+    given = tier(size=PREVIEW_SIZE)
     upstream = upstream_of(task)
     if upstream is not None:
         inject(given.sb, upstream, "permanent")
-    inject(given.sb, task, fault)
+    inject(given.sb, task, fault, item=FAILING_ITEM if task.in_map else None)
 
     result = given.sb.wait(given.sb.start_execution(PREVIEW, {}), timeout=300)
 
     ends = ("FAILED", "PatchPreviewFailed") if upstream is not None else ("SUCCEEDED", None)
     assert_as_the_asl_says(given.sb, result, task, fault, ends)
     previews, failed = preview_mails(given.sb)
-    mails_the_alert = upstream is not None and fault == "permanent"  # the alert's own call is denied
-    if result.status == "FAILED" and upstream is not None and fault == "lost response":
-        # The alert's own publish answered an error after it went out: retried, it may go twice (SNS standard
-        # topics have no idempotent publish; an alert sent at least once beats one perhaps never sent).
-        assert 1 <= len(failed) <= 2, "the 'preview failed' alert goes out at least once"
-    elif result.status == "FAILED":
-        assert len(failed) == (0 if mails_the_alert else 1), "a failed preview mails one 'preview failed'"
+    # A publish whose answer was lost after it went out is published again by the retry: SNS standard topics
+    # have no idempotent publish, so that mail may arrive twice (an alert sent twice beats one never sent).
+    copies = (1, 2) if fault == "lost response" and task.service == "sns" else (1,)
+    if fault == "stop":
+        assert published(given.sb) == [], "a stopped preview mails nothing of its own: nothing goes out half-done"
+    elif upstream is not None:
+        assert previews == [], "the preview had failed before the fault"
+        assert len(failed) in ((0,) if fault == "permanent" else copies), "one alert, unless its own publish is denied"
+        assert all(error_named(alert) == DENIED_ERROR for alert in failed), "the alert names the preview's failure"
+    elif fault == "permanent" and task.in_map:
+        [preview] = previews  # a batch that fails loses its own servers, never the preview
+        assert failed == []
+        failing = batch_servers(given.sb, result, FAILING_ITEM)
+        assert unreadable_named(preview) == dict.fromkeys(failing, DENIED_ERROR), "each of its servers named"
+        assert (result.output["checked"], result.output["unreadable"]) == (PREVIEW_SIZE, len(failing))
+    elif fault == "permanent":
+        [alert] = failed
+        assert previews == [], "nothing half-done: the preview is mailed whole or not at all"
+        caught = [f for h in histories(given.sb, result) for f in failures_at(h, task.name)][-1][0]
+        assert error_named(alert) == caught, "the alert names the error that failed the preview"
     else:
-        assert failed == [], "no 'preview failed' for a preview that did not fail"
-    if task.in_map and fault != "stop":
-        assert result.status == "SUCCEEDED" and previews, "a failing server never loses the whole preview"
-    unreadable = next((s.split("[", 1)[1].split("]")[0] for s in previews if "unreadable]" in s), "")
-    outcome = f"{ended(result)}; {len(previews)} preview mailed, {len(failed)} 'preview failed' mailed"
-    check_documented(case_id(PREVIEW, task.name, fault), outcome + (f" ({unreadable})" if unreadable else ""))
+        assert len(previews) in copies and failed == [], "a transient error or a lost answer loses nothing"
+        assert all(p == previews[0] for p in previews), "a second copy is the same preview"
+        assert (result.output["checked"], result.output["unreadable"]) == (PREVIEW_SIZE, 0), "the preview is complete"
+    check_documented(case_id(PREVIEW, task.label, fault), preview_outcome(result, previews, failed))
 
 
 def test_every_patch_preview_task_state_is_entered_by_its_scenario(tier: TierFactory) -> None:
     for task in PREVIEW_TASKS:
-        given = tier(size=SIZE)
+        given = tier(size=PREVIEW_SIZE)
         upstream = upstream_of(task)
         if upstream is not None:
             inject(given.sb, upstream, "permanent")
         result = given.sb.wait(given.sb.start_execution(PREVIEW, {}), timeout=300)
         reached = entered(given.sb, result, task.name)
+        items = len(given.sb.child_histories())
         given.sb.close()  # one sandbox at a time: they share moto's backends
         assert reached, f"no run enters {task.name!r}: give it a scenario"
+        if upstream is None:
+            assert items > FAILING_ITEM, f"the listing Map has an item {FAILING_ITEM} to fail"
