@@ -32,6 +32,7 @@ IAM_PREFIXES = {
 # botocore service ids (as in event names: "before-call.<service id>.<Operation>") -> IAM prefixes.
 SERVICE_IDS = {
     "elastic-load-balancing-v2": "elasticloadbalancing",
+    "auto-scaling": "autoscaling",
     "eventbridge": "events",
     "sfn": "states",
     "resource-groups-tagging-api": "tag",
@@ -69,6 +70,9 @@ class Lookups(Protocol):
     def key_arn(self, key_id: str) -> str:
         """The ARN of a KMS key given by id, ARN, alias name or alias ARN."""
 
+    def auto_scaling_group(self, name: str) -> tuple[str, dict[str, str]]:
+        """The ARN and tags of an Auto Scaling group given by name."""
+
 
 Target = tuple[str, dict[str, str]]  # (resource ARN or "*", resource-specific condition keys)
 Resolver = Callable[[dict[str, Any], Lookups], list[Target]]
@@ -97,6 +101,13 @@ def _instances(params: dict[str, Any], env: Lookups) -> list[Target]:
 def _target_group(params: dict[str, Any], env: Lookups) -> list[Target]:
     arn = str(params["TargetGroupArn"])
     return [(arn, _tag_keys(env.tags(arn), "aws"))]
+
+
+def _auto_scaling_group(params: dict[str, Any], env: Lookups) -> list[Target]:
+    # autoScalingGroup resources with aws:ResourceTag and autoscaling:ResourceTag (Service Authorization
+    # Reference, "Actions, resources, and condition keys for Amazon EC2 Auto Scaling").
+    arn, tags = env.auto_scaling_group(str(params["AutoScalingGroupName"]))
+    return [(arn, _tag_keys(tags, "aws", "autoscaling"))]
 
 
 def _table(params: dict[str, Any], env: Lookups) -> list[Target]:
@@ -188,6 +199,11 @@ OPERATIONS: dict[str, Resolver] = {
     "elasticloadbalancing:DescribeLoadBalancers": _anything,
     "elasticloadbalancing:RegisterTargets": _target_group,
     "elasticloadbalancing:DeregisterTargets": _target_group,
+    # EC2 Auto Scaling: Describe* on "*"; changes to a group on the group
+    "autoscaling:DescribeAutoScalingInstances": _anything,
+    "autoscaling:DescribeAutoScalingGroups": _anything,
+    "autoscaling:EnterStandby": _auto_scaling_group,
+    "autoscaling:ExitStandby": _auto_scaling_group,
     # DynamoDB
     **{f"dynamodb:{op}": _table for op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan")},
     # SNS, SQS
@@ -278,6 +294,7 @@ class Refusal:
 REFUSALS = {
     "ec2": Refusal("UnauthorizedOperation", 403),
     "elasticloadbalancing": Refusal("AccessDenied", 403),
+    "autoscaling": Refusal("AccessDenied", 403),
     "cloudwatch": Refusal("AccessDenied", 403),
     "sns": Refusal("AuthorizationError", 403),
     "sqs": Refusal("AccessDenied", 403),

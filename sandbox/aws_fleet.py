@@ -18,6 +18,7 @@
 
 import datetime as dt
 import json
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,9 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from requests.adapters import BaseAdapter
 
-from sandbox import tagging
+from sandbox import autoscaling, tagging
 from sandbox.authorization import UnmappedOperation, iam_prefix, refusal, requests_for
+from sandbox.autoscaling import AutoScalingGroupModel, Member, MotoGroup
 from sandbox.commands import COMMAND_OPERATIONS, CommandService
 from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
@@ -137,6 +139,13 @@ class AccountLookups:
             return {}
         return {}
 
+    def auto_scaling_group(self, name: str) -> tuple[str, dict[str, str]]:
+        found = self._client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        for group in found["AutoScalingGroups"]:
+            return str(group["AutoScalingGroupARN"]), {t["Key"]: t["Value"] for t in group.get("Tags", [])}
+        # No such group: the request names it, and the service says so after IAM allows the call.
+        return f"arn:aws:autoscaling:{self.region}:{self.account}:autoScalingGroup:*:autoScalingGroupName/{name}", {}
+
     def key_arn(self, key_id: str) -> str:
         if key_id.startswith("arn:") and ":key/" in key_id:
             return key_id
@@ -225,6 +234,7 @@ class AwsBridge:
     ) -> tuple[_Response, dict[str, Any]] | None:
         service, operation = _service_and_operation(event_name)
         params = getattr(self._local, "params", {})
+        self.fleet.settle(self.now())  # the Auto Scaling groups act on what happened until now
         refused = self._authorize(service, operation, params)
         if refused is not None:
             return refused
@@ -244,6 +254,15 @@ class AwsBridge:
             if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
                 return _error("RequestLimitExceeded", "Request limit exceeded.")
             return None
+        group = self.fleet.auto_scaling.get(params.get("AutoScalingGroupName", ""))
+        if service == "auto-scaling" and operation in autoscaling.ANSWERED and group is not None:
+            try:  # moto's group does none of this over time: the model does, and keeps moto's records
+                return _Response(200), {
+                    **autoscaling.answer(group, operation, params, self.now()),
+                    "ResponseMetadata": _OK,
+                }
+            except autoscaling.AutoScalingError as exc:
+                return _error(exc.code, str(exc))
         if (service, operation) == (tagging.SERVICE, "GetResources") and tagging.answers(params):
             try:  # EventBridge rules, which moto's GetResources leaves out
                 return _Response(200), {
@@ -537,6 +556,7 @@ class FleetHttpAdapter(BaseAdapter):
         inst = self.fleet.instance_by_ip(url.hostname or "")
         if inst is None:
             raise requests.ConnectionError(f"sandbox: no simulated host at {url.hostname}", request=request)
+        self.fleet.settle(self.now())
         status = self.fleet.health_endpoint(inst.instance_id, self.now())
         if port != self.fleet.spec.health_port or status is None:
             raise requests.ConnectionError(f"connection refused by {url.hostname}:{url.port}", request=request)
@@ -633,6 +653,8 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
         _forward(elbv2, load_balancers[more.load_balancer], listener_ports[more.load_balancer], model.arn)
         resources[f"TargetGroupArn:{more.name}"] = model.arn
         resources[f"LoadBalancerArn:{more.load_balancer}"] = load_balancers[more.load_balancer]
+    if spec.auto_scaling is not None:
+        resources["AutoScalingGroupName"] = _auto_scaling_group(fleet, region, instance_ids, subnets, sg=sg, tags=tags)
     create_monitoring(region, primary.arn)
     window = boto3.client("ssm", region_name=region).create_maintenance_window(
         Name="web-patching",
@@ -650,6 +672,56 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
         "HealthPort": str(spec.health_port),
         "MaintenanceWindowId": window,
     }
+
+
+def _auto_scaling_group(
+    fleet: Fleet, region: str, instance_ids: list[str], subnets: list[str], *, sg: str, tags: list[dict[str, str]]
+) -> str:
+    """The group in moto (its members attached, its target groups attached) and its model in the fleet."""
+    spec = fleet.spec.auto_scaling
+    assert spec is not None
+    client = boto3.client("autoscaling", region_name=region)
+    members = instance_ids if spec.members is None else [instance_ids[n] for n in spec.members]
+    client.create_launch_configuration(
+        LaunchConfigurationName=spec.name, ImageId="ami-12c6146b", InstanceType="t4g.small"
+    )
+    client.create_auto_scaling_group(
+        AutoScalingGroupName=spec.name,
+        LaunchConfigurationName=spec.name,
+        MinSize=0,
+        MaxSize=spec.max_size,
+        DesiredCapacity=0,
+        VPCZoneIdentifier=",".join(subnets),
+        TargetGroupARNs=[fleet.groups[name].arn for name in spec.target_groups],
+        HealthCheckType=spec.health_check_type,
+        HealthCheckGracePeriod=spec.grace_period,
+        Tags=[{**t, "PropagateAtLaunch": True} for t in tags],
+    )
+    client.attach_instances(AutoScalingGroupName=spec.name, InstanceIds=members)
+    client.update_auto_scaling_group(AutoScalingGroupName=spec.name, MinSize=spec.min_size)
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    zone_of_subnet = {subnet: f"{region}{az}" for subnet, az in zip(subnets, "ab", strict=True)}
+    moto_group = MotoGroup(
+        spec.name,
+        region,
+        {zone: subnet for subnet, zone in zone_of_subnet.items()},
+        sg,
+        {t["Key"]: t["Value"] for t in tags},
+    )
+    model = AutoScalingGroupModel(
+        spec,
+        fleet,
+        list(spec.target_groups),
+        moto_group,
+        desired=len(members),
+        rng=random.Random(fleet.spec.seed),
+    )
+    for instance_id in members:
+        zone = zone_of_subnet[str(backend.get_instance(instance_id).subnet_id)]
+        long_ago = fleet.start - 3600
+        model.members[instance_id] = Member(instance_id, zone, "InService", long_ago, long_ago, long_ago)
+    fleet.auto_scaling[spec.name] = model
+    return spec.name
 
 
 def _target_group(elbv2: Any, vpc: str, model: TargetGroupModel, health_path: str) -> str:

@@ -28,7 +28,7 @@ import math
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 INF = math.inf
 TargetState = Literal["initial", "healthy", "unhealthy", "draining", "unused"]
@@ -66,6 +66,7 @@ class FleetSpec:
     zones: int = 1  # instances spread over this many Availability Zones (1 or 2), one after the other
     # Target groups besides the primary one ("web", every instance on health_port, share 1.0).
     more_groups: tuple["GroupSpec", ...] = ()
+    auto_scaling: "AutoScalingSpec | None" = None  # an Auto Scaling group of (some of) the instances
 
     def __post_init__(self) -> None:
         if not 1 <= self.size <= 5000:
@@ -94,6 +95,22 @@ class GroupSpec:
         return dict(self.port_overrides).get(number, self.port)
 
 
+@dataclass(frozen=True)
+class AutoScalingSpec:
+    """An EC2 Auto Scaling group of the tier's instances (sandbox/autoscaling.py models what it does)."""
+
+    name: str = "web-asg"
+    members: tuple[int, ...] | None = None  # instance numbers from 0; None: every instance
+    target_groups: tuple[str, ...] = ("web",)  # the target groups attached to the group (names)
+    health_check_type: Literal["ELB", "EC2"] = "ELB"
+    grace_period: int = 300
+    min_size: int = 1
+    max_size: int = 20
+
+    def size(self, fleet_size: int) -> int:
+        return fleet_size if self.members is None else len(self.members)
+
+
 Fault = Literal["never_ready", "slow", "throttle_reboot", "no_reboot"]
 
 
@@ -105,20 +122,32 @@ class Instance:
     # (down_at, os_up_at, app_up_at) per reboot; app_up_at may be INF (never ready).
     reboots: list[tuple[float, float, float]] = field(default_factory=list)
     throttled_reboots_left: int = 0
+    # An instance an Auto Scaling group launched during the run: (launched, os up, app up), down before.
+    launch: tuple[float, float, float] | None = None
+    terminated_at: float = INF  # terminated (by its Auto Scaling group): never answers again
+
+    def down_windows(self) -> list[tuple[float, float, float]]:
+        """(down, os up, app up) of every span the application did not answer: launch, reboots, termination."""
+        windows = list(self.reboots)
+        if self.launch is not None:
+            windows.append((-INF, *self.launch[1:]))
+        if self.terminated_at < INF:
+            windows.append((self.terminated_at, INF, INF))
+        return windows
 
     def app_up(self, t: float) -> bool:
-        return not any(down <= t < app_up for down, _, app_up in self.reboots)
+        return not any(down <= t < app_up for down, _, app_up in self.down_windows())
 
     def os_up(self, t: float) -> bool:
-        return not any(down <= t < os_up for down, os_up, _ in self.reboots)
+        return not any(down <= t < os_up for down, os_up, _ in self.down_windows())
 
     def app_went_up_at(self, t: float) -> float:
         """When the application last came up at or before ``t`` (-INF if never down)."""
-        ups = [app_up for down, _, app_up in self.reboots if app_up <= t]
+        ups = [app_up for down, _, app_up in self.down_windows() if app_up <= t]
         return max(ups, default=-INF)
 
     def app_went_down_at(self, t: float) -> float:
-        downs = [down for down, _, app_up in self.reboots if down <= t < app_up]
+        downs = [down for down, _, app_up in self.down_windows() if down <= t < app_up]
         return max(downs, default=-INF)
 
 
@@ -176,6 +205,7 @@ class Fleet:
         self.events: list[FleetEvent] = []
         self.dropped_requests = 0.0
         self.names: dict[str, str] = {}  # instance id -> Name tag, for people
+        self.auto_scaling: dict[str, Any] = {}  # group name -> sandbox.autoscaling.AutoScalingGroupModel
         self.add_group(
             TargetGroupModel(
                 self.PRIMARY,
@@ -214,6 +244,28 @@ class Fleet:
         """Registered in ``group`` on ``port`` since long before the run (set-up, not an API call)."""
         with self._lock:
             self.groups[group].registrations.setdefault((instance_id, port), []).append(Registration(self.start - 3600))
+
+    def launch(self, instance_id: str, private_ip: str, t: float, name: str = "") -> Instance:
+        """An instance launched at ``t`` (by an Auto Scaling group): it boots, then its application starts."""
+        with self._lock:
+            inst = self.add_instance(instance_id, private_ip, name=name, registered=False)
+            os_up = t + self.spec.boot.sample(self.rng)
+            inst.launch = (t, os_up, os_up + self.spec.readiness.sample(self.rng))
+            self.events.append(FleetEvent(t, instance_id, "launched"))
+            return inst
+
+    def terminate(self, instance_id: str, t: float) -> None:
+        with self._lock:
+            # Requests still in flight on it are cut.
+            self.dropped_requests += self._in_flight(instance_id, t)
+            self.instances[instance_id].terminated_at = t
+            self.events.append(FleetEvent(t, instance_id, "terminated"))
+
+    def settle(self, t: float) -> None:
+        """Let the Auto Scaling groups act on what happened up to ``t`` (health checks, launches)."""
+        with self._lock:
+            for group in self.auto_scaling.values():
+                group.settle(t)
 
     def group_by_arn(self, arn: str) -> TargetGroupModel | None:
         return next((g for g in self.groups.values() if g.arn == arn), None)
@@ -339,10 +391,10 @@ class Fleet:
     def _failing_checks(self, inst: Instance, reg: Registration, interval: float, done: int) -> list[tuple[int, int]]:
         """Runs of consecutive failing checks (first, last index) among the first ``done`` checks."""
         runs: list[tuple[int, int]] = []
-        for down, _, app_up in sorted(inst.reboots):
+        for down, _, app_up in sorted(inst.down_windows()):
             if app_up <= reg.registered_at:
                 continue
-            first = self._first_check_from(reg, interval, down)
+            first = self._first_check_from(reg, interval, max(down, reg.registered_at))
             last = min(done, self._first_check_from(reg, interval, app_up) - 1 if app_up < INF else done)
             if first > last:
                 continue
@@ -445,6 +497,7 @@ class Fleet:
 
     def timeline(self, t0: float, t1: float, step: float = 1.0) -> "Timeline":
         """Sample capacity per group and count requests routed to dead instances over [t0, t1]."""
+        self.settle(t1)
         times: list[float] = []
         by_group: dict[str, list[int]] = {name: [] for name in self.groups}
         in_service: list[int] = []

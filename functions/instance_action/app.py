@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, timeutil
+from opsflow import autoscaling, clients, timeutil
 from opsflow.errors import (
     CommandFailedError,
     CommandNotYetFinishedException,
@@ -28,6 +28,7 @@ from opsflow.errors import (
     PreflightFailedError,
     RebootNotAllowedError,
     RebootThrottledException,
+    StandbyRefusedError,
     service_error,
 )
 from opsflow.health import HealthCheck, probe
@@ -92,6 +93,13 @@ class CommandStatusEvent(_Event):
     command_id: str = Field(alias="commandId", min_length=36, max_length=36)
 
 
+class StandbyEvent(_Event):
+    action: Literal["standby", "in_service"]  # on Standby in its Auto Scaling group / back in service
+    instance_id: InstanceId = Field(alias="instanceId")
+    execution_arn: str = Field(alias="executionArn", min_length=1)
+    auto_scaling_group: str = Field(alias="autoScalingGroup", min_length=1, max_length=255)
+
+
 class PlannedInstance(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
@@ -107,7 +115,9 @@ class PreflightEvent(_Event):
 
 
 class ActionEvent(BaseModel):
-    event: Annotated[RebootEvent | CommandEvent | CommandStatusEvent | PreflightEvent, Field(discriminator="action")]
+    event: Annotated[
+        RebootEvent | CommandEvent | CommandStatusEvent | PreflightEvent | StandbyEvent, Field(discriminator="action")
+    ]
 
 
 def _error_code(exc: Exception) -> str:
@@ -320,6 +330,39 @@ def preflight(event: PreflightEvent) -> dict[str, Any]:
     }
 
 
+def standby(event: StandbyEvent) -> dict[str, Any]:
+    """Idempotent: an instance already where it should be (a retry after a lost answer) is left there."""
+    group, instance_id = event.auto_scaling_group, event.instance_id
+    wanted, source = ("Standby", "InService") if event.action == "standby" else ("InService", "Standby")
+    found = autoscaling.memberships([instance_id]).get(instance_id)
+    if found is None or found.group != group:
+        raise StandbyRefusedError(
+            f"{instance_id} is no longer in Auto Scaling group {group} (terminated or detached): nothing to do"
+        )
+    if found.lifecycle != wanted:
+        if found.lifecycle != source:
+            raise StandbyRefusedError(
+                f"{instance_id} is {found.lifecycle} in Auto Scaling group {group}, not {source}: "
+                f"it cannot go {'on Standby' if wanted == 'Standby' else 'back in service'} now"
+            )
+        autoscaling_client = clients.client("autoscaling")
+        try:
+            if wanted == "Standby":
+                autoscaling.enter_standby(group, instance_id)
+            elif not autoscaling.exit_standby(group, instance_id):
+                raise StandbyRefusedError(f"{instance_id} left Standby in {group} meanwhile")
+        except autoscaling_client.exceptions.ClientError as exc:
+            if _error_code(exc) != "ValidationError":
+                raise
+            message = exc.response["Error"].get("Message", "")
+            raise StandbyRefusedError(
+                f"Auto Scaling group {group} refused to move {instance_id} "
+                f"{'to Standby' if wanted == 'Standby' else 'out of Standby'}: {message} (its size changed "
+                "during the run: see its MinSize, MaxSize and DesiredCapacity)"
+            ) from exc
+    return {"at": timeutil.iso_now(), "lifecycle": wanted}
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -330,4 +373,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return send_command(request)
     if isinstance(request, CommandStatusEvent):
         return command_status(request)
+    if isinstance(request, StandbyEvent):
+        return standby(request)
     return preflight(request)

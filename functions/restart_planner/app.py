@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from opsflow import clients, resume, timeutil, watch
+from opsflow import autoscaling, clients, resume, timeutil, watch
 from opsflow.errors import (
     CannotResumeError,
     HealthUrlUnreachableError,
@@ -174,6 +174,16 @@ class Instance(_Model):
     private_ip: str
     zone: str
     registrations: list[Registration]  # every target group it is registered in, with its port there
+    auto_scaling_group: str | None = None  # its EC2 Auto Scaling group: on Standby while it restarts
+
+
+class AutoScalingGroupPlan(_Model):
+    min_size: int
+    desired_capacity: int
+    max_size: int
+    health_check_type: str
+    members: list[str]  # the run's instances in the group
+    on_standby_at_most: int  # at once: the desired capacity is lowered by this much at most
 
 
 class GroupPlan(_Model):
@@ -193,7 +203,8 @@ class Plan(_Model):
     one_zone_at_a_time: bool
     zones: dict[str, int]  # zone -> instances of the tier in it
     zone_floors: dict[str, int]  # one zone at a time: zone -> instances that keep serving in it
-    where: dict[str, str]  # instance -> "zone: group:port, group:port"
+    where: dict[str, str]  # instance -> "zone: group:port, group:port[; Auto Scaling group name]"
+    auto_scaling_groups: dict[str, AutoScalingGroupPlan]  # the Auto Scaling groups of the run's instances
     deregistration_delay_seconds: int
     seconds_to_healthy_after_boot: int
     seconds_per_instance_at_most: int
@@ -222,6 +233,7 @@ class RestartRun(_Model):
     zones: str  # JSON: zone -> the tier's instances in it (the run record keeps it for the capacity gate)
     error_budget: int
     instances: list[Instance]
+    auto_scaling_groups: list[str]  # the groups of the run's instances (they may scale in during the run)
     health: HealthCheck
     expected_boot_seconds: int
     alarms: Selector
@@ -430,6 +442,74 @@ def resolve_command(request: RestartRequest, cfg: Settings) -> dict[str, Any] | 
     return spec
 
 
+def _auto_scaling(
+    selected: list[str], batch: int, cfg: Settings
+) -> tuple[dict[str, str], dict[str, AutoScalingGroupPlan]]:
+    """Which Auto Scaling group each instance is in, and each group's plan; refuse what Standby cannot do.
+
+    A member goes on Standby with ShouldDecrementDesiredCapacity, which cannot take the desired capacity
+    below the group's minimum size: a batch that would is refused before anything changes.
+    """
+    found = autoscaling.memberships(selected)
+    problems = [
+        f"{i} is {m.lifecycle} in Auto Scaling group {m.group} (only an InService member can go on Standby)"
+        for i, m in found.items()
+        if m.lifecycle != "InService"
+    ]
+    if problems:
+        raise InstanceNotRestartableError(
+            f"{_listed(problems)}: wait until the group has put it in service, or leave it out with instanceIds"
+        )
+    described = autoscaling.groups([m.group for m in found.values()])
+    plans: dict[str, AutoScalingGroupPlan] = {}
+    untagged = [
+        name
+        for name, group in sorted(described.items())
+        if {t["Key"]: t["Value"] for t in group.get("Tags", [])}.get(cfg.restart_tag_key) != cfg.restart_tag_value
+    ]
+    if untagged:
+        raise InstanceNotRestartableError(
+            f"Auto Scaling group {', '.join(untagged)} lacks the tag {cfg.restart_tag_key}={cfg.restart_tag_value}, "
+            "which lets opsflow put its members on Standby (without it the group would replace them while they "
+            "reboot): tag the group, or leave its instances out with instanceIds"
+        )
+    for name, group in sorted(described.items()):
+        members = [i for i in selected if found.get(i, autoscaling.Membership("", "")).group == name]
+        at_once = min(batch, len(members))
+        if group["DesiredCapacity"] - at_once < group["MinSize"]:
+            raise UnsafeBatchSizeError(
+                f"Auto Scaling group {name} has desired capacity {group['DesiredCapacity']} and minimum size "
+                f"{group['MinSize']}: {at_once} of its members on Standby at once would take it below its minimum; "
+                f"use a batch size of at most {max(0, group['DesiredCapacity'] - group['MinSize'])}, or lower the "
+                "group's MinSize for the run"
+            )
+        plans[name] = AutoScalingGroupPlan(
+            min_size=group["MinSize"],
+            desired_capacity=group["DesiredCapacity"],
+            max_size=group["MaxSize"],
+            health_check_type=group.get("HealthCheckType", "EC2"),
+            members=members,
+            on_standby_at_most=at_once,
+        )
+    return {i: m.group for i, m in found.items()}, plans
+
+
+def _on_standby(instance_ids: list[str]) -> None:
+    """A target that is not healthy because someone put it on Standby in its group: say so."""
+    standby = sorted(
+        {
+            f"{i} is on Standby in Auto Scaling group {m.group}"
+            for i, m in autoscaling.memberships(sorted(set(instance_ids))).items()
+            if m.lifecycle == "Standby"
+        }
+    )
+    if standby:
+        raise InstanceNotRestartableError(
+            f"{_listed(standby)}, out of its target groups: put it back in service (ExitStandby) or wait for "
+            "whoever put it there, then start again"
+        )
+
+
 def _not_healthy(described: dict[str, list[TargetHealth]]) -> None:
     not_healthy = [
         f"{t.instance_id} is {t.state} in {_short(arn)}"
@@ -439,6 +519,7 @@ def _not_healthy(described: dict[str, list[TargetHealth]]) -> None:
     ]
     total = sum(len(ts) for ts in described.values())
     if not_healthy:
+        _on_standby([t.instance_id for ts in described.values() for t in ts if t.state != HEALTHY])
         raise TargetsNotHealthyError(f"{len(not_healthy)} of {total} targets are not healthy: {_listed(not_healthy)}")
 
 
@@ -582,6 +663,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         )
     batch = min(batch, len(selected))
     found = _instances(selected, cfg)
+    group_of, auto_scaling_groups = _auto_scaling(selected, batch, cfg)
 
     # Every other group the selected instances are in must be drained too, so it must be the stack's to change.
     others = _also_registered(set(selected), {f.get("VpcId", "") for f in found.values()}, tier)
@@ -646,6 +728,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             private_ip=found[i].get("PrivateIpAddress", ""),
             zone=zone_of[i],
             registrations=registrations[i],
+            auto_scaling_group=group_of.get(i),
         )
         for i in selected
     ]
@@ -693,6 +776,12 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         f"{', one zone at a time' if request.one_zone_at_a_time else ''}); at least {floor} healthy targets keep "
         f"serving{per_group}."
         + (f" Also drained from {', '.join(also)}, where they are registered too." if also else "")
+        + "".join(
+            f" {len(g.members)} of them are in Auto Scaling group {name}: each goes on Standby before it leaves "
+            f"service and back once it answers (desired capacity {g.desired_capacity} lowered by at most "
+            f"{g.on_standby_at_most}, never below {g.min_size})."
+            for name, g in auto_scaling_groups.items()
+        )
         + f" Each instance: drain (up to {delay} s), {action}, {to_healthy} s of health checks. Expected at most "
         f"{predicted // 60} min {predicted % 60} s" + ("." if command is None else " plus the command's own time.")
     )
@@ -714,6 +803,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         zones=json.dumps(tier_zones, separators=(",", ":")),
         error_budget=error_budget,
         instances=instances,
+        auto_scaling_groups=sorted(auto_scaling_groups),
         health=health,
         expected_boot_seconds=boot,
         alarms=alarms,
@@ -734,8 +824,10 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             where={
                 inst.instance_id: f"{inst.zone}: "
                 + ", ".join(f"{_short(r.target_group_arn)}:{r.port}" for r in inst.registrations)
+                + (f"; Auto Scaling group {inst.auto_scaling_group}" if inst.auto_scaling_group else "")
                 for inst in instances
             },
+            auto_scaling_groups=auto_scaling_groups,
             deregistration_delay_seconds=delay,
             seconds_to_healthy_after_boot=to_healthy,
             seconds_per_instance_at_most=per_instance,

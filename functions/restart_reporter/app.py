@@ -122,7 +122,7 @@ def put_back_safely(run: RunRef, instance_id: str, progress: dict[str, Any]) -> 
     running = placement.command_running(progress)
     decided = placement.verdict(progress, up, timeutil.epoch(), run.expected_boot_seconds, running)
     if decided is placement.Verdict.PUT_BACK:
-        return decided, placement.register(registrations, instance_id)
+        return decided, placement.register(registrations, instance_id, placement.restore_standby(progress))
     if targets.deregister(instance_id, registrations):
         return decided, "taken out of its target groups: its application does not answer"
     if running:

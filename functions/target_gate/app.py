@@ -50,6 +50,10 @@ class GateEvent(BaseModel):
     target_group_arns: list[str] = Field(default_factory=list, alias="targetGroupArns")
     # Where the instance is registered (each group, its port); default: targetGroupArn on its own port.
     registrations: list[Registration] = Field(default_factory=list)
+    # Its EC2 Auto Scaling group (capacity: recorded, so whoever puts it back takes it out of Standby too).
+    auto_scaling_group: str | None = Field(default=None, alias="autoScalingGroup")
+    # The Auto Scaling groups of the run's instances: they may terminate instances of the run (scale-in).
+    auto_scaling_groups: list[str] = Field(default_factory=list, alias="autoScalingGroups")
     execution_arn: str = Field(default="", alias="executionArn")
     floor: int = Field(default=0, ge=0)  # for a group floors does not name
     floors: dict[str, int] = Field(default_factory=dict)  # target group -> healthy targets it keeps
@@ -76,8 +80,12 @@ def _short(arn: str) -> str:
     return name.split("/")[1] if name.count("/") == 2 else name
 
 
-def _group_room(gate: GateEvent, described: dict[str, list[TargetHealth]]) -> None:
-    """Wait unless every group keeps its floor without this instance."""
+def _group_room(gate: GateEvent, described: dict[str, list[TargetHealth]], gone: int = 0) -> None:
+    """Wait unless every group keeps its floor without this instance.
+
+    ``gone``: instances of the run terminated since it was planned (an Auto Scaling group scaled in): the
+    tier is that much smaller for good, so each floor is that much lower (still all but the batch size).
+    """
     for arn, targets in described.items():
         healthy = sum(1 for t in targets if t.state == HEALTHY)
         mine = {r.port for r in gate.where() if r.target_group_arn == arn}
@@ -86,7 +94,7 @@ def _group_room(gate: GateEvent, described: dict[str, list[TargetHealth]]) -> No
             for t in targets
             if t.instance_id == gate.instance_id and t.state == HEALTHY and (None in mine or t.port in mine)
         )
-        floor = gate.floors.get(arn, gate.floor)
+        floor = max(1, gate.floors.get(arn, gate.floor) - gone)
         if healthy - leaving < floor:
             raise TargetNotYetInStateException(
                 f"{healthy} healthy targets in {_short(arn)}; taking {gate.instance_id} out "
@@ -165,6 +173,26 @@ def may_take_out(
     return Decision(True)
 
 
+DESCRIBE_AT_ONCE = 200  # instance ids per DescribeInstances filter
+
+
+def _terminated(run: dict[str, Any]) -> set[str]:
+    """The run's instances that are shutting down, terminated, or gone (terminated a while ago)."""
+    instance_ids = json.loads(run.get("instanceIds") or "[]")
+    paginator = clients.client("ec2").get_paginator("describe_instances")
+    running: set[str] = set()
+    for start in range(0, len(instance_ids), DESCRIBE_AT_ONCE):
+        chunk = instance_ids[start : start + DESCRIBE_AT_ONCE]
+        for page in paginator.paginate(Filters=[{"Name": "instance-id", "Values": chunk}]):
+            running |= {
+                i["InstanceId"]
+                for r in page["Reservations"]
+                for i in r["Instances"]
+                if i["State"]["Name"] not in ("shutting-down", "terminated")
+            }
+    return set(instance_ids) - running
+
+
 def run_started(run: dict[str, Any]) -> dt.datetime:
     """When the run started (its record's startedAt, the execution's start time), as an aware datetime."""
     if not run.get("startedAt"):
@@ -191,13 +219,19 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     if not decision.proceed:
         logger.warning("no new instance leaves service", extra={"reason": decision.reason})
         return {"proceed": False, "reason": decision.reason}
+    gone = _terminated(run) if gate.auto_scaling_groups else set()
+    if gate.instance_id in gone:
+        reason = f"{gate.instance_id} no longer runs: its Auto Scaling group terminated it (scale-in or a replacement)"
+        return {"proceed": False, "reason": reason}
     groups = list(dict.fromkeys(r.target_group_arn for r in gate.where()))
     described = {arn: describe(arn) for arn in groups}
-    _group_room(gate, described)
+    _group_room(gate, described, len(gone))
     if gate.one_zone_at_a_time:
         _zone_room(gate, run, described)
     where = json.dumps([r.model_dump(by_alias=True) for r in gate.where()])
-    table.mark_taken_out(gate.execution_arn, gate.instance_id, timeutil.iso_now(), where, gate.zone)
+    table.mark_taken_out(
+        gate.execution_arn, gate.instance_id, timeutil.iso_now(), where, gate.zone, gate.auto_scaling_group or ""
+    )
     if gate.one_zone_at_a_time:
         _first_zone_wins(table, gate)
     healthy = {_short(arn): sum(1 for t in ts if t.state == HEALTHY) for arn, ts in described.items()}

@@ -23,6 +23,10 @@ class FakeAccount:
     def key_arn(self, key_id: str) -> str:
         return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id.removeprefix('alias/')}"
 
+    def auto_scaling_group(self, name: str) -> tuple[str, dict[str, str]]:
+        arn = f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:0000:autoScalingGroupName/{name}"
+        return arn, self._tags.get(arn, {})
+
 
 def asked(service: str, operation: str, params: dict[str, Any], account: FakeAccount | None = None) -> list[Any]:
     return requests_for(service, operation, params, account or FakeAccount(), PRINCIPAL)
@@ -214,3 +218,17 @@ def test_ec2_words_a_refusal_its_own_way() -> None:
     _, message = refusal("ec2", "User: x is not authorized to perform: ec2:RebootInstances")
 
     assert message.startswith("You are not authorized to perform this operation. User: x is not authorized")
+
+
+def test_standby_is_authorized_on_the_group_with_its_tags() -> None:
+    """EnterStandby and ExitStandby take the autoScalingGroup resource and its tags (Service Authorization
+    Reference, Amazon EC2 Auto Scaling); DescribeAutoScalingInstances has no resource-level permissions."""
+    arn = f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:0000:autoScalingGroupName/web-asg"
+    account = FakeAccount({arn: {"opsflow:tier": "web"}})
+    for operation in ("EnterStandby", "ExitStandby"):
+        [request] = asked("auto-scaling", operation, {"AutoScalingGroupName": "web-asg"}, account)
+        assert (request.action, request.resource) == (f"autoscaling:{operation}", arn)
+        assert request.context["aws:ResourceTag/opsflow:tier"] == "web"
+        assert request.context["autoscaling:ResourceTag/opsflow:tier"] == "web"
+    [described] = asked("auto-scaling", "DescribeAutoScalingInstances", {"InstanceIds": ["i-1"]})
+    assert described.resource == "*"

@@ -113,6 +113,28 @@ def test_reboots_are_limited_to_instances_with_the_restart_tag(template: dict[st
     assert not [s for r in roles_of(template) for s in statements(template, r) if "ec2:RebootInstances" in str(s)][1:]
 
 
+def test_standby_is_limited_to_auto_scaling_groups_with_the_restart_tag(template: dict[str, Any]) -> None:
+    """EnterStandby and ExitStandby support the autoScalingGroup resource and aws:ResourceTag (Service
+    Authorization Reference, Amazon EC2 Auto Scaling): only groups tagged like the instances, by the
+    functions that move members, and no role may change a group's size or processes."""
+    group_arn = (
+        "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/*"
+    )
+    movers = {"InstanceActionFunctionRole", "RestartReporterFunctionRole", "RestoreSafetyNetFunctionRole"}
+    movers.add("RunReconcilerFunctionRole")
+    for role in roles_of(template):
+        found = [s for s in statements(template, role) if "Standby" in str(s.get("Action"))]
+        assert bool(found) == (role in movers), role
+        for statement in found:
+            assert statement["Resource"] == {"Fn::Sub": group_arn}
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:ResourceTag/opsflow:tier": {"Ref": "RestartTagValue"}}
+            }
+        changes = {a for a in allowed_actions(template, role) if a.startswith("autoscaling:") and mutating(a)}
+        assert changes <= {"autoscaling:EnterStandby", "autoscaling:ExitStandby"}, role
+    assert "autoscaling:EnterStandby" not in allowed_actions(template, "RunReconcilerFunctionRole")
+
+
 def roles_of(template: dict[str, Any]) -> list[str]:
     return [k for k, v in template["Resources"].items() if v["Type"] == "AWS::IAM::Role"]
 

@@ -128,3 +128,88 @@ def test_a_finished_command_records_its_status_and_output_location(ssm: Stubber,
     assert result["status"] == "Success" and result["outputUrl"] == "https://s3.amazonaws.com/logs/out"
     recorded = RunTable("runs").commands(COMMAND_STATUS["executionArn"])[COMMAND_STATUS["instanceId"]]
     assert recorded["statusDetails"] == "Success" and recorded["outputUrl"] == result["outputUrl"]
+
+
+# -- Standby in an Auto Scaling group --------------------------------------------------------------
+STANDBY = {
+    "action": "standby",
+    "instanceId": "i-0123456789abcdef0",
+    "executionArn": "arn:aws:states:eu-west-1:123456789012:execution:opsflow-rolling-restart:run",
+    "autoScalingGroup": "web-asg",
+}
+
+
+@pytest.fixture
+def autoscaling(run_table: str, monkeypatch: pytest.MonkeyPatch) -> Stubber:
+    monkeypatch.setenv("RESTART_TAG_KEY", "opsflow:tier")
+    monkeypatch.setenv("RESTART_TAG_VALUE", "web")
+    client = boto3.client("autoscaling", region_name=REGION)
+    clients.inject("autoscaling", client)
+    with Stubber(client) as stub:
+        yield stub
+
+
+def _lifecycle(stub: Stubber, state: str, group: str = "web-asg") -> None:
+    member = {
+        "InstanceId": STANDBY["instanceId"],
+        "AutoScalingGroupName": group,
+        "AvailabilityZone": "eu-west-1a",
+        "LifecycleState": state,
+        "HealthStatus": "HEALTHY",
+        "ProtectedFromScaleIn": False,
+    }
+    stub.add_response(
+        "describe_auto_scaling_instances",
+        {"AutoScalingInstances": [member]},
+        {"InstanceIds": [STANDBY["instanceId"]]},
+    )
+
+
+def test_standby_decrements_the_desired_capacity(autoscaling: Stubber, lambda_context: Any) -> None:
+    _lifecycle(autoscaling, "InService")
+    autoscaling.add_response(
+        "enter_standby",
+        {"Activities": []},
+        {
+            "AutoScalingGroupName": "web-asg",
+            "InstanceIds": [STANDBY["instanceId"]],
+            "ShouldDecrementDesiredCapacity": True,
+        },
+    )
+
+    answer = load_function("instance_action").lambda_handler(STANDBY, lambda_context)
+
+    assert answer["lifecycle"] == "Standby"
+    autoscaling.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(("action", "already"), [("standby", "Standby"), ("in_service", "InService")])
+def test_a_retry_finds_the_member_where_it_should_be_and_changes_nothing(
+    autoscaling: Stubber, lambda_context: Any, action: str, already: str
+) -> None:
+    """After a lost answer the first call took effect: a second EnterStandby would be refused."""
+    _lifecycle(autoscaling, already)
+
+    answer = load_function("instance_action").lambda_handler({**STANDBY, "action": action}, lambda_context)
+
+    assert answer["lifecycle"] == already
+    autoscaling.assert_no_pending_responses()  # no EnterStandby / ExitStandby call was made
+
+
+def test_a_member_the_group_is_terminating_is_refused_clearly(autoscaling: Stubber, lambda_context: Any) -> None:
+    from opsflow.errors import StandbyRefusedError
+
+    _lifecycle(autoscaling, "Terminating")
+
+    with pytest.raises(StandbyRefusedError, match="is Terminating in Auto Scaling group web-asg, not InService"):
+        load_function("instance_action").lambda_handler(STANDBY, lambda_context)
+
+
+def test_the_group_s_size_refusal_is_named(autoscaling: Stubber, lambda_context: Any) -> None:
+    from opsflow.errors import StandbyRefusedError
+
+    _lifecycle(autoscaling, "InService")
+    autoscaling.add_client_error("enter_standby", "ValidationError", "below the minimum size")
+
+    with pytest.raises(StandbyRefusedError, match=r"refused to move .* to Standby: below the minimum size"):
+        load_function("instance_action").lambda_handler(STANDBY, lambda_context)

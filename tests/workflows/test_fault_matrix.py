@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.fleet import GroupSpec
+from sandbox.fleet import AutoScalingSpec, GroupSpec
 from sandbox.runtime import ExecutionResult, Sandbox
 from tests.workflows.conftest import SM, Tier, web_input
 from tests.workflows.fault_matrix import (
@@ -60,12 +60,14 @@ class Scenario:
     other_run: str | None = None
     # Target groups besides web; the case's run restarts them first, then web (targetGroupArns in that order).
     more_groups: tuple[GroupSpec, ...] = ()
+    auto_scaling: bool = False  # the tier is an Auto Scaling group (ELB health checks): members go on Standby
 
     def tier_options(self) -> dict[str, Any]:
-        if not self.more_groups:
-            return {}
-        allowed = ",".join(f"{{TargetGroupArn:{g.name}}}" for g in self.more_groups)
-        return {"more_groups": self.more_groups, "parameters": {"AllowedTargetGroupArns": allowed}}
+        options: dict[str, Any] = {"auto_scaling": AutoScalingSpec(min_size=1)} if self.auto_scaling else {}
+        if self.more_groups:
+            allowed = ",".join(f"{{TargetGroupArn:{g.name}}}" for g in self.more_groups)
+            options |= {"more_groups": self.more_groups, "parameters": {"AllowedTargetGroupArns": allowed}}
+        return options
 
 
 # The second and third instances are also in "api", the first is in web only: the run holding the lock restarts
@@ -82,6 +84,7 @@ SCENARIOS = {
         Scenario("rejected", {"requireApproval": True}, approval="reject", ends=("FAILED", "RestartNotApproved")),
         Scenario("an instance never answers", never_ready=True, ends=("FAILED", "InstancesFailedToRestart")),
         Scenario("the command action", {"action": "command"}),
+        Scenario("members of an Auto Scaling group", auto_scaling=True),
         Scenario(
             "another run holds the lock",
             other_run="holds the lock",
@@ -104,6 +107,8 @@ REACHED_BY = {
     "Record the instance as skipped": "an instance never answers",
     "Run the command on the instance": "the command action",
     "Wait until the command has finished": "the command action",
+    "Put the instance on Standby in its Auto Scaling group": "members of an Auto Scaling group",
+    "Put the instance back in service in its Auto Scaling group": "members of an Auto Scaling group",
     "Release one lock taken before the refusal": "another run holds the lock",
     "Mark the earlier run as resumed": "a stopped run resumed",
     "Release one lock of the run that was resumed already": "a run resumed by another meanwhile",

@@ -53,6 +53,10 @@ class InstanceCannotStartError(OpsflowError):
     """The instance cannot become ready (stopped, terminated, impaired). Not retried."""
 
 
+class StandbyRefusedError(OpsflowError):
+    """Its Auto Scaling group cannot put the instance on Standby or back in service now. Not retried."""
+
+
 class TargetNotYetInStateException(OpsflowError):
     """A load balancer target has not reached the wanted state yet. Retried by the state machine."""
 

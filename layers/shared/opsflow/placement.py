@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from opsflow import clients, timeutil
+from opsflow import autoscaling, clients, timeutil
 from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.runs import OUT
@@ -111,11 +111,31 @@ REGISTERED_AGAIN = "registered again: its application answers"
 PUT_BACK_PLACEMENTS = frozenset({LEFT_IN, REGISTERED_AGAIN})  # what register() says: in service now
 
 
-def register(registrations: list[Registration], instance_id: str) -> str:
-    """Register the instance again wherever it was taken out (each group, its port); say what was done."""
-    if not register_targets(instance_id, registrations):
+def put_back(where: object) -> bool:
+    """Whether a recorded placement says the instance was put back (with the Standby clause, if any)."""
+    return isinstance(where, str) and any(where.startswith(p) for p in PUT_BACK_PLACEMENTS)
+
+
+def register(registrations: list[Registration], instance_id: str, standby: str = "") -> str:
+    """Register the instance again wherever it was taken out (each group, its port); say what was done.
+
+    ``standby``: what restore_standby did first (the group registered it in its own target groups then).
+    """
+    if not register_targets(instance_id, registrations) and not standby:
         return LEFT_IN
-    return REGISTERED_AGAIN
+    return REGISTERED_AGAIN + standby
+
+
+def restore_standby(item: dict[str, Any]) -> str:
+    """A member of an Auto Scaling group the run put on Standby: back in service in its group (once).
+
+    Before registering it anywhere else: the group registers it in its own target groups, and the
+    desired capacity it lowered is raised again. What was done, as a clause of the placement ("" if nothing).
+    """
+    group = item.get("autoScalingGroup")
+    if not group or not autoscaling.exit_standby(str(group), item["instanceId"]):
+        return ""
+    return f"; out of Standby in Auto Scaling group {group}"
 
 
 def registrations_of(item: dict[str, Any], target_group_arn: str) -> list[Registration]:
@@ -171,7 +191,7 @@ def settle(
         if decided is Verdict.WAIT:
             return decided, "its command still runs: followed up" if running else "not answering yet: followed up"
         placed = (
-            register(where, instance_id)
+            register(where, instance_id, restore_standby(item))
             if decided is Verdict.PUT_BACK
             else "left out of the target group: its application did not answer (or its command did not end) in time"
         )

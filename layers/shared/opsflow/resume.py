@@ -50,7 +50,7 @@ def finished(item: dict[str, Any]) -> bool:
     if item.get("outcome") == "restarted":
         return True
     # Interrupted after its reboot was queued, and put back once it answered as rebooted: done.
-    return bool(item.get("rebootRequestedAt")) and item.get("placement") in placement.PUT_BACK_PLACEMENTS
+    return bool(item.get("rebootRequestedAt")) and placement.put_back(item.get("placement"))
 
 
 def remaining(selected: list[str], items: list[dict[str, Any]]) -> list[str]:

@@ -117,16 +117,27 @@ class RunTable:
         )
         return len(response["Attributes"]["failedInstances"]["SS"])
 
-    def mark_taken_out(
-        self, execution_arn: str, instance_id: str, at: str, registrations: str = "", zone: str = ""
+    def mark_taken_out(  # noqa: PLR0917
+        self,
+        execution_arn: str,
+        instance_id: str,
+        at: str,
+        registrations: str = "",
+        zone: str = "",
+        auto_scaling_group: str = "",
     ) -> None:
         """Record, before it leaves service, that this run takes the instance out (once; a retry keeps the first).
 
         Only instances marked so are ever put back by this run's reports and cleanups: a run never
         touches an instance it did not take out itself. ``registrations`` (JSON: every target group and
-        port it is taken out of) is what they put back; ``zone`` keeps one-zone-at-a-time runs to one zone.
+        port it is taken out of) is what they put back; ``zone`` keeps one-zone-at-a-time runs to one zone;
+        ``auto_scaling_group``: the group it goes on Standby in, which they take it out of Standby in.
         """
-        extra = {"registrations": registrations or None, "zone": zone or None}
+        extra = {
+            "registrations": registrations or None,
+            "zone": zone or None,
+            "autoScalingGroup": auto_scaling_group or None,
+        }
         with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # marked already
             self.ddb.put_item(
                 TableName=self.table_name,
