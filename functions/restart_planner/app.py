@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from opsflow import clients, resume, timeutil, watch
+from opsflow import clients, polling, resume, timeutil, watch
 from opsflow.errors import (
     CannotResumeError,
     HealthUrlUnreachableError,
@@ -205,6 +205,9 @@ class RestartRun(_Model):
     target_group_arn: str  # the tier's first target group (for people)
     target_group_arns: list[str]  # every target group the run changes: the tier's, then others its instances are in
     batch_size: int
+    # How often each instance in flight asks the load balancer while it waits (its drain, its health):
+    # the batch's questions stay within the run's share of the account's ELB request budget.
+    elb_poll_seconds: float
     floor: int
     floors: dict[str, int]  # target group -> its floor
     one_zone_at_a_time: bool
@@ -693,6 +696,9 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         target_group_arn=tier[0],
         target_group_arns=[g.target_group_arn for g in group_plans],
         batch_size=batch,
+        elb_poll_seconds=polling.elb_poll_seconds(
+            batch, max((len({r.target_group_arn for r in i.registrations}) for i in instances), default=1)
+        ),
         floor=floor,
         floors={g.target_group_arn: g.floor for g in group_plans},
         one_zone_at_a_time=request.one_zone_at_a_time,

@@ -15,13 +15,18 @@
 "Not yet" raises TargetNotYetInStateException, which the state machine retries. With ``waitSeconds``,
 ``drained`` and ``in_service`` keep asking DescribeTargetHealth every ``pollSeconds`` for up to that long
 within one invocation first (the change is seen within a poll; one state transition per ``waitSeconds``).
+Each instance asks at its own phase of the period (the plan sizes it to the number in flight, so the
+run stays within its share of the account's ELB request budget), and a question ELB throttled even
+after botocore's retries is "not yet" too: the answer is asked for again, nothing failed.
 """
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients, polling, timeutil, watch
@@ -59,8 +64,7 @@ class GateEvent(BaseModel):
     error_budget: int = Field(default=1, ge=1, alias="errorBudget")
     lock_seconds: int = Field(default=0, ge=0, alias="lockSeconds")  # capacity: renew the lock for this long
     wait_seconds: int = Field(default=0, ge=0, le=900, alias="waitSeconds")  # drained, in_service: keep asking
-    # ELB allows an account 10 Describe* requests a second after a burst of 40 (ELB guide, "Request
-    # throttling for the ELB API"): a few instances polling each second stay well within it.
+    # How often this instance asks (opsflow.polling.elb_poll_seconds: longer the more instances are in flight).
     poll_seconds: float = Field(default=1.0, ge=0.5, le=60, alias="pollSeconds")
 
     def where(self) -> list[Registration]:
@@ -142,6 +146,23 @@ def _first_zone_wins(table: RunTable, gate: GateEvent) -> None:
         )
 
 
+# ELB's code for a throttled request ("Rate exceeded"); the user guide calls it ThrottlingException.
+THROTTLED = {"Throttling", "ThrottlingException"}
+
+
+def _described[T](gate: GateEvent, ask: Callable[[], T]) -> T:
+    """``ask()`` the load balancer; throttled (after botocore's own retries) is "not yet": ask again later."""
+    try:
+        return ask()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code not in THROTTLED:
+            raise
+        raise TargetNotYetInStateException(
+            f"the load balancer throttled the question about {gate.instance_id} ({code}): asking again"
+        ) from exc
+
+
 class Decision(NamedTuple):
     proceed: bool
     reason: str = ""
@@ -192,7 +213,7 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
         logger.warning("no new instance leaves service", extra={"reason": decision.reason})
         return {"proceed": False, "reason": decision.reason}
     groups = list(dict.fromkeys(r.target_group_arn for r in gate.where()))
-    described = {arn: describe(arn) for arn in groups}
+    described = _described(gate, lambda: {arn: describe(arn) for arn in groups})
     _group_room(gate, described)
     if gate.one_zone_at_a_time:
         _zone_room(gate, run, described)
@@ -206,14 +227,18 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
 
 def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: float = 0.0) -> dict[str, Any]:
     def reached() -> dict[str, Any]:
-        found = states(gate.instance_id, gate.where())
+        found = _described(gate, lambda: states(gate.instance_id, gate.where()))
         pending = {r: s for r, s in found.items() if s not in done}
         if pending:
             listed = ", ".join(f"{s} in {_short(r.target_group_arn)}" for r, s in pending.items())
             raise TargetNotYetInStateException(f"{gate.instance_id} is {listed}")
         return {"state": next(iter(found.values()))}
 
-    return polling.poll(reached, not_yet=TargetNotYetInStateException, every=gate.poll_seconds, for_seconds=for_seconds)
+    every = gate.poll_seconds
+    phase = polling.phase_of(gate.instance_id, every)
+    return polling.poll(
+        reached, not_yet=TargetNotYetInStateException, every=every, for_seconds=for_seconds, phase=phase
+    )
 
 
 @logger.inject_lambda_context
