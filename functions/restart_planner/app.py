@@ -205,8 +205,8 @@ class RestartRun(_Model):
     target_group_arn: str  # the tier's first target group (for people)
     target_group_arns: list[str]  # every target group the run changes: the tier's, then others its instances are in
     batch_size: int
-    # How often each instance in flight asks the load balancer while it waits (its drain, its health):
-    # the batch's questions stay within the run's share of the account's ELB request budget.
+    # How often the instances waiting on a target group (drain, health) look at it; they share one
+    # DescribeTargetHealth per group per poll, which keeps the run within its share of the account's ELB budget.
     elb_poll_seconds: float
     floor: int
     floors: dict[str, int]  # target group -> its floor
@@ -696,9 +696,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         target_group_arn=tier[0],
         target_group_arns=[g.target_group_arn for g in group_plans],
         batch_size=batch,
-        elb_poll_seconds=polling.elb_poll_seconds(
-            batch, max((len({r.target_group_arn for r in i.registrations}) for i in instances), default=1)
-        ),
+        elb_poll_seconds=polling.elb_poll_seconds(len(group_plans)),
         floor=floor,
         floors={g.target_group_arn: g.floor for g in group_plans},
         one_zone_at_a_time=request.one_zone_at_a_time,

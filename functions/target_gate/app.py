@@ -15,9 +15,9 @@
 "Not yet" raises TargetNotYetInStateException, which the state machine retries. With ``waitSeconds``,
 ``drained`` and ``in_service`` keep asking DescribeTargetHealth every ``pollSeconds`` for up to that long
 within one invocation first (the change is seen within a poll; one state transition per ``waitSeconds``).
-Each instance asks at its own phase of the period (the plan sizes it to the number in flight, so the
-run stays within its share of the account's ELB request budget), and a question ELB throttled even
-after botocore's retries is "not yet" too: the answer is asked for again, nothing failed.
+The instances waiting on a group share one answer per poll through the run table (:func:`shared_listing`),
+so the run stays within its share of the account's ELB request budget however many are in flight; a
+question ELB throttled even after botocore's retries is "not yet" too: asked again, nothing failed.
 """
 
 import datetime as dt
@@ -34,7 +34,7 @@ from opsflow.errors import LockLostError, TargetNotYetInStateException
 from opsflow.observability import logger, tracer
 from opsflow.runs import OUT, RunTable, failures
 from opsflow.settings import RunTableSettings, cached_settings
-from opsflow.targets import HEALTHY, Registration, TargetHealth, describe, states
+from opsflow.targets import HEALTHY, Registration, TargetHealth, describe, states_among
 from opsflow.validation import parse_event
 
 
@@ -64,7 +64,7 @@ class GateEvent(BaseModel):
     error_budget: int = Field(default=1, ge=1, alias="errorBudget")
     lock_seconds: int = Field(default=0, ge=0, alias="lockSeconds")  # capacity: renew the lock for this long
     wait_seconds: int = Field(default=0, ge=0, le=900, alias="waitSeconds")  # drained, in_service: keep asking
-    # How often this instance asks (opsflow.polling.elb_poll_seconds: longer the more instances are in flight).
+    # How often this instance looks (opsflow.polling.elb_poll_seconds; the answer is shared, see shared_listing).
     poll_seconds: float = Field(default=1.0, ge=0.5, le=60, alias="pollSeconds")
 
     def where(self) -> list[Registration]:
@@ -225,20 +225,53 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     return {"proceed": True, "healthyTargets": min(healthy.values()), "healthyTargetsByGroup": healthy}
 
 
+# How long a waiter that lost the claim gives the one asking ELB before it reads the shared answer again.
+LEADER_SECONDS = 0.25
+
+
+def shared_listing(gate: GateEvent, table: RunTable) -> Callable[[str], list[TargetHealth]]:
+    """Every target of a group, as ELB answered within the last ``pollSeconds``, shared through the run table:
+    of all the instances waiting on a group, the first to find the answer stale claims the question and asks
+    ELB (DescribeTargetHealth without Targets: every target in one request); the others read its answer. So a
+    run asks once per group per poll, however many instances are in flight."""
+    every = gate.poll_seconds
+
+    def fresh(snapshot: dict[str, Any] | None, now: float) -> list[TargetHealth] | None:
+        if snapshot is None or "at" not in snapshot or snapshot["at"] <= now - every:
+            return None
+        return [TargetHealth(str(i), int(port), str(state)) for i, port, state in snapshot["targets"]]
+
+    def listed(arn: str) -> list[TargetHealth]:
+        now = timeutil.epoch()
+        shared = fresh(table.target_health(arn), now)
+        if shared is not None:
+            return shared
+        if table.claim_health_poll(arn, now, every):
+            asked_at = timeutil.epoch()
+            described = describe(arn)
+            table.put_target_health(arn, asked_at, [[t.instance_id, t.port, t.state] for t in described])
+            return described
+        timeutil.sleep(LEADER_SECONDS)
+        shared = fresh(table.target_health(arn), now)
+        if shared is None:
+            raise TargetNotYetInStateException(f"another instance is asking ELB about {_short(arn)}: not in yet")
+        return shared
+
+    return listed
+
+
 def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: float = 0.0) -> dict[str, Any]:
+    listed = shared_listing(gate, RunTable(settings().table_name))
+
     def reached() -> dict[str, Any]:
-        found = _described(gate, lambda: states(gate.instance_id, gate.where()))
+        found = _described(gate, lambda: states_among(gate.instance_id, gate.where(), listed))
         pending = {r: s for r, s in found.items() if s not in done}
         if pending:
-            listed = ", ".join(f"{s} in {_short(r.target_group_arn)}" for r, s in pending.items())
-            raise TargetNotYetInStateException(f"{gate.instance_id} is {listed}")
+            listed_states = ", ".join(f"{s} in {_short(r.target_group_arn)}" for r, s in pending.items())
+            raise TargetNotYetInStateException(f"{gate.instance_id} is {listed_states}")
         return {"state": next(iter(found.values()))}
 
-    every = gate.poll_seconds
-    phase = polling.phase_of(gate.instance_id, every)
-    return polling.poll(
-        reached, not_yet=TargetNotYetInStateException, every=every, for_seconds=for_seconds, phase=phase
-    )
+    return polling.poll(reached, not_yet=TargetNotYetInStateException, every=gate.poll_seconds, for_seconds=for_seconds)
 
 
 @logger.inject_lambda_context

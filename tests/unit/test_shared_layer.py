@@ -116,33 +116,6 @@ def test_polling_gives_up_with_the_last_answer_once_its_time_is_spent(fake_time:
     assert fake_time.now - start == 10
 
 
-def test_scheduled_polling_asks_once_a_period_at_its_phase_across_invocations(fake_time: _FakeTime) -> None:
-    """Many waiters share the load balancer's request budget: each asks only at its own instants."""
-    asked: list[float] = []
-
-    def check() -> None:
-        asked.append(fake_time.now % 10)
-        raise LookupError("not yet")
-
-    for _ in range(3):  # three invocations of 20 s, as the state machine retries them
-        with pytest.raises(LookupError, match="not yet"):
-            polling.poll(check, not_yet=LookupError, every=10, for_seconds=20, phase=3.0)
-        fake_time.now += 1.2  # the retry's interval and transitions
-    assert asked == [3.0] * len(asked) and len(asked) == 6  # never twice in one period, never between instants
-    assert polling.phase_of("i-0abc", 10) == polling.phase_of("i-0abc", 10) != polling.phase_of("i-0abd", 10)
-
-
-def test_scheduled_polling_with_no_instant_in_its_window_waits_it_out_without_asking(fake_time: _FakeTime) -> None:
-    start = fake_time.now
-
-    def check() -> None:
-        raise AssertionError("asked outside its instants")
-
-    with pytest.raises(LookupError, match="no instant to ask at within 5 s"):
-        polling.poll(check, not_yet=LookupError, every=20, for_seconds=5, phase=(start + 10) % 20)
-    assert fake_time.now - start == 5
-
-
 def test_polling_lets_other_errors_through_at_once(fake_time: _FakeTime) -> None:
     def check() -> None:
         raise ValueError("broken")
