@@ -27,7 +27,9 @@ from urllib.parse import urlparse
 
 import boto3
 import requests
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
+from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from requests.adapters import BaseAdapter
@@ -36,6 +38,7 @@ from sandbox import autoscaling, tagging
 from sandbox.authorization import UnmappedOperation, iam_prefix, refusal, requests_for
 from sandbox.autoscaling import AutoScalingGroupModel, Member, MotoGroup
 from sandbox.commands import COMMAND_OPERATIONS, CommandService
+from sandbox.elb_throttling import THROTTLED_CODE, THROTTLED_MESSAGE, ElbApiBuckets
 from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
@@ -47,6 +50,7 @@ from sandbox.sam import Role
 TAG_KEY = "opsflow:tier"
 TAG_VALUE = "web"
 ELBV2 = "elastic-load-balancing-v2"
+ELBV2_XMLNS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
 
 
 @dataclass
@@ -187,6 +191,7 @@ class AwsBridge:
     denied: list[Denial] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # operations called that IAM could not be asked about
     alarm_changes: list[AlarmStateChange] = field(default_factory=list)  # SetAlarmState, in simulated time
+    elb_buckets: ElbApiBuckets | None = None  # the ELB API's throttling (None: unthrottled)
     _local: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -194,6 +199,8 @@ class AwsBridge:
         events = session.events
         events.register("before-parameter-build.*.*", self._record)
         events.register("before-call.*.*", self._before_call)
+        # Per attempt (botocore's retries included), and before moto answers it.
+        events.register_first(f"before-send.{ELBV2}", self._throttle_elb)
         events.register("after-call.*.*", self._lose_response)
         for (service, operation), learn in self._learners().items():
             events.register(f"after-call.{service}.{operation}", learn)
@@ -288,6 +295,21 @@ class AwsBridge:
             return _Response(200), {**getattr(self.patches, simulated)(params), "ResponseMetadata": _OK}
         except SimulatedApiError as exc:
             return _error(exc.code, str(exc))
+
+    def _throttle_elb(self, event_name: str, request: Any, **_: Any) -> AWSResponse | None:
+        """ELB's answer to an attempt its account's bucket has no token for; None lets it through."""
+        caller = getattr(CURRENT, "function", None) or running_state_machine()
+        if self.elb_buckets is None or caller is None:  # the harness and the sandbox's set-up: not the stack's calls
+            return None
+        operation = _service_and_operation(event_name)[1]
+        if self.elb_buckets.admit(operation, str(caller)):
+            return None
+        body = (
+            f'<ErrorResponse xmlns="{ELBV2_XMLNS}"><Error><Type>Sender</Type><Code>{THROTTLED_CODE}</Code>'
+            f"<Message>{THROTTLED_MESSAGE}</Message></Error><RequestId>sandbox-throttled</RequestId></ErrorResponse>"
+        ).encode()
+        headers = {"Content-Type": "text/xml", "x-amzn-RequestId": "sandbox-throttled"}
+        return AWSResponse(request.url, 400, headers, MockRawResponse(body))
 
     def _lose_response(self, event_name: str, http_response: Any, **_: Any) -> None:
         """After a call took effect, fail it as a broken connection would: the caller sees an error."""

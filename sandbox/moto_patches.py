@@ -26,6 +26,7 @@ from unittest import mock
 import botocore.client
 import botocore.endpoint
 import botocore.exceptions
+import botocore.retries.standard
 import botocore.session
 import botocore.waiter
 import moto
@@ -482,15 +483,19 @@ def _seeded_uid() -> str:
 
 
 def _seeded_patches(seed: int) -> list[Any]:
-    """The interpreter's randomness, seeded: ``JitterStrategy: FULL`` and the ids it makes (task tokens...).
+    """The interpreter's randomness, seeded: ``JitterStrategy: FULL``, the ids it makes (task tokens...) and
+    botocore's retry back-off.
 
     moto's own ids (instances, target groups, request ids) come from ``mock_random``, seeded here too:
     the plan orders instances by id, so a run is the same run only if its ids are.
     """
     mock_random.seed(seed)
     original = parser_utils.long_uid
+    backoff = botocore.retries.standard.ExponentialBackoff.__init__
     return [
         mock.patch.object(jitter_strategy_decl, "random", random.Random(seed)),
+        # botocore's retry jitter (a throttled ELB call in a handler): clients made meanwhile draw from a seeded source.
+        mock.patch.object(backoff, "__defaults__", (20, random.Random(seed).random, None, None)),
         *(
             mock.patch.object(module, "long_uid", _seeded_uid)
             for module in _modules_using("long_uid", original, "moto.stepfunctions.parser")

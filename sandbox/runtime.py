@@ -50,6 +50,7 @@ from sandbox.aws_fleet import (
 )
 from sandbox.clock import SimClock
 from sandbox.commands import CommandService
+from sandbox.elb_throttling import ElbApiBuckets
 from sandbox.fleet import Fleet, FleetSpec
 from sandbox.lambdas import FunctionSpec, LambdaRuntime, PrivateEnviron
 from sandbox.latency import LatencyModel
@@ -157,12 +158,14 @@ class Sandbox:
         start: dt.datetime | None = None,
         latency: LatencyModel = latencies.AWS,
         seed: int | None = None,
+        elb_throttling: bool = True,
     ) -> None:
         """``enforce_iam``: evaluate the calls of functions and state machines against their roles, as
         AWS does. Turn it off only where a test is about something IAM would hide. ``start``: the
         simulated instant the sandbox starts at (default: now). ``latency``: what AWS takes per state
         transition, invoke and API call (sandbox/latency.py). ``seed``: of the interpreter's and the
-        sandbox's own randomness (default: the fleet's seed, else 1)."""
+        sandbox's own randomness (default: the fleet's seed, else 1). ``elb_throttling``: the ELB API's
+        token buckets, shared by every caller of the account (``elb_buckets``, sandbox/elb_throttling.py)."""
         if status_events not in STATUS_EVENT_MODES:
             raise ValueError(f"status_events must be one of {', '.join(STATUS_EVENT_MODES)}, not {status_events!r}")
         if status_event_delay < 0:
@@ -180,6 +183,8 @@ class Sandbox:
         self._definitions = dict(definitions or {})
         self._start = start
         self.latency = latency
+        self.elb_throttling = elb_throttling
+        self.elb_buckets: ElbApiBuckets | None = None
         self.seed = seed if seed is not None else (fleet.seed if fleet else 1)
         self._names = random.Random(self.seed)
         self._stop_rules: list[_StopRule] = []
@@ -244,6 +249,9 @@ class Sandbox:
             self.fleet = Fleet(self.fleet_spec or FleetSpec(size=1), self.clock.now())
             self.bridge = AwsBridge(self.fleet, self.clock.now)
             self.bridge.install(boto3.DEFAULT_SESSION)
+            if self.elb_throttling:
+                self.elb_buckets = ElbApiBuckets(self.clock.now)
+                self.bridge.elb_buckets = self.elb_buckets
             self.fleet_resources = create_fleet_resources(self.fleet, REGION) if self.fleet_spec else {}
             template = load_template(self.template_path)
             self.stack = Stack(template, self._stack_parameters(template), REGION, ACCOUNT)

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from opsflow import autoscaling, clients, resume, timeutil, watch
+from opsflow import autoscaling, clients, polling, resume, timeutil, watch
 from opsflow.errors import (
     CannotResumeError,
     HealthUrlUnreachableError,
@@ -226,6 +226,9 @@ class RestartRun(_Model):
     target_group_arn: str  # the tier's first target group (for people)
     target_group_arns: list[str]  # every target group the run changes: the tier's, then others its instances are in
     batch_size: int
+    # How often the instances waiting on a target group (drain, health) look at it; they share one
+    # DescribeTargetHealth per group per poll, which keeps the run within its share of the account's ELB budget.
+    elb_poll_seconds: float
     floor: int
     floors: dict[str, int]  # target group -> its floor
     one_zone_at_a_time: bool
@@ -796,6 +799,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
         target_group_arn=tier[0],
         target_group_arns=[g.target_group_arn for g in group_plans],
         batch_size=batch,
+        elb_poll_seconds=polling.elb_poll_seconds(len(group_plans)),
         floor=floor,
         floors={g.target_group_arn: g.floor for g in group_plans},
         one_zone_at_a_time=request.one_zone_at_a_time,

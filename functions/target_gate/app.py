@@ -15,13 +15,18 @@
 "Not yet" raises TargetNotYetInStateException, which the state machine retries. With ``waitSeconds``,
 ``drained`` and ``in_service`` keep asking DescribeTargetHealth every ``pollSeconds`` for up to that long
 within one invocation first (the change is seen within a poll; one state transition per ``waitSeconds``).
+The instances waiting on a group share one answer per poll through the run table (:func:`shared_listing`),
+so the run stays within its share of the account's ELB request budget however many are in flight; a
+question ELB throttled even after botocore's retries is "not yet" too: asked again, nothing failed.
 """
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients, polling, timeutil, watch
@@ -29,7 +34,7 @@ from opsflow.errors import LockLostError, TargetNotYetInStateException
 from opsflow.observability import logger, tracer
 from opsflow.runs import OUT, RunTable, failures
 from opsflow.settings import RunTableSettings, cached_settings
-from opsflow.targets import HEALTHY, Registration, TargetHealth, describe, states
+from opsflow.targets import HEALTHY, Registration, TargetHealth, describe, states_among
 from opsflow.validation import parse_event
 
 
@@ -63,8 +68,7 @@ class GateEvent(BaseModel):
     error_budget: int = Field(default=1, ge=1, alias="errorBudget")
     lock_seconds: int = Field(default=0, ge=0, alias="lockSeconds")  # capacity: renew the lock for this long
     wait_seconds: int = Field(default=0, ge=0, le=900, alias="waitSeconds")  # drained, in_service: keep asking
-    # ELB allows an account 10 Describe* requests a second after a burst of 40 (ELB guide, "Request
-    # throttling for the ELB API"): a few instances polling each second stay well within it.
+    # How often this instance looks (opsflow.polling.elb_poll_seconds; the answer is shared, see shared_listing).
     poll_seconds: float = Field(default=1.0, ge=0.5, le=60, alias="pollSeconds")
 
     def where(self) -> list[Registration]:
@@ -150,6 +154,23 @@ def _first_zone_wins(table: RunTable, gate: GateEvent) -> None:
         )
 
 
+# ELB's code for a throttled request ("Rate exceeded"); the user guide calls it ThrottlingException.
+THROTTLED = {"Throttling", "ThrottlingException"}
+
+
+def _described[T](gate: GateEvent, ask: Callable[[], T]) -> T:
+    """``ask()`` the load balancer; throttled (after botocore's own retries) is "not yet": ask again later."""
+    try:
+        return ask()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code not in THROTTLED:
+            raise
+        raise TargetNotYetInStateException(
+            f"the load balancer throttled the question about {gate.instance_id} ({code}): asking again"
+        ) from exc
+
+
 class Decision(NamedTuple):
     proceed: bool
     reason: str = ""
@@ -224,7 +245,7 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
         reason = f"{gate.instance_id} no longer runs: its Auto Scaling group terminated it (scale-in or a replacement)"
         return {"proceed": False, "reason": reason}
     groups = list(dict.fromkeys(r.target_group_arn for r in gate.where()))
-    described = {arn: describe(arn) for arn in groups}
+    described = _described(gate, lambda: {arn: describe(arn) for arn in groups})
     _group_room(gate, described, len(gone))
     if gate.one_zone_at_a_time:
         _zone_room(gate, run, described)
@@ -238,13 +259,50 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     return {"proceed": True, "healthyTargets": min(healthy.values()), "healthyTargetsByGroup": healthy}
 
 
+# How long a waiter that lost the claim gives the one asking ELB before it reads the shared answer again.
+LEADER_SECONDS = 0.25
+
+
+def shared_listing(gate: GateEvent, table: RunTable) -> Callable[[str], list[TargetHealth]]:
+    """Every target of a group, as ELB answered within the last ``pollSeconds``, shared through the run table:
+    of all the instances waiting on a group, the first to find the answer stale claims the question and asks
+    ELB (DescribeTargetHealth without Targets: every target in one request); the others read its answer. So a
+    run asks once per group per poll, however many instances are in flight."""
+    every = gate.poll_seconds
+
+    def fresh(snapshot: dict[str, Any] | None, now: float) -> list[TargetHealth] | None:
+        if snapshot is None or "at" not in snapshot or snapshot["at"] <= now - every:
+            return None
+        return [TargetHealth(str(i), int(port), str(state)) for i, port, state in snapshot["targets"]]
+
+    def listed(arn: str) -> list[TargetHealth]:
+        now = timeutil.epoch()
+        shared = fresh(table.target_health(arn), now)
+        if shared is not None:
+            return shared
+        if table.claim_health_poll(arn, now, every):
+            asked_at = timeutil.epoch()
+            described = describe(arn)
+            table.put_target_health(arn, asked_at, [[t.instance_id, t.port, t.state] for t in described])
+            return described
+        timeutil.sleep(LEADER_SECONDS)
+        shared = fresh(table.target_health(arn), now)
+        if shared is None:
+            raise TargetNotYetInStateException(f"another instance is asking ELB about {_short(arn)}: not in yet")
+        return shared
+
+    return listed
+
+
 def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: float = 0.0) -> dict[str, Any]:
+    listed = shared_listing(gate, RunTable(settings().table_name))
+
     def reached() -> dict[str, Any]:
-        found = states(gate.instance_id, gate.where())
+        found = _described(gate, lambda: states_among(gate.instance_id, gate.where(), listed))
         pending = {r: s for r, s in found.items() if s not in done}
         if pending:
-            listed = ", ".join(f"{s} in {_short(r.target_group_arn)}" for r, s in pending.items())
-            raise TargetNotYetInStateException(f"{gate.instance_id} is {listed}")
+            listed_states = ", ".join(f"{s} in {_short(r.target_group_arn)}" for r, s in pending.items())
+            raise TargetNotYetInStateException(f"{gate.instance_id} is {listed_states}")
         return {"state": next(iter(found.values()))}
 
     return polling.poll(reached, not_yet=TargetNotYetInStateException, every=gate.poll_seconds, for_seconds=for_seconds)

@@ -1,5 +1,6 @@
 """The capacity gate renews the run's lock for one more instance, and stops a run that lost it."""
 
+import contextlib
 from typing import Any
 
 import boto3
@@ -120,3 +121,35 @@ def test_one_zone_at_a_time_waits_while_another_zone_has_an_instance_out(
         load_function("target_gate").lambda_handler(zoned, lambda_context)
 
     assert RunTable("runs").get_outcome(ME, ME_ID) is None
+
+
+def _waiting(instance_id: str, check: str = "drained") -> dict[str, Any]:
+    return {"check": check, "instanceId": instance_id, "targetGroupArn": TG, "pollSeconds": 1}
+
+
+def test_instances_waiting_on_a_group_share_one_question_to_elb_per_poll(
+    run_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 instances in flight, one DescribeTargetHealth per poll: ELB's Describe* bucket refills 10 a second."""
+    gate = load_function("target_gate")
+    now = [1_800_000_000.0]
+    timeutil.set_source(lambda: now[0], lambda s: now.__setitem__(0, now[0] + s))
+    asked: list[float] = []
+
+    def describe(arn: str, targets: Any = None) -> list[TargetHealth]:
+        asked.append(now[0])
+        return [TargetHealth("i-0000000000000000a", 80, "draining"), TargetHealth("i-0000000000000000b", 80, "healthy")]
+
+    monkeypatch.setattr(gate, "describe", describe)
+    waiting = [gate.GateEvent.model_validate(_waiting(i)) for i in ("i-0000000000000000a", "i-0000000000000000c")]
+
+    for _ in range(25):  # each polls 4 times within a second
+        for g in waiting:
+            with contextlib.suppress(TargetNotYetInStateException):
+                gate.wait_for(g, {"unused"})
+        now[0] += 0.25
+
+    assert len(asked) == 7  # once a second (a waiter sees an answer younger than pollSeconds), not 50 times
+    assert gate.wait_for(waiting[1], {"unused"}) == {"state": "unused"}  # not listed: deregistered and gone
+    with pytest.raises(TargetNotYetInStateException, match="i-0000000000000000a is draining in"):
+        gate.wait_for(waiting[0], {"unused"})

@@ -6,8 +6,15 @@ additional state transition": AWS Step Functions pricing) and finds the change u
 interval late. Polling within the invocation finds it within ``every`` seconds and costs only the
 function's duration (256 MB on arm64: a transition's price buys about 7 s of it), so the workflow
 asks a handler to keep asking for a bounded time and retries only when that time runs out.
+
+The load balancer's questions share a budget: ELB throttles each account's Describe* requests per
+Region with a token bucket of 40 that refills 10 a second, shared with every other caller in the
+account (ELB user guide, "Request throttling for the ELB API"). The instances in flight share one
+answer per target group per poll (target gate), and the poll period keeps a run's questions to half
+of that refill (:data:`ELB_DESCRIBE_SHARE`, :func:`elb_poll_seconds`).
 """
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +22,16 @@ from opsflow import timeutil
 
 # Left unused at the end of the invocation: one more check (a health URL request can take its timeout) fits.
 MARGIN_SECONDS = 2.0
+
+# DescribeTargetHealth requests a second a run allows itself: half the bucket's refill of 10 (the rest for others).
+ELB_DESCRIBE_SHARE = 5.0
+
+
+def elb_poll_seconds(groups: int = 1) -> float:
+    """How often the run asks ELB about each target group while instances wait on it (one shared answer per
+    group per poll, however many are in flight): every second for up to 5 groups, so that all of them stay
+    within :data:`ELB_DESCRIBE_SHARE`; longer for more."""
+    return math.ceil(max(1.0, max(1, groups) / ELB_DESCRIBE_SHARE) * 10) / 10
 
 
 def budget(wanted_seconds: float, context: Any, reserve_seconds: float = 0.0) -> float:

@@ -9,6 +9,9 @@ Keys (pk / sk):
                                               status and output location (the ``command`` action)
 - ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it; a
                                               run holds one per target group it changes)
+- ``health#<targetGroupArn>`` / ``health``   the group's targets as ELB last described them, shared by
+                                              every instance waiting on it (one DescribeTargetHealth
+                                              per group per poll, however many instances are in flight)
 
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
 functions here read and update them, and the restore safety net uses them to clean up after a run
@@ -33,6 +36,8 @@ _de = TypeDeserializer()
 
 RUN_SK = "run"
 LOCK_SK = "lock"
+HEALTH_SK = "health"
+HEALTH_DAYS = 1  # a shared answer outlives its run by a day at most (the table's TTL)
 OUT = "out"  # an instance's outcome while the run has it out of service
 OPEN_RUNS_INDEX = "open-runs"  # template.yaml declares it on RunTable
 
@@ -48,6 +53,10 @@ def run_pk(execution_arn: str) -> str:
 
 def lock_pk(target_group_arn: str) -> str:
     return f"lock#{target_group_arn}"
+
+
+def health_pk(target_group_arn: str) -> str:
+    return f"health#{target_group_arn}"
 
 
 def instance_sk(instance_id: str) -> str:
@@ -275,6 +284,43 @@ class RunTable:
         except self.ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def target_health(self, target_group_arn: str) -> dict[str, Any] | None:
+        """The group's last shared answer: ``at`` (epoch seconds it was asked) and ``targets`` ([[id, port, state]])."""
+        item = self.ddb.get_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": health_pk(target_group_arn), "sk": HEALTH_SK}),
+            ConsistentRead=True,
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def claim_health_poll(self, target_group_arn: str, now: float, every: float) -> bool:
+        """Be the one who asks ELB about the group now; False if another waiter claimed it within ``every`` s."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": health_pk(target_group_arn), "sk": HEALTH_SK}),
+                UpdateExpression="SET claimedAt = :now, expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(claimedAt) OR claimedAt <= :stale",
+                ExpressionAttributeValues={
+                    ":now": {"N": repr(now)},
+                    ":stale": {"N": repr(now - every)},
+                    ":expires": {"N": str(int(now) + HEALTH_DAYS * 86400)},
+                },
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def put_target_health(self, target_group_arn: str, at: float, targets: list[list[Any]]) -> None:
+        """Share what ELB answered at ``at`` about the group's targets."""
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": health_pk(target_group_arn), "sk": HEALTH_SK}),
+            UpdateExpression="SET #at = :at, targets = :targets",
+            ExpressionAttributeNames={"#at": "at"},
+            ExpressionAttributeValues={":at": {"N": repr(at)}, ":targets": _ser.serialize(targets)},
+        )
 
     def open_runs(self) -> list[str]:
         """Execution ARNs of the open runs (the sparse index; eventually consistent, so re-read each run)."""

@@ -7,7 +7,7 @@ and the port when you deregister it" (AWS CLI reference, elbv2 deregister-target
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,6 +81,21 @@ def states(instance_id: str, registrations: Iterable[Registration]) -> dict[Regi
         described = describe(arn, [r.target(instance_id) for r in regs])
         for reg in regs:
             answered = [t.state for t in described if reg.port is None or t.port == reg.port]
+            found[reg] = answered[0] if answered else "unused"
+    return found
+
+
+def states_among(
+    instance_id: str, registrations: Iterable[Registration], listed: Callable[[str], list[TargetHealth]]
+) -> dict[Registration, str]:
+    """The state of the instance in each registration, read from ``listed(group)``: every target of the group,
+    as DescribeTargetHealth without Targets answers. It lists registered and draining targets only, so a
+    target it does not list is ``unused``. A registration without a port matches the instance on any port."""
+    found: dict[Registration, str] = {}
+    for arn in dict.fromkeys(r.target_group_arn for r in registrations):
+        targets = [t for t in listed(arn) if t.instance_id == instance_id]
+        for reg in (r for r in registrations if r.target_group_arn == arn):
+            answered = [t.state for t in targets if reg.port is None or t.port == reg.port]
             found[reg] = answered[0] if answered else "unused"
     return found
 
