@@ -239,6 +239,7 @@ class Sandbox:
                 latency=self.latency,
                 seed=self.seed,
                 on_state=self._on_state,
+                on_end=self._on_execution_end,
             )
             self._patches.__enter__()
             self.fleet = Fleet(self.fleet_spec or FleetSpec(size=1), self.clock.now())
@@ -632,6 +633,19 @@ class Sandbox:
 
     def run(self, logical_id: str, payload: Any, timeout: float = 120.0) -> ExecutionResult:
         return self.wait(self.start_execution(logical_id, payload), timeout)
+
+    def _on_execution_end(self, execution_arn: str) -> None:
+        """A nested execution (started by a workflow's Task, not by the caller) has ended: EventBridge
+        reports it like any other, when it ends. The caller's own executions are reported when the
+        sandbox sees them end (:meth:`result`), as before."""
+        if not moto_patches.started_by_a_workflow(execution_arn):
+            return
+
+        def report() -> None:
+            described = self.client("stepfunctions").describe_execution(executionArn=execution_arn)
+            self._deliver_status_change(described)
+
+        self._timers.append(self.scheduler.call_later(0, report, "status-event"))
 
     def _deliver_status_change(self, described: dict[str, Any]) -> None:
         """EventBridge: "Step Functions Execution Status Change" to the functions whose rules match.
