@@ -141,16 +141,30 @@ class SimulatedFunctionError(Exception):
     """Base of the errors raised by injected Lambda faults (subclassed per error name)."""
 
 
+class FunctionTimedOut(BaseException):
+    """Lambda stopped the invocation at its timeout. A BaseException: a handler's ``except Exception``
+    cannot swallow it, as no handler code can outlive the timeout on Lambda."""
+
+
+# Step Functions reports a function timeout as Lambda.Unknown, like an out-of-memory error ("Unhandled errors
+# in Lambda are reported as Lambda.Unknown ... These include out-of-memory errors and function timeouts":
+# Step Functions Developer Guide, "Handle Lambda service exceptions").
+TIMED_OUT_ERROR = "Lambda.Unknown"
+
+
 class LambdaRuntime:
     def __init__(
         self,
         now: Callable[[], float],
         forced_env: dict[str, str],
         layer_dirs: list[Path],
+        *,
         outside: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
         seed: int = 1,
+        deadline: Callable[[float, Callable[[], BaseException]], AbstractContextManager[None]] | None = None,
     ) -> None:
         self._now = now
+        self._deadline = deadline  # stops a handler's waits at its timeout (the scheduler's); None: never
         self._ids = random.Random(seed)  # request ids: the same on every run of a seed
         self._forced_env = forced_env  # applied over each function's own (log level, tracing off...)
         self._layer_dirs = layer_dirs
@@ -249,13 +263,26 @@ class LambdaRuntime:
         )
         self._stdout.route(self.logs.setdefault(spec.logical_id, []))
         CURRENT.function = spec.logical_id
+        timeout = (
+            self._deadline(context.deadline, lambda: FunctionTimedOut(spec.timeout))
+            if self._deadline is not None
+            else contextlib.nullcontext()
+        )
         with self._environment(spec):
             try:
                 faults = self._faults.get(spec.logical_id)
                 if faults:
                     raise type(faults.pop(0), (SimulatedFunctionError,), {})("injected by the sandbox")
                 handler = getattr(self._module(spec), spec.handler.rsplit(".", 1)[1])
-                result = handler(payload, context)
+                with timeout:
+                    result = handler(payload, context)
+            except FunctionTimedOut:
+                self.invocations.append(
+                    Invocation(spec.logical_id, payload, TIMED_OUT_ERROR, self._now(), started, spec.memory)
+                )
+                message = f"{context.aws_request_id} Task timed out after {spec.timeout:.2f} seconds"
+                # errorType: the interpreter names the task's error after it, so it is what Step Functions reports
+                return json.dumps({"errorMessage": message, "errorType": TIMED_OUT_ERROR}), True, message
             except Exception as exc:  # noqa: BLE001 - every handler error becomes the Lambda error payload
                 self.invocations.append(
                     Invocation(spec.logical_id, payload, type(exc).__name__, self._now(), started, spec.memory)

@@ -234,6 +234,7 @@ class Sandbox:
                 [ROOT / "layers" / "shared"],
                 outside=self.scheduler.external,
                 seed=self.seed,
+                deadline=self.scheduler.deadline,
             )
             self._child_histories: list[Any] = []
             self._patches = moto_patches.patched(

@@ -365,12 +365,27 @@ class Scheduler:
             self.Thread(target=run, name=name, daemon=True).start()
         return timer
 
+    @contextmanager
+    def deadline(self, at: float, stop: Callable[[], BaseException]) -> Iterator[None]:
+        """While inside, the calling thread is stopped at ``at``: a sleep that would pass it sleeps until
+        ``at`` and raises ``stop()`` (how Lambda ends an invocation at its timeout, mid-wait)."""
+        outer: tuple[int, Callable[[], BaseException]] | None = getattr(self._local, "deadline", None)
+        self._local.deadline = (round(at * NS), stop)
+        try:
+            yield
+        finally:
+            self._local.deadline = outer
+
     def sleep(self, seconds: float) -> None:
         """Sleep in simulated time (a participant); returns at once for any other thread."""
         participant = self.current()
         instant: int = getattr(self._local, "instant", 0)
         if participant is None or instant:
             return
+        deadline: tuple[int, Callable[[], BaseException]] | None = getattr(self._local, "deadline", None)
+        if deadline is not None and self.clock.now_ns() + round(seconds * NS) > deadline[0]:
+            self.sleep(max(0, deadline[0] - self.clock.now_ns()) / NS)
+            raise deadline[1]()
         with self._mutex:
             if seconds > 0:
                 token = self._park_locked(participant, None, seconds)

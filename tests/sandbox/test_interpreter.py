@@ -129,6 +129,21 @@ def test_an_error_that_must_not_be_retried_goes_to_its_catcher(features: Sandbox
     assert len(of_type(result, "LambdaFunctionScheduled")) == 1
 
 
+def test_a_function_that_outlives_its_timeout_is_stopped_there_and_fails_as_lambda_unknown(features: Sandbox) -> None:
+    """Lambda ends an invocation at its timeout, mid-wait, and runs none of its code after it; Step Functions
+    reports the timeout as Lambda.Unknown (Developer Guide, "Handle Lambda service exceptions")."""
+    result = features.run(SM, {"path": "slow"})  # the handler waits 25 s; the fixture's timeout is 10 s
+
+    assert result.status == "SUCCEEDED"
+    assert result.output["Error"] == "Lambda.Unknown"
+    assert "Task timed out after 10.00 seconds" in result.output["Cause"]
+    scheduled, failed = of_type(result, "LambdaFunctionScheduled")[0], of_type(result, "LambdaFunctionFailed")[0]
+    assert seconds(failed["timestamp"], scheduled["timestamp"]) == 10 + features.latency.lambda_invoke
+    (invocation,) = [i for i in features.lambdas.invocations if i.event.get("key") == "slow"]
+    assert (invocation.error_type, invocation.at - invocation.started) == ("Lambda.Unknown", 10)  # billed: 10 s
+    assert "slow: done waiting" not in features.lambdas.logs.get("FlakyFunction", [])  # nothing ran after it
+
+
 def test_sdk_integrations_use_step_functions_service_names(features: Sandbox) -> None:
     result = features.run(SM, {"path": "sdk", "targetGroupArn": features.fleet_resources["TargetGroupArn"]})
 
