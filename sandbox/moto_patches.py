@@ -656,6 +656,10 @@ HISTORY_LIMIT_CAUSE = f"The execution reached the maximum number of history even
 # Functions workflows). moto's States.ALL matches it, so a workflow would mail its own failure where
 # AWS ends the execution with nothing more run.
 DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
+# Neither can it catch a runtime error ("States.ALL ... can't catch the States.DataLimitExceeded terminal
+# error or Runtime error types", same page): a JSONPath that matches nothing, a result over the quota, a
+# history full. Only a catcher that names them (and a retrier) takes them.
+UNCATCHABLE_BY_STATES_ALL = frozenset({DATA_LIMIT_EXCEEDED, "States.Runtime"})
 _EXECUTION_ENDS = {
     HistoryEventType.ExecutionFailed,
     HistoryEventType.ExecutionSucceeded,
@@ -677,6 +681,18 @@ def data_limit_exceeded(env: Any, what: str) -> FailureEventException:
             error_name=StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded),
             event_type=HistoryEventType.TaskFailed,
             event_details=_details(executionFailedEventDetails={"error": DATA_LIMIT_EXCEEDED, "cause": what}),
+        )
+    )
+
+
+def runtime_error(env: Any, cause: str) -> FailureEventException:
+    """States.Runtime: what AWS fails the execution with when a path of the definition matches nothing."""
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=_details(executionFailedEventDetails={"error": "States.Runtime", "cause": cause}),
         )
     )
 
@@ -714,7 +730,8 @@ def _quota_patches(child_histories: list[Any]) -> list[Any]:
     def error_equals(self: Any, env: Any) -> None:
         error = env.stack[-1]
         named = {getattr(name, "error_name", None) for name in self.error_names}
-        if getattr(error, "error_name", None) == DATA_LIMIT_EXCEEDED and DATA_LIMIT_EXCEEDED not in named:
+        name = getattr(error, "error_name", None)
+        if name in UNCATCHABLE_BY_STATES_ALL and name not in named:
             env.stack.pop()
             env.stack.append(False)  # not even by States.ALL: the execution fails
             return
@@ -722,7 +739,10 @@ def _quota_patches(child_histories: list[Any]) -> list[Any]:
 
     def checked_input(original: Callable[[Any, Any], None], field: str) -> Callable[[Any, Any], None]:
         def eval_body(self: Any, env: Any) -> None:
-            original(self, env)
+            try:
+                original(self, env)
+            except json_path.NoSuchJsonPathError as missing:  # moto: a plain exception, "Exception" to a Task
+                raise runtime_error(env, f"{missing} (in the {field} of state '{env.next_state_name}')") from None
             if not is_within_size_quota(env.stack[-1]):
                 raise data_limit_exceeded(
                     env, f"The input of state '{env.next_state_name}' after {field} exceeds the 256 KiB payload quota."

@@ -66,6 +66,52 @@ def test_an_output_over_256_kib_fails_the_execution_past_a_states_all_catcher(ma
     assert "Caught" not in result.states_entered()
 
 
+def test_a_runtime_error_fails_the_execution_past_a_states_all_catcher(machine: Any) -> None:
+    """ "States.ALL ... can't catch the States.DataLimitExceeded terminal error or Runtime error types"
+    (Handling errors in Step Functions workflows): a path that matches nothing is one."""
+    branch = {
+        "StartAt": "Read a field the input lacks",
+        "States": {"Read a field the input lacks": {"Type": "Pass", "Parameters": {"v.$": "$.missing"}, "End": True}},
+    }
+    catch_all = {"ErrorEquals": ["States.ALL"], "Next": "Caught"}
+    sb = machine(
+        {
+            "StartAt": "Run the branch",
+            "States": {
+                "Run the branch": {"Type": "Parallel", "Branches": [branch], "Catch": [catch_all], "End": True},
+                "Caught": {"Type": "Pass", "End": True},
+            },
+        }
+    )
+
+    result = sb.run(SM, {})
+
+    assert (result.status, result.error) == ("FAILED", "States.Runtime")
+    assert "Caught" not in result.states_entered()
+
+
+def test_a_task_whose_parameters_name_a_missing_field_fails_the_execution(machine: Any) -> None:
+    """A Task's Parameters path that matches nothing is a runtime error too (moto called it "Exception", which
+    States.ALL caught): the workflow must not rely on a catcher for an input it never checked."""
+    task = {"Type": "Task", "Resource": "${FlakyFunctionArn}", "Parameters": {"key.$": "$.missing"}}
+    sb = machine(
+        {
+            "StartAt": "Call with a missing field",
+            "States": {
+                "Call with a missing field": task
+                | {"Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
+                "Caught": {"Type": "Pass", "End": True},
+            },
+        }
+    )
+
+    result = sb.run(SM, {})
+
+    assert (result.status, result.error) == ("FAILED", "States.Runtime")
+    assert "Caught" not in result.states_entered()
+    assert "'$.missing' could not be found" in (result.cause or "")
+
+
 def test_a_state_output_within_256_kib_passes(machine: Any) -> None:
     sb = machine({"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": True}}})
 
