@@ -27,8 +27,6 @@ from urllib.parse import urlparse
 import boto3
 import requests
 from botocore.exceptions import ClientError
-from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.ec2.models import ec2_backends
 from requests.adapters import BaseAdapter
 
 from sandbox import tagging
@@ -37,9 +35,9 @@ from sandbox.commands import COMMAND_OPERATIONS, CommandService
 from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
-from sandbox.moto_patches import running_state_machine, running_task_state
+from sandbox.moto_patches import ec2_backend, running_state_machine, running_task_state
 from sandbox.network import Network
-from sandbox.patches import PatchService, SimulatedApiError
+from sandbox.patch_data import PatchService, SimulatedApiError
 from sandbox.sam import Role
 
 TAG_KEY = "opsflow:tier"
@@ -566,7 +564,7 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     tags = [{"Key": TAG_KEY, "Value": TAG_VALUE}, {"Key": "Patch Group", "Value": "web"}]
     # Straight into moto's EC2 backend, as its RunInstances handler would (same ids, tags, addresses): the
     # API round trip serialises every instance to XML and back, minutes for a 5,000-server fleet.
-    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    backend = ec2_backend(region)
     instance_ids: list[str] = []
     # One reservation per 100 instances; with two zones, the first half of the fleet in the first zone.
     per_zone = [spec.size] if spec.zones == 1 else [spec.size - spec.size // 2, spec.size // 2]

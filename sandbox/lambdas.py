@@ -104,7 +104,9 @@ class RoutedStdout(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self.real.flush()
+        # Also called when the router is collected, possibly after the real stream (a test's capture) closed.
+        if not self.real.closed:
+            self.real.flush()
 
 
 # Which function the current thread is running (API calls are attributed to it).

@@ -33,9 +33,13 @@ from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from jsonpath_ng.parser import parse as plain_jsonpath_parse
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import AWSError
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.core.resource_tagging import make_tag_matcher
 from moto.core.responses import EmptyResult
+from moto.ec2.models import ec2_backends
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+from moto.events.models import EventPattern, events_backends
 from moto.moto_api._internal import mock_random
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
@@ -708,3 +712,40 @@ def lambda_error_payload(exc: BaseException, request_id: str, trace: list[str]) 
             "stackTrace": trace,
         }
     )
+
+
+# -- moto's backends read directly: no API call a run would count, no XML round trip ------------
+def ec2_backend(region: str) -> Any:
+    """moto's EC2 backend, where the fleet is created and snapshotted without the API's XML round trip."""
+    return ec2_backends[DEFAULT_ACCOUNT_ID][region]
+
+
+def event_rule_enabled(account: str, region: str, name: str) -> bool:
+    """Whether the default bus's rule ``name`` exists and is ENABLED."""
+    rule = events_backends[account][region].event_buses["default"].rules.get(name)
+    return rule is not None and rule.state == "ENABLED"
+
+
+def event_pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's pattern matching, as moto implements it for PutEvents."""
+    return bool(EventPattern.load(json.dumps(pattern)).matches_event(event))  # type: ignore[arg-type]
+
+
+def tagged_event_rules(account: str, region: str) -> list[tuple[str, dict[str, str]]]:
+    """(ARN, tags) of every tagged rule on every event bus, ordered by ARN."""
+    backend = events_backends[account][region]
+    found = []
+    for bus in backend.event_buses.values():
+        for rule in bus.rules.values():
+            tags = backend.tagger.get_tag_dict_for_resource(rule.arn)
+            if tags:  # GetResources lists tagged resources
+                found.append((rule.arn, tags))
+    return sorted(found)
+
+
+def tag_filter(filters: list[dict[str, Any]] | None) -> Callable[[dict[str, str]], bool]:
+    """The Resource Groups Tagging API's TagFilters (every filter must match; any of a filter's values)."""
+    return make_tag_matcher(filters)
+
+
+DEFAULT_ACCOUNT = DEFAULT_ACCOUNT_ID

@@ -23,7 +23,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
 
-from sandbox.template import Stack, TemplateError
+from template_model import Stack, TemplateError
 
 _LOCAL_PATHS = ("CodeUri", "ContentUri", "DefinitionUri")
 _cache: dict[str, dict[str, Any]] = {}

@@ -125,7 +125,8 @@ def run_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
     """The run table as template.yaml declares it (keys and indexes), and TABLE_NAME pointing at it."""
     import boto3
 
-    from sandbox.template import load_template, table_arguments
+    from sandbox.deployer import table_arguments
+    from template_model import load_template
 
     declared = load_template()["Resources"]["RunTable"]["Properties"]
     boto3.client("dynamodb", region_name=REGION).create_table(TableName="runs", **table_arguments(declared))

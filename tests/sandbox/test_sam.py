@@ -7,7 +7,7 @@ import pytest
 from sandbox import sam
 from sandbox.fleet import FleetSpec
 from sandbox.runtime import Sandbox
-from sandbox.template import Stack, load_template
+from template_model import Stack, load_template
 
 
 def statements(role: sam.Role) -> list[dict[str, Any]]:

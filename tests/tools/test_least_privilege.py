@@ -18,7 +18,7 @@ import pytest
 from botocore import xform_name
 
 from sandbox.authorization import ACTION_OF, IAM_PREFIXES, SERVICE_IDS
-from sandbox.template import Stack
+from template_model import Stack
 from tests.conftest import ROOT
 from tools.asl import SYNC_NEEDS, definitions, distributed_maps, map_data_actions, tasks
 from tools.reachable import reachable_modules

@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.fleet import FleetSpec, Spread
 from sandbox.runtime import ExecutionResult, Sandbox
-from sandbox.template import TEMPLATE_PATH
+from template_model import TEMPLATE_PATH
 
 SM = "RollingRestartStateMachine"
 MUTATING = {

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sandbox.fleet import FleetSpec
-from sandbox.patches import InstancePatches, PatchSpec, clear
+from sandbox.patch_data import InstancePatches, PatchSpec, clear
 from sandbox.runtime import ExecutionResult, Sandbox
 
 SM = "PatchPreviewStateMachine"
