@@ -288,6 +288,13 @@ def _alarm_ids(d: StackDeployer, logical_id: str, props: dict[str, Any]) -> Ids:
     return {"Ref": name, "Arn": ARN.format("cloudwatch", f"alarm:{name}")}
 
 
+def _managed_policy_ids(d: StackDeployer, logical_id: str, props: dict[str, Any]) -> Ids:
+    """Ref is the policy's ARN; its document is evaluated with the roles it is attached to (sandbox/sam.py)."""
+    name = d.name(logical_id, props, "ManagedPolicyName")
+    arn = f"arn:aws:iam::{ACCOUNT}:policy/{name}"
+    return {"Ref": arn, "PolicyArn": arn}
+
+
 def _generic_ids(d: StackDeployer, logical_id: str, props: dict[str, Any]) -> Ids:
     """Not simulated (roles, log groups, dashboards...): names that resolve, nothing created."""
     generic = f"{d.stack.name}-{logical_id}"
@@ -319,6 +326,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
     ),
     "AWS::KMS::Key": ResourceType(_key_ids),
+    "AWS::IAM::ManagedPolicy": ResourceType(_managed_policy_ids),
     "AWS::EC2::SecurityGroup": ResourceType(_security_group_ids, _set_egress),
     "AWS::EC2::SecurityGroupIngress": ResourceType(_generic_ids, _create_ingress),
     # Its properties are PutMetricAlarm's parameters.
