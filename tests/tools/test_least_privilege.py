@@ -97,7 +97,7 @@ def test_the_stack_key_policy_allows_using_that_key_only_and_every_role_of_the_s
     with_key = {
         role
         for role, resource in template["Resources"].items()
-        if resource["Type"] == "AWS::IAM::Role" and PLATFORM <= allowed_actions(template, role)
+        if resource["Type"] == "AWS::IAM::Role" and allowed_actions(template, role) >= PLATFORM
     }
     stack_roles = {f"{logical_id}Role" for logical_id, _ in roles(template, "AWS::Lambda::Function")} | {
         f"{logical_id}Role" for logical_id, _ in roles(template, "AWS::StepFunctions::StateMachine")
