@@ -23,7 +23,6 @@ import threading
 import time
 import traceback
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -164,9 +163,6 @@ class LambdaRuntime:
         self.logs: dict[str, list[str]] = {}  # logical id -> lines the function printed (its log stream)
         self._stdout = RoutedStdout(sys.stdout)
         sys.stdout = self._stdout
-        # Powertools warns on every invocation that emits no metric; on AWS that is a log line. Set once
-        # for the process (warnings.catch_warnings around each handler is not safe when handlers interleave).
-        warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     def close(self) -> None:
         if sys.stdout is self._stdout:
