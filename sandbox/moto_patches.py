@@ -44,7 +44,12 @@ from moto.moto_api._internal import mock_random
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser import utils as parser_utils
-from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.api import (
+    ExecutionFailedEventDetails,
+    HistoryEventType,
+    InvalidToken,
+    TaskFailedEventDetails,
+)
 from moto.stepfunctions.parser.asl.component.common import parargs
 from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -80,6 +85,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, ProgramError
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution_worker
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.parser.quotas import is_within_size_quota
 
 from sandbox.clock import SimClock
@@ -251,11 +257,34 @@ def _execution_data(**fields: Any) -> Any:
     return _original_execution_data(**fields)
 
 
+# Task tokens answered so far: once its execution has ended, moto forgets a token (InvalidToken), AWS
+# still answers TaskTimedOut ("the task associated with the token has already been closed").
+_ANSWERED_TOKENS: set[str] = set()
+_TOKEN_CLOSED = "Task Timed Out: 'Provided task does not exist anymore'"
+
+
 def _notify(self: Any, callback_id: str, outcome: Any) -> bool:
     endpoint = self.get(callback_id)
     if endpoint is not None and endpoint.get_outcome() is not None:
-        raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
-    return bool(_original_notify(self, callback_id, outcome))
+        raise TaskTimedOut(_TOKEN_CLOSED)
+    notified = bool(_original_notify(self, callback_id, outcome))
+    if notified:
+        _ANSWERED_TOKENS.add(callback_id)
+    return notified
+
+
+def _answered_once(original: Callable[..., Any]) -> Callable[..., Any]:
+    """SendTaskSuccess/Failure/Heartbeat with a token already answered: TaskTimedOut, whatever moto still knows."""
+
+    def answer(self: Any, task_token: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, task_token, *args, **kwargs)
+        except InvalidToken:
+            if task_token in _ANSWERED_TOKENS:
+                raise TaskTimedOut(_TOKEN_CLOSED) from None
+            raise
+
+    return answer
 
 
 def _send_task_failure(self: Any) -> Any:
@@ -332,6 +361,12 @@ def _api_patches() -> list[Any]:
         mock.patch.object(sfn_responses.StepFunctionResponse, "send_task_failure", _send_task_failure),
         # A task token answers once: a second SendTaskSuccess/Failure is TaskTimedOut.
         mock.patch.object(callback_module.CallbackPoolManager, "notify", _notify),
+        *(
+            mock.patch.object(
+                StepFunctionsParserBackend, name, _answered_once(getattr(StepFunctionsParserBackend, name))
+            )
+            for name in ("send_task_success", "send_task_failure", "send_task_heartbeat")
+        ),
         # An EC2 resource's tags looked up, not scanned for (only the wall time changes).
         mock.patch.object(TaggedEC2Resource, "get_tags", _tags_of),
         # Each JSONPath is parsed once (moto parses it on every use; only the wall time changes).
@@ -677,6 +712,7 @@ def patched(
     """Apply every patch; undo them on exit. Distributed Map children's histories are kept in ``child_histories``."""
     if moto.__version__ != MOTO_VERSION:
         raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
+    _ANSWERED_TOKENS.clear()
     quotas = _quota_patches(child_histories if child_histories is not None else [])
     time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
