@@ -176,9 +176,12 @@ def callback_token(features: Sandbox) -> tuple[str, str]:
     sqs = features.client("sqs")
     queue = sqs.get_queue_url(QueueName="opsflow-Queue")["QueueUrl"]
     messages: list[dict[str, Any]] = []
-    features.run_until(
-        lambda: bool(messages.extend(sqs.receive_message(QueueUrl=queue).get("Messages", []))) or bool(messages)
-    )
+
+    def asked() -> bool:
+        messages.extend(sqs.receive_message(QueueUrl=queue).get("Messages", []))
+        return bool(messages)
+
+    features.run_until(asked)
     return arn, json.loads(messages[0]["Body"])["token"]
 
 
