@@ -148,28 +148,6 @@ def test_the_context_object_carries_iso_timestamps_in_simulated_time(features: S
     assert abs((entered_at - result.events[0]["timestamp"]).total_seconds()) < 60
 
 
-def test_wait_for_task_token_resumes_with_the_callback_output(features: Sandbox) -> None:
-    arn = features.start_execution(SM, {"path": "callback"})
-    sqs = features.client("sqs")
-    queue = sqs.get_queue_url(QueueName="opsflow-Queue")["QueueUrl"]
-    messages: list[dict[str, Any]] = []
-
-    def asked() -> bool:
-        messages.extend(sqs.receive_message(QueueUrl=queue).get("Messages", []))
-        return bool(messages)
-
-    features.run_until(asked)  # simulated time runs until the request is in the queue
-    token = json.loads(messages[0]["Body"])["token"]
-    asked_at = features.clock.now()
-
-    features.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps({"approved": True}))
-
-    result = features.wait(arn)
-    assert result.status == "SUCCEEDED" and result.output == {"approved": True}
-    succeeded = of_type(result, "TaskSucceeded")[0]["timestamp"].timestamp()
-    assert succeeded == pytest.approx(asked_at, abs=0.001), "the answer lands at the instant it was sent"
-
-
 def callback_token(features: Sandbox) -> tuple[str, str]:
     """Start the callback path and run until its task token is in the queue: (execution ARN, token)."""
     arn = features.start_execution(SM, {"path": "callback"})
@@ -181,8 +159,20 @@ def callback_token(features: Sandbox) -> tuple[str, str]:
         messages.extend(sqs.receive_message(QueueUrl=queue).get("Messages", []))
         return bool(messages)
 
-    features.run_until(asked)
+    features.run_until(asked)  # simulated time runs until the request is in the queue
     return arn, json.loads(messages[0]["Body"])["token"]
+
+
+def test_wait_for_task_token_resumes_with_the_callback_output(features: Sandbox) -> None:
+    arn, token = callback_token(features)
+    asked_at = features.clock.now()
+
+    features.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps({"approved": True}))
+
+    result = features.wait(arn)
+    assert result.status == "SUCCEEDED" and result.output == {"approved": True}
+    succeeded = of_type(result, "TaskSucceeded")[0]["timestamp"].timestamp()
+    assert succeeded == pytest.approx(asked_at, abs=0.001), "the answer lands at the instant it was sent"
 
 
 def test_send_task_failure_passes_its_error_and_cause_to_the_execution(features: Sandbox) -> None:
