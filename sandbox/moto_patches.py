@@ -77,6 +77,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_sfn,
     state_task_service_sqs,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 from moto.stepfunctions.parser.asl.eval import environment as environment_module
 from moto.stepfunctions.parser.asl.eval.callback import callback as callback_module
@@ -84,6 +85,7 @@ from moto.stepfunctions.parser.asl.eval.event import event_manager as event_mana
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, ProgramError
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+from moto.stepfunctions.parser.backend import execution as execution_module
 from moto.stepfunctions.parser.backend import execution_worker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.parser.quotas import is_within_size_quota
@@ -239,7 +241,18 @@ def _sfn_eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> No
     parameters.clear()
     parameters.update(camel)
     _original_sfn_eval_service_task(self, env, *args, **kwargs)
-    env.stack.append(_pascal(env.stack.pop()))
+    response = _pascal(env.stack.pop())
+    if "ExecutionArn" in response:
+        NESTED_EXECUTIONS.add(response["ExecutionArn"])
+    env.stack.append(response)
+
+
+# Executions a workflow's Task started (states:startExecution), as opposed to a caller's.
+NESTED_EXECUTIONS: set[str] = set()
+
+
+def started_by_a_workflow(execution_arn: str) -> bool:
+    return execution_arn in NESTED_EXECUTIONS
 
 
 def _sfn_normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
@@ -248,6 +261,33 @@ def _sfn_normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any)
         pascal = _pascal(response)
         response.clear()
         response.update(pascal)
+
+
+_original_sfn_integration = state_task_service_sfn.StateTaskServiceSfn._eval_integration_pattern
+_WAITED_FOR = {ResourceCondition.Sync, ResourceCondition.Sync2}
+
+
+def _sfn_eval_integration_pattern(
+    self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: Any, state_credentials: Any
+) -> None:
+    """A ``.sync``/``.sync:2`` Task whose execution is stopped stops the nested execution it waits for.
+
+    moto stops waiting and leaves the child running. On AWS the parent's role needs
+    ``states:StopExecution`` on the child executions for ``.sync`` ("IAM policies for AWS Step
+    Functions", Step Functions developer guide): the service stops the child with the parent's
+    credentials, best effort (a denied or failed call leaves the child running, as here).
+    """
+    submitted = env.stack[-1] if env.stack else None
+    child = submitted.get("ExecutionArn") if isinstance(submitted, dict) else None
+    try:
+        _original_sfn_integration(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+    finally:
+        if child and self.resource.condition in _WAITED_FOR and not env.is_running() and execution_running(child):
+            sfn = boto_client.boto_client_for(
+                region=resource_runtime_part.region, service="stepfunctions", state_credentials=state_credentials
+            )
+            with contextlib.suppress(botocore.exceptions.ClientError):
+                sfn.stop_execution(executionArn=child)
 
 
 def _execution_data(**fields: Any) -> Any:
@@ -355,6 +395,10 @@ def _api_patches() -> list[Any]:
         # Nested executions (states:startExecution, .sync, .sync:2): PascalCase in and out, as on AWS.
         mock.patch.object(state_task_service_sfn.StateTaskServiceSfn, "_eval_service_task", _sfn_eval_service_task),
         mock.patch.object(state_task_service_sfn.StateTaskServiceSfn, "_normalise_response", _sfn_normalise_response),
+        # Stopping the parent of a .sync nested execution stops the child too.
+        mock.patch.object(
+            state_task_service_sfn.StateTaskServiceSfn, "_eval_integration_pattern", _sfn_eval_integration_pattern
+        ),
         # $$.Execution.StartTime is an ISO string on AWS; moto hands over a datetime.
         mock.patch.object(execution_worker, "ExecutionData", _execution_data),
         # SendTaskFailure passes its cause on (moto's API layer drops it).
@@ -699,6 +743,17 @@ def _quota_patches(child_histories: list[Any]) -> list[Any]:
     ]
 
 
+def _end_patch(on_end: Callable[[str], None]) -> Any:
+    """``on_end(execution_arn)`` once an execution has ended (its status set), in the thread that ran it."""
+    original = execution_module.BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: Any) -> None:
+        original(self)
+        on_end(self.execution.exec_arn)
+
+    return mock.patch.object(execution_module.BaseExecutionWorkerCommunication, "terminated", terminated)
+
+
 @contextlib.contextmanager
 def patched(
     scheduler: Scheduler,
@@ -708,6 +763,7 @@ def patched(
     latency: LatencyModel,
     seed: int = 1,
     on_state: StateHook | None = None,
+    on_end: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
     """Apply every patch; undo them on exit. Distributed Map children's histories are kept in ``child_histories``."""
     if moto.__version__ != MOTO_VERSION:
@@ -717,6 +773,8 @@ def patched(
     time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
         patches = [*_api_patches(), *_principal_patches(), _lambda_patch(invoke_lambda), *time_patches]
+        if on_end is not None:
+            patches.append(_end_patch(on_end))
         for patch in [*patches, *quotas]:
             stack.enter_context(patch)
         yield

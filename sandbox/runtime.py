@@ -126,6 +126,7 @@ class Sandbox:
                 latency=self.latency,
                 seed=self.seed,
                 on_state=self._on_state,
+                on_end=self._on_execution_end,
             )
             self._patches.__enter__()
             self.fleet = Fleet(self.fleet_spec or FleetSpec(size=1), self.clock.now())
@@ -199,6 +200,9 @@ class Sandbox:
 
     def _on_ended(self, described: dict[str, Any]) -> None:
         self.triggers.deliver_status_change(described)
+
+    def _on_execution_end(self, execution_arn: str) -> None:
+        self.triggers.execution_ended(execution_arn)  # triggers exist from before the first execution
 
     def _patch_service(self) -> PatchService:
         now = self.clock.now_datetime()

@@ -17,7 +17,7 @@ from sandbox import moto_patches
 from sandbox.aws_fleet import ApiCall, AwsBridge
 from sandbox.clock import SimClock
 from sandbox.deployer import event_rules
-from sandbox.environment import ACCOUNT, REGION
+from sandbox.environment import ACCOUNT, REGION, client
 from sandbox.lambdas import LambdaRuntime
 from sandbox.scheduler import Scheduler, Timer
 from template_model import Stack
@@ -128,6 +128,19 @@ class Triggers:
         else:
             for _ in range(2 if self.status_events == "duplicate" else 1):
                 self._deliver(event)
+
+    def execution_ended(self, execution_arn: str) -> None:
+        """A nested execution (started by a workflow's Task, not by the caller) has ended: EventBridge
+        reports it like any other, when it ends. The caller's own executions are reported when the
+        sandbox sees them end (:meth:`sandbox.executions.Executions.result`)."""
+        if not moto_patches.started_by_a_workflow(execution_arn):
+            return
+
+        def report() -> None:
+            described = client("stepfunctions").describe_execution(executionArn=execution_arn)
+            self.deliver_status_change(described)
+
+        self._timers.append(self.scheduler.call_later(0, report, "status-event"))
 
     def _deliver(self, event: dict[str, Any]) -> None:
         first_call = len(self.bridge.calls)

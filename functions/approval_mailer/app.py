@@ -6,6 +6,8 @@ timeout; the verifier function behind the public URL checks them. Messages are p
 (Powertools BatchProcessor: a bad message is reported as a batch item failure, retried, then moved to
 the dead-letter queue, without holding up the others), and each request is mailed once even when SQS
 delivers its message again (Powertools idempotency on the run table, keyed by the task token).
+A patch run's request names its patch preview (in the stack's bucket): that mail is the preview itself
+with the links, one mail to read and answer.
 """
 
 import base64
@@ -24,6 +26,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients, notify
@@ -64,6 +67,39 @@ def sign(link: Link) -> Link:
     return link.model_copy(update={"mac": base64.urlsafe_b64encode(mac["Mac"]).decode()})
 
 
+def preview_text(preview: dict[str, Any]) -> str:
+    """The patch preview's text from the stack's bucket; if it cannot be read, why, so the mail still goes."""
+    try:
+        body = clients.client("s3").get_object(Bucket=preview["bucket"], Key=preview["key"])["Body"]
+        return str(body.read().decode())
+    except ClientError as exc:
+        return (
+            f"The patch preview could not be read (s3://{preview['bucket']}/{preview['key']}: "
+            f"{exc.response['Error']['Code']}). Reject unless you know what this run installs.\n"
+        )
+
+
+def patch_email(request: ApprovalRequest, group: str, links: dict[str, str], expires: int) -> tuple[str, str]:
+    """One mail for the patch workflow: the patch preview with the approve/reject links.
+
+    The links come before the preview, so a preview too long for SNS is what gets cut, never a link.
+    """
+    plan, preview = request.plan, request.plan["preview"]
+    subject = f"opsflow: approve patching {group}? {preview['findings']}"
+    body = (
+        f"Patching {group} is waiting for your approval: once approved, the patches below are installed "
+        "a batch at a time behind the load balancer, each instance back in service only when healthy.\n\n"
+        f"Approve: {links['approve']}\n\nReject: {links['reject']}\n\n"
+        f"Without an answer by {dt.datetime.fromtimestamp(expires, dt.UTC):%Y-%m-%d %H:%M} UTC, "
+        "nothing is installed and nothing is changed.\n\n"
+        f"{plan.get('summary', '')}\n"
+        f"Batches: {json.dumps(plan.get('batches', []))}\n"
+        f"Execution: {request.execution_arn}\n\n"
+        "Patch preview\n=============\n" + preview_text(preview)
+    )
+    return subject, body
+
+
 def request_email(request: ApprovalRequest, base_url: str) -> tuple[str, str]:
     asked = dt.datetime.fromisoformat(request.asked_at)
     expires = int(asked.timestamp()) + request.timeout_seconds
@@ -73,7 +109,10 @@ def request_email(request: ApprovalRequest, base_url: str) -> tuple[str, str]:
         links[decision] = base_url + "?" + urlencode(sign(link).model_dump())
     plan = request.plan
     group = request.target_group_arn.split(":")[-1]
-    subject = f"opsflow: approve the rolling restart of {group.split('/')[1] if '/' in group else group}?"
+    group = group.split("/")[1] if "/" in group else group
+    if plan.get("preview"):
+        return patch_email(request, group, links, expires)
+    subject = f"opsflow: approve the rolling restart of {group}?"
     body = (
         f"A rolling restart is waiting for your approval.\n\n{plan.get('summary', '')}\n\n"
         + (f"{plan['note']}\n\n" if plan.get("note") else "")
@@ -89,7 +128,9 @@ def request_email(request: ApprovalRequest, base_url: str) -> tuple[str, str]:
 def mail(request: ApprovalRequest) -> dict[str, Any]:
     cfg = settings()
     subject, body = request_email(request, cfg.approval_url.rstrip("/") + "/")
-    notify.publish(cfg.topic_arn, subject, body)
+    preview = request.plan.get("preview")
+    rest = f"s3://{preview['bucket']}/{preview['key']}" if preview else "the run's records"
+    notify.publish(cfg.topic_arn, subject, body, rest_is_in=rest)
     metrics.add_metric(name="ApprovalRequested", unit=MetricUnit.Count, value=1)
     return {"mailed": request.execution_arn}
 

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -69,6 +69,8 @@ class ReportEvent(BaseModel):
     batches: BatchLocation
     # A child execution that failed past its Catch leaves a null here (its failure is tolerated).
     results: list[BatchResult | None]
+    # "approval": the text goes to the bucket for the patch workflow's approval mail instead of being mailed.
+    deliver: Literal["mail", "approval"] = "mail"
 
 
 @dataclass
@@ -178,18 +180,21 @@ class Preview:
         name = self.names.get(instance_id, instance_id)
         return f"{name} ({instance_id})" if name != instance_id else instance_id
 
-    def subject(self) -> str:
+    def findings(self) -> str:
+        """What the preview found, in a few words: "4 patches on 3 servers, 1 critical [1 stale]"."""
         flags = (f" [{len(self.stale)} stale]" if self.stale else "") + (
             f" [{len(self.unreadable)} unreadable]" if self.unreadable else ""
         )
         if not self.groups:
-            servers = plural(len(self.managed), "server")
-            return f"Patch preview {self.scope}{self.when}: nothing to install on {servers}{flags}"
+            return f"nothing to install on {plural(len(self.managed), 'server')}{flags}"
         critical = len(self.by_severity["Critical"])
         counts = f"{plural(len(self.groups), 'patch')} on {plural(len(self.affected), 'server')}" + (
             f", {critical} critical" if critical else ""
         )
-        return f"Patch preview {self.scope}{self.when}: {counts}{flags}"
+        return f"{counts}{flags}"
+
+    def subject(self) -> str:
+        return f"Patch preview {self.scope}{self.when}: {self.findings()}"
 
     def head(self, listed: int | None = None) -> list[str]:
         """The summary and the warnings, each server list cut to ``listed`` names (None: all)."""
@@ -214,8 +219,9 @@ class Preview:
         reboot = [f for f in self.managed if f["instanceId"] in self.affected or f["pendingReboot"]]
         if reboot:
             waiting = sum(1 for f in reboot if f["pendingReboot"])
+            installer = "this run" if self.event.deliver == "approval" else "the window"
             lines.append(
-                f"Will reboot if the window installs with RebootIfNeeded: {plural(len(reboot), 'server')} "
+                f"Will reboot if {installer} installs with RebootIfNeeded: {plural(len(reboot), 'server')} "
                 f"({waiting} already waiting for a reboot)."
             )
         return lines + self.warnings(listed)
@@ -280,7 +286,7 @@ def report(event: ReportEvent, cfg: Settings) -> dict[str, Any]:
     }
     if len(full) <= cfg.email_limit_chars:
         result["message"] = full
-        return result
+        return hand_over(event, preview, result, cfg) if event.deliver == "approval" else result
     key = f"{event.run_prefix}/report.txt"
     clients.client("s3").put_object(
         Bucket=cfg.bucket_name, Key=key, Body=full.encode(), ContentType="text/plain; charset=utf-8"
@@ -298,6 +304,23 @@ def report(event: ReportEvent, cfg: Settings) -> dict[str, Any]:
     ]
     result["message"] = "\n".join([*preview.head(LISTED_IN_MAIL), *pointer, *shown, "..."]) + "\n"
     result["reportLocation"] = {"bucket": cfg.bucket_name, "key": key}
+    return hand_over(event, preview, result, cfg) if event.deliver == "approval" else result
+
+
+def hand_over(event: ReportEvent, preview: Preview, result: dict[str, Any], cfg: Settings) -> dict[str, Any]:
+    """The email's text to the bucket for the approval mail (one mail: the preview and its links);
+    what the state carries stays a few hundred bytes for any fleet."""
+    key = f"{event.run_prefix}/approval-preview.txt"
+    clients.client("s3").put_object(
+        Bucket=cfg.bucket_name, Key=key, Body=result.pop("message").encode(), ContentType="text/plain; charset=utf-8"
+    )
+    result["send"] = False
+    result["approvalMail"] = {
+        "findings": preview.findings(),
+        "bucket": cfg.bucket_name,
+        "key": key,
+        "counts": result["counts"],
+    }
     return result
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
 
 from opsflow import clients, timeutil
@@ -67,6 +67,18 @@ class PreviewRequest(_Model):
     stale_after_hours: Annotated[StrictInt, Field(ge=1, le=720)] | None = None
     include_failed: StrictBool = True
     mail_when_nothing_pending: StrictBool | None = None
+    # "approval": the patch workflow's preview of an install that follows now, once approved: no
+    # maintenance window is read, and the report is handed to the approval mail instead of mailed.
+    deliver: Literal["mail", "approval"] = "mail"
+
+    @model_validator(mode="after")
+    def _window_only_when_mailed(self) -> "PreviewRequest":
+        if self.deliver == "approval" and (self.maintenance_window_id or self.horizon_hours):
+            raise ValueError(
+                "maintenanceWindowId and horizonHours do not apply when deliver is 'approval' (the install "
+                "follows the approval, not a maintenance window): leave them out"
+            )
+        return self
 
 
 def next_window(window_id: str, horizon_hours: int) -> tuple[dict[str, Any], str | None]:
@@ -162,9 +174,10 @@ def select(request: PreviewRequest, execution_arn: str, cfg: Settings) -> dict[s
         "window": None,
         "skip": False,
         "note": "",
+        "deliver": request.deliver,
     }
     window_id = request.maintenance_window_id or cfg.maintenance_window_id
-    if window_id:
+    if window_id and request.deliver == "mail":
         base["window"], skip = next_window(window_id, horizon)
         if skip:
             return {**base, "skip": True, "note": skip, "servers": 0}

@@ -119,6 +119,14 @@ class CommandRequest(_Model):
     output_s3_key_prefix: Annotated[str, Field(max_length=500)] | None = None
 
 
+class PreviewMail(_Model):
+    """The patch preview the approval mail carries: its text in the stack's bucket (the patch workflow)."""
+
+    findings: Annotated[str, Field(min_length=1, max_length=200)]
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    key: Annotated[str, Field(pattern=r"^patch-preview/\S{1,1000}$")]
+
+
 class RestartRequest(_Model):
     """The execution input. Every field is optional; defaults come from the template parameters."""
 
@@ -143,7 +151,8 @@ class RestartRequest(_Model):
     resume_from: Annotated[str, Field(pattern=resume.EXECUTION_ARN)] | None = None
     action: Literal["reboot", "command"] = "reboot"
     command: CommandRequest | None = None
-    note: Annotated[str, Field(max_length=2000)] = ""  # shown in the approval mail (the patch preview's findings)
+    note: Annotated[str, Field(max_length=2000)] = ""  # shown in the approval mail
+    preview: PreviewMail | None = None  # the approval mail is this patch preview with its links
 
     @field_validator("batch_size")
     @classmethod
@@ -196,6 +205,7 @@ class Plan(_Model):
     finished_before: list[str]  # instances that earlier run finished: not restarted again
     summary: str
     note: str = ""
+    preview: PreviewMail | None = None
 
 
 class RestartRun(_Model):
@@ -545,6 +555,10 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     if request.resume_from:
         request, finished_before = resumed_request(request, execution_arn, cfg)
     command = resolve_command(request, cfg)
+    if request.preview is not None and not request.require_approval:
+        raise InvalidInputError(
+            "preview: shown in the approval mail, so only with requireApproval true (or leave preview out)"
+        )
     tier = _tier(request, cfg)
     groups = _target_groups(tier)
     _check_probe_network(request, cfg)
@@ -733,6 +747,7 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             finished_before=finished_before,
             summary=summary,
             note=request.note,
+            preview=request.preview,
         ),
         watched_alarms=watched,
         resume_from=request.resume_from,

@@ -35,6 +35,23 @@ def test_a_run_reports_and_writes_history_and_picture(tmp_path: Path, capsys: py
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_patch_workflow_runs_with_live_progress_its_approval_and_the_picture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's second example, on a small fleet: --approve answers the one approval mail."""
+    demo = Path(__file__).parents[2] / "events" / "patch_tier" / "demo.json"
+    code = main(
+        ["run", "PatchTierStateMachine", "--input", str(demo), "--approve", "--fleet", "size=4", "--out", str(tmp_path)]
+    )
+
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    assert "approved (the approve link of the mail)" in out
+    assert "SUCCEEDED" in out and "Requests dropped: 0" in out
+    assert "opsflow patching: 4 of 4 instances compliant" in (tmp_path / "last-notification.txt").read_text("utf-8")
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_failed_execution_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [

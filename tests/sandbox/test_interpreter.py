@@ -259,3 +259,40 @@ def test_a_nested_execution_takes_and_answers_pascal_case_as_on_aws(features: Sa
 
     assert result.status == "SUCCEEDED", result.cause
     assert result.output == {"echoed": {"echoed": {"n": 1}, "status": "SUCCEEDED"}, "status": "SUCCEEDED"}
+
+
+def test_stopping_a_parent_stops_the_nested_execution_it_waits_for_and_reports_its_end(
+    features: Sandbox, tmp_path: Path
+) -> None:
+    """moto stops waiting and leaves the child running; AWS stops it with the parent's role (a .sync
+    parent needs states:StopExecution on its children: "IAM policies for AWS Step Functions"), and
+    EventBridge reports the child's end like any execution's."""
+    child = tmp_path / "child.asl.json"
+    child.write_text(
+        json.dumps({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 3600, "End": True}}})
+    )
+    parent = tmp_path / "parent.asl.json"
+    nested = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::states:startExecution.sync:2",
+        "Parameters": {"StateMachineArn": "${Child}", "Input.$": "$"},
+        "End": True,
+    }
+    parent.write_text(json.dumps({"StartAt": "Run the child", "States": {"Run the child": nested}}))
+    child_machine = features.deploy_definition("Child", child, {})
+    parent_arn = features.deploy_definition("Parent", parent, {"Child": child_machine})
+    sfn = features.client("stepfunctions")
+    execution = sfn.start_execution(stateMachineArn=parent_arn, input="{}")["executionArn"]
+    features.run_until(at=features.clock.now() + 60)
+    [nested_run] = sfn.list_executions(stateMachineArn=child_machine)["executions"]
+
+    features.stop(execution)
+    assert features.wait(execution).status == "ABORTED"
+    features.run_until(lambda: not features.running(nested_run["executionArn"]), timeout=30)
+    features.wait_for_status_events()
+
+    stopped = sfn.describe_execution(executionArn=nested_run["executionArn"])
+    assert stopped["status"] == "ABORTED"
+    assert (stopped["stopDate"] - stopped["startDate"]).total_seconds() < 62, "stopped with its parent, not later"
+    reported = {(e.execution_arn, e.status) for e in features.status_event_log}
+    assert (nested_run["executionArn"], "ABORTED") in reported, "its end is reported like any execution's"

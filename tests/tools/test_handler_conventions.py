@@ -7,12 +7,23 @@ from typing import Any
 
 import pytest
 
-from opsflow.observability import RUN_CORRELATION_ID_PATH
 from template_model import load_template
 from tests.conftest import ROOT
 from tools.asl import definitions
 
 HANDLERS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+
+
+def layer_constant(name: str) -> object:
+    """A constant of opsflow.observability, read from its source: importing it here would build the
+    layer's Logger and Tracer with this process's environment, before a sandbox sets the functions'."""
+    module = ast.parse((ROOT / "layers" / "shared" / "opsflow" / "observability.py").read_text(encoding="utf-8"))
+    [value] = [
+        node.value
+        for node in module.body
+        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == [name]
+    ]
+    return ast.literal_eval(value)
 
 
 def decorators(module: ast.Module, function: str) -> list[str]:
@@ -53,7 +64,7 @@ def every_lambda_task() -> list[tuple[str, str, dict[str, Any], bool]]:
 def test_every_lambda_task_passes_the_run_s_execution_arn_for_log_correlation() -> None:
     for file, name, state, in_child in every_lambda_task():
         payload = state["Parameters"]["Payload"]
-        assert RUN_CORRELATION_ID_PATH == "executionArn"
+        assert layer_constant("RUN_CORRELATION_ID_PATH") == "executionArn"
         assert "executionArn.$" in payload, f"{file}: {name!r} does not pass executionArn"
         if in_child:  # there $$.Execution.Id is the child execution's ARN, not the run's
             assert payload["executionArn.$"] != "$$.Execution.Id", f"{file}: {name!r} passes the child's ARN"

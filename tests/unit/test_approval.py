@@ -87,6 +87,45 @@ def test_a_bad_message_is_reported_alone_and_the_others_are_mailed(stack: dict[s
     assert len(mails(stack)) == 2
 
 
+def patch_request(key: str) -> dict[str, Any]:
+    preview = {"findings": "4 patches on 3 servers, 1 critical", "bucket": "opsflow-data", "key": key}
+    return request() | {"plan": request()["plan"] | {"preview": preview}}
+
+
+def test_a_patch_run_s_request_is_one_mail_the_preview_with_its_links_first(
+    stack: dict[str, str], lambda_context: Any
+) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="opsflow-data", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="opsflow-data", Key="patch-preview/run/approval-preview.txt", Body=b"[Critical] curl\n")
+
+    load_function("approval_mailer").lambda_handler(
+        sqs_event(patch_request("patch-preview/run/approval-preview.txt")), lambda_context
+    )
+
+    [mail] = mails(stack)
+    assert mail["Subject"] == "opsflow: approve patching web? 4 patches on 3 servers, 1 critical"
+    text = mail["Message"]
+    assert text.index("Approve: https://") < text.index("Reject: https://") < text.index("[Critical] curl")
+
+
+def test_a_preview_that_cannot_be_read_still_mails_the_request_saying_so(
+    stack: dict[str, str], lambda_context: Any
+) -> None:
+    boto3.client("s3", region_name=REGION).create_bucket(
+        Bucket="opsflow-data", CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+
+    result = load_function("approval_mailer").lambda_handler(
+        sqs_event(patch_request("patch-preview/run/gone.txt")), lambda_context
+    )
+
+    assert result == {"batchItemFailures": []}
+    [mail] = mails(stack)
+    assert "could not be read (s3://opsflow-data/patch-preview/run/gone.txt: NoSuchKey)" in mail["Message"]
+    assert "Reject unless you know what this run installs" in mail["Message"] and "Reject: https://" in mail["Message"]
+
+
 def links(stack: dict[str, str], lambda_context: Any) -> dict[str, dict[str, str]]:
     load_function("approval_mailer").lambda_handler(sqs_event(request()), lambda_context)
     [mail] = mails(stack)

@@ -105,7 +105,7 @@ class Tier:
         from urllib.parse import urlparse
 
         def mail() -> dict[str, Any] | None:
-            return next((m for m in self.notifications() if "approve the rolling restart" in m["Subject"]), None)
+            return next((m for m in self.notifications() if m["Subject"].startswith("opsflow: approve ")), None)
 
         assert self.sb.run_until(lambda: mail() is not None), "no approval email was sent"
         sent = mail()

@@ -263,6 +263,8 @@ MALFORMED = [
     ({"staleAfterHours": -1}, "staleAfterHours"),
     ({"includeFailed": "no"}, "includeFailed"),
     ({"windowId": "mw-0123456789abcdef0"}, "windowId"),
+    ({"deliver": "later"}, "deliver"),
+    ({"deliver": "approval", "maintenanceWindowId": "mw-0123456789abcdef0"}, "not a maintenance window"),
 ]
 
 
