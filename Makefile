@@ -85,7 +85,7 @@ check-build: build ## import every built function with its built layer under pyt
 	$(PY) -m tools.check_build --build-dir .aws-sam/build-host --expect-arch $(HOST_ARCH) --import
 
 # The template as deployed (SAM policy templates expanded): the least-privilege tests read it.
-build/template.transformed.json: template.yaml tools/transform_template.py sandbox/sam.py $(VENV)/.installed
+build/template.transformed.json: template.yaml tools/transform_template.py template_model/cloudformation.py sandbox/sam.py $(VENV)/.installed
 	$(PY) -m tools.transform_template $@
 
 .PHONY: unit

@@ -344,7 +344,7 @@ def collector_memory(counts: tuple[int, ...] = (10_000, 50_000)) -> list[dict[st
     from opsflow import clients
     from sandbox.aws_fleet import AwsBridge
     from sandbox.fleet import Fleet
-    from sandbox.patches import InstancePatches, PatchService
+    from sandbox.patch_data import InstancePatches, PatchService
 
     class DiscardingS3:
         """The function's memory is measured, not the bucket's (moto would keep the object in memory)."""

@@ -29,9 +29,6 @@ import boto3
 import requests
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-from moto.core.botocore_stubber import MockRawResponse
-from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.ec2.models import ec2_backends
 from requests.adapters import BaseAdapter
 
 from sandbox import autoscaling, tagging
@@ -42,9 +39,9 @@ from sandbox.elb_throttling import THROTTLED_CODE, THROTTLED_MESSAGE, ElbApiBuck
 from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
-from sandbox.moto_patches import running_map_item, running_state_machine, running_task_state
+from sandbox.moto_patches import ec2_backend, raw_response, running_map_item, running_state_machine, running_task_state
 from sandbox.network import Network
-from sandbox.patches import PatchService, SimulatedApiError
+from sandbox.patch_data import PatchService, SimulatedApiError
 from sandbox.sam import Role
 
 TAG_KEY = "opsflow:tier"
@@ -309,7 +306,7 @@ class AwsBridge:
             f"<Message>{THROTTLED_MESSAGE}</Message></Error><RequestId>sandbox-throttled</RequestId></ErrorResponse>"
         ).encode()
         headers = {"Content-Type": "text/xml", "x-amzn-RequestId": "sandbox-throttled"}
-        return AWSResponse(request.url, 400, headers, MockRawResponse(body))
+        return AWSResponse(request.url, 400, headers, raw_response(body))
 
     def _lose_response(self, event_name: str, http_response: Any, **_: Any) -> None:
         """After a call took effect, fail it as a broken connection would: the caller sees an error."""
@@ -611,7 +608,7 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     tags = [{"Key": TAG_KEY, "Value": TAG_VALUE}, {"Key": "Patch Group", "Value": "web"}]
     # Straight into moto's EC2 backend, as its RunInstances handler would (same ids, tags, addresses): the
     # API round trip serialises every instance to XML and back, minutes for a 5,000-server fleet.
-    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    backend = ec2_backend(region)
     instance_ids: list[str] = []
     # One reservation per 100 instances; with two zones, the first half of the fleet in the first zone.
     per_zone = [spec.size] if spec.zones == 1 else [spec.size - spec.size // 2, spec.size // 2]
@@ -721,7 +718,7 @@ def _auto_scaling_group(
     )
     client.attach_instances(AutoScalingGroupName=spec.name, InstanceIds=members)
     client.update_auto_scaling_group(AutoScalingGroupName=spec.name, MinSize=spec.min_size)
-    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    backend = ec2_backend(region)
     zone_of_subnet = {subnet: f"{region}{az}" for subnet, az in zip(subnets, "ab", strict=True)}
     moto_group = MotoGroup(
         spec.name,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.fleet import FleetSpec, Spread
-from sandbox.template import TemplateError
+from template_model import TemplateError
 
 FLEET_KEYS = {
     "size": ("size", int),
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
-            from sandbox.template import load_template
+            from template_model import load_template
 
             for logical_id, res in load_template()["Resources"].items():
                 if res["Type"] == "AWS::Serverless::StateMachine":

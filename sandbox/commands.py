@@ -2,7 +2,7 @@
 
 moto 5.2.5 answers SendCommand with every invocation already "Success" (no duration, no failure, no
 reboot, any document name accepted) and lacks ListCommandInvocations, so the sandbox answers these
-itself, as it does the patch APIs (sandbox/patches.py):
+itself, as it does the patch APIs (sandbox/patch_data.py):
 
 - each invocation is Pending for a moment, then In Progress for a per-instance install time (seeded);
 - AWS-RunPatchBaseline with Operation=Install moves the instance's Missing patches to Installed. With
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sandbox.fleet import INF, Fleet, Spread
-from sandbox.patches import InstancePatches, SimulatedApiError, _page
+from sandbox.patch_data import InstancePatches, SimulatedApiError, _page
 
 INSTALL_TIME = Spread(90.0, 0.3)  # AWS-RunPatchBaseline Install, per instance, before any reboot
 OTHER_TIME = Spread(5.0)  # any other document

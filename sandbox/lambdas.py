@@ -23,7 +23,6 @@ import threading
 import time
 import traceback
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -104,7 +103,9 @@ class RoutedStdout(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self.real.flush()
+        # Also called when the router is collected, possibly after the real stream (a test's capture) closed.
+        if not self.real.closed:
+            self.real.flush()
 
 
 # Which function the current thread is running (API calls are attributed to it).
@@ -176,9 +177,6 @@ class LambdaRuntime:
         self.logs: dict[str, list[str]] = {}  # logical id -> lines the function printed (its log stream)
         self._stdout = RoutedStdout(sys.stdout)
         sys.stdout = self._stdout
-        # Powertools warns on every invocation that emits no metric; on AWS that is a log line. Set once
-        # for the process (warnings.catch_warnings around each handler is not safe when handlers interleave).
-        warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     def close(self) -> None:
         if sys.stdout is self._stdout:

@@ -33,15 +33,25 @@ import moto
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from jsonpath_ng.parser import parse as plain_jsonpath_parse
 from moto.awslambda.models import LambdaFunction
+from moto.core.botocore_stubber import MockRawResponse
 from moto.core.exceptions import AWSError
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.core.resource_tagging import make_tag_matcher
 from moto.core.responses import EmptyResult
+from moto.ec2.models import ec2_backends
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+from moto.events.models import EventPattern, events_backends
 from moto.moto_api._internal import mock_random
 from moto.stepfunctions import models as sfn_models
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser import utils as parser_utils
-from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.api import (
+    ExecutionFailedEventDetails,
+    HistoryEventType,
+    InvalidToken,
+    TaskFailedEventDetails,
+)
 from moto.stepfunctions.parser.asl.component.common import parargs
 from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -80,6 +90,7 @@ from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, Progr
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution as execution_module
 from moto.stepfunctions.parser.backend import execution_worker
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.parser.quotas import is_within_size_quota
 
 from sandbox.clock import SimClock
@@ -289,11 +300,34 @@ def _execution_data(**fields: Any) -> Any:
     return _original_execution_data(**fields)
 
 
+# Task tokens answered so far: once its execution has ended, moto forgets a token (InvalidToken), AWS
+# still answers TaskTimedOut ("the task associated with the token has already been closed").
+_ANSWERED_TOKENS: set[str] = set()
+_TOKEN_CLOSED = "Task Timed Out: 'Provided task does not exist anymore'"
+
+
 def _notify(self: Any, callback_id: str, outcome: Any) -> bool:
     endpoint = self.get(callback_id)
     if endpoint is not None and endpoint.get_outcome() is not None:
-        raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
-    return bool(_original_notify(self, callback_id, outcome))
+        raise TaskTimedOut(_TOKEN_CLOSED)
+    notified = bool(_original_notify(self, callback_id, outcome))
+    if notified:
+        _ANSWERED_TOKENS.add(callback_id)
+    return notified
+
+
+def _answered_once(original: Callable[..., Any]) -> Callable[..., Any]:
+    """SendTaskSuccess/Failure/Heartbeat with a token already answered: TaskTimedOut, whatever moto still knows."""
+
+    def answer(self: Any, task_token: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, task_token, *args, **kwargs)
+        except InvalidToken:
+            if task_token in _ANSWERED_TOKENS:
+                raise TaskTimedOut(_TOKEN_CLOSED) from None
+            raise
+
+    return answer
 
 
 def _send_task_failure(self: Any) -> Any:
@@ -374,6 +408,12 @@ def _api_patches() -> list[Any]:
         mock.patch.object(sfn_responses.StepFunctionResponse, "send_task_failure", _send_task_failure),
         # A task token answers once: a second SendTaskSuccess/Failure is TaskTimedOut.
         mock.patch.object(callback_module.CallbackPoolManager, "notify", _notify),
+        *(
+            mock.patch.object(
+                StepFunctionsParserBackend, name, _answered_once(getattr(StepFunctionsParserBackend, name))
+            )
+            for name in ("send_task_success", "send_task_failure", "send_task_heartbeat")
+        ),
         # An EC2 resource's tags looked up, not scanned for (only the wall time changes).
         mock.patch.object(TaggedEC2Resource, "get_tags", _tags_of),
         # Each JSONPath is parsed once (moto parses it on every use; only the wall time changes).
@@ -811,6 +851,7 @@ def patched(
     """Apply every patch; undo them on exit. Distributed Map children's histories are kept in ``child_histories``."""
     if moto.__version__ != MOTO_VERSION:
         raise RuntimeError(f"sandbox patches are written for moto {MOTO_VERSION}, found {moto.__version__}")
+    _ANSWERED_TOKENS.clear()
     quotas = _quota_patches(child_histories if child_histories is not None else [])
     time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
@@ -855,3 +896,45 @@ def lambda_error_payload(exc: BaseException, request_id: str, trace: list[str]) 
             "stackTrace": trace,
         }
     )
+
+
+# -- moto's backends read directly: no API call a run would count, no XML round trip ------------
+def raw_response(body: bytes) -> Any:
+    """An HTTP body botocore can parse, for a response the sandbox answers itself (a throttled call)."""
+    return MockRawResponse(body)
+
+
+def ec2_backend(region: str) -> Any:
+    """moto's EC2 backend, where the fleet is created and snapshotted without the API's XML round trip."""
+    return ec2_backends[DEFAULT_ACCOUNT_ID][region]
+
+
+def event_rule_enabled(account: str, region: str, name: str) -> bool:
+    """Whether the default bus's rule ``name`` exists and is ENABLED."""
+    rule = events_backends[account][region].event_buses["default"].rules.get(name)
+    return rule is not None and rule.state == "ENABLED"
+
+
+def event_pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's pattern matching, as moto implements it for PutEvents."""
+    return bool(EventPattern.load(json.dumps(pattern)).matches_event(event))  # type: ignore[arg-type]
+
+
+def tagged_event_rules(account: str, region: str) -> list[tuple[str, dict[str, str]]]:
+    """(ARN, tags) of every tagged rule on every event bus, ordered by ARN."""
+    backend = events_backends[account][region]
+    found = []
+    for bus in backend.event_buses.values():
+        for rule in bus.rules.values():
+            tags = backend.tagger.get_tag_dict_for_resource(rule.arn)
+            if tags:  # GetResources lists tagged resources
+                found.append((rule.arn, tags))
+    return sorted(found)
+
+
+def tag_filter(filters: list[dict[str, Any]] | None) -> Callable[[dict[str, str]], bool]:
+    """The Resource Groups Tagging API's TagFilters (every filter must match; any of a filter's values)."""
+    return make_tag_matcher(filters)
+
+
+DEFAULT_ACCOUNT = DEFAULT_ACCOUNT_ID

@@ -18,8 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.ec2.models import ec2_backends
+from sandbox.moto_patches import ec2_backend
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class Network:
     def snapshot(cls, ec2: Any, placements: dict[str, Placement | None]) -> "Network":
         # Instances straight from moto's backend: DescribeInstances through the API serialises each one to
         # XML and back (minutes for 5,000); the security groups and subnets are few.
-        backend = ec2_backends[DEFAULT_ACCOUNT_ID][ec2.meta.region_name]
+        backend = ec2_backend(ec2.meta.region_name)
         hosts = {}
         for reservation in backend.all_reservations():
             for inst in reservation.instances:

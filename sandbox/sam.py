@@ -23,7 +23,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
 
-from sandbox.template import Stack, TemplateError
+from template_model import Stack, TemplateError
 
 _LOCAL_PATHS = ("CodeUri", "ContentUri", "DefinitionUri")
 _cache: dict[str, dict[str, Any]] = {}
@@ -81,7 +81,7 @@ class Role:
 
 # Properties naming the execution role of the resources whose code calls AWS.
 _ROLE_PROPERTY = {"AWS::Lambda::Function": "Role", "AWS::StepFunctions::StateMachine": "RoleArn"}
-_UNSUPPORTED = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy")
+_UNSUPPORTED = ("AWS::IAM::Policy", "AWS::IAM::RolePolicy")
 
 
 def roles(
@@ -98,6 +98,13 @@ def roles(
         if deployed.resources(kind):
             raise TemplateError(
                 f"{kind} resources are not evaluated by the sandbox: {', '.join(deployed.resources(kind))}"
+            )
+    for logical_id, policy in deployed.resources("AWS::IAM::ManagedPolicy").items():
+        attached_by_itself = sorted({"Roles", "Users", "Groups"} & set(policy["Properties"]))
+        if attached_by_itself:
+            raise TemplateError(
+                f"{logical_id}: attached through its {', '.join(attached_by_itself)}, which the sandbox does not"
+                f" evaluate; attach it in the function's or state machine's Policies (- !Ref {logical_id}) instead"
             )
     for kind, prop in _ROLE_PROPERTY.items():
         for logical_id, resource in deployed.resources(kind).items():
@@ -116,9 +123,24 @@ def _role(deployed: Stack, role_id: str, managed_policy: Callable[[str], dict[st
     if "PermissionsBoundary" in props:
         raise TemplateError(f"{role_id}: permissions boundaries are not evaluated by the sandbox")
     documents = [deployed.resolve(p["PolicyDocument"]) for p in props.get("Policies", [])]
-    for arn in deployed.resolve(props.get("ManagedPolicyArns", [])):
+    for attached in props.get("ManagedPolicyArns", []):
+        in_template = _template_managed_policy(deployed, attached)
+        if in_template is not None:
+            documents.append(in_template)
+            continue
+        arn = deployed.resolve(attached)
         document = managed_policy(str(arn))
         if document is None:
             raise TemplateError(f"{role_id}: managed policy {arn} is unknown to the sandbox")
         documents.append(document)
     return Role(role_id, f"{deployed.name}-{role_id}", tuple(documents))
+
+
+def _template_managed_policy(deployed: Stack, attached: Any) -> dict[str, Any] | None:
+    """The document of an AWS::IAM::ManagedPolicy of the template that ``attached`` refers to (``!Ref``)."""
+    if not (isinstance(attached, Mapping) and set(attached) == {"Ref"}):
+        return None
+    resource = deployed.template["Resources"].get(attached["Ref"], {})
+    if resource.get("Type") != "AWS::IAM::ManagedPolicy":
+        return None
+    return dict(deployed.resolve(resource["Properties"]["PolicyDocument"]))

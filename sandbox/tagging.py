@@ -15,11 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.core.resource_tagging import make_tag_matcher
-from moto.events.models import events_backends
-
-from sandbox.patches import SimulatedApiError
+from sandbox.moto_patches import DEFAULT_ACCOUNT, tag_filter, tagged_event_rules
+from sandbox.patch_data import SimulatedApiError
 
 SERVICE = "resource-groups-tagging-api"  # botocore's service id, as in event names
 RULE_TYPE = "events:rule"
@@ -51,27 +48,15 @@ def _offset(token: str, query: str) -> int:
     return int(decoded["offset"])
 
 
-def tagged_rules(account: str, region: str) -> list[tuple[str, dict[str, str]]]:
-    """(ARN, tags) of every tagged rule on every event bus, ordered by ARN."""
-    backend = events_backends[account][region]
-    found = []
-    for bus in backend.event_buses.values():
-        for rule in bus.rules.values():
-            tags = backend.tagger.get_tag_dict_for_resource(rule.arn)
-            if tags:  # GetResources lists tagged resources
-                found.append((rule.arn, tags))
-    return sorted(found)
-
-
-def get_resources(params: dict[str, Any], region: str, account: str = DEFAULT_ACCOUNT_ID) -> dict[str, Any]:
+def get_resources(params: dict[str, Any], region: str, account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
     """GetResources' answer for ``ResourceTypeFilters=["events:rule"]``; SimulatedApiError as AWS would refuse."""
     per_page = params.get("ResourcesPerPage", DEFAULT_PER_PAGE)
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise SimulatedApiError("InvalidParameterException", f"ResourcesPerPage must be 1 to {MAX_PER_PAGE}")
     query = _query_id(params)
     start = _offset(params["PaginationToken"], query) if params.get("PaginationToken") else 0
-    matches = make_tag_matcher(params.get("TagFilters"))
-    rules = [(arn, tags) for arn, tags in tagged_rules(account, region) if matches(tags)]
+    matches = tag_filter(params.get("TagFilters"))
+    rules = [(arn, tags) for arn, tags in tagged_event_rules(account, region) if matches(tags)]
     page = rules[start : start + per_page]
     more = start + per_page < len(rules)
     return {

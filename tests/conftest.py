@@ -3,11 +3,11 @@
 import importlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,6 +18,9 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 from moto import mock_aws
 
 from opsflow import clients, timeutil
+
+if TYPE_CHECKING:
+    from sandbox.runtime import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -125,9 +128,28 @@ def run_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
     """The run table as template.yaml declares it (keys and indexes), and TABLE_NAME pointing at it."""
     import boto3
 
-    from sandbox.template import load_template, table_arguments
+    from sandbox.deployer import table_arguments
+    from template_model import load_template
 
     declared = load_template()["Resources"]["RunTable"]["Properties"]
     boto3.client("dynamodb", region_name=REGION).create_table(TableName="runs", **table_arguments(declared))
     monkeypatch.setenv("TABLE_NAME", "runs")
     return "runs"
+
+
+@pytest.fixture
+def open_sandbox() -> Iterator[Callable[..., "Sandbox"]]:
+    """Factory: ``open_sandbox(...)`` takes Sandbox's arguments and returns it started; each is closed at teardown."""
+    from sandbox.runtime import Sandbox  # here: unit tests need no sandbox
+
+    opened: list[Sandbox] = []
+
+    def start(*args: Any, **kwargs: Any) -> Sandbox:
+        sb = Sandbox(*args, **kwargs)
+        opened.append(sb)
+        sb.start()
+        return sb
+
+    yield start
+    for sb in reversed(opened):
+        sb.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 from sandbox.authorization import IAM_PREFIXES, iam_action
 from sandbox.moto_patches import SDK_SERVICE_NAMES
-from sandbox.template import ROOT
+from template_model import ROOT
 
 # Step Functions' SDK integration service names -> boto3 service names, where they differ (the
 # sandbox maps the same names for moto; "sfn" moto already knows).

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sandbox.template import Stack, load_template
+from template_model import Stack, load_template
 
 ELF_MACHINES = {0xB7: "arm64", 0x3E: "x86_64"}
 

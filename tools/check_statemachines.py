@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from sandbox.runtime import Sandbox
-from sandbox.template import ROOT, TemplateError, load_template
+from template_model import ROOT, TemplateError, load_template
 
 
 def check(root: Path = ROOT) -> list[str]:

@@ -6,7 +6,7 @@ tests/tools/test_docs.py fails when the committed diagrams no longer match the d
 import re
 from typing import Any
 
-from sandbox.template import ROOT
+from template_model import ROOT
 from tools.asl import definitions
 
 OUT = ROOT / "docs" / "workflows.md"

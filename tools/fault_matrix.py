@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sandbox.template import ROOT
+from template_model import ROOT
 from tests.workflows.fault_matrix import DOC, RECORD_ENV, all_cases
 
 HEADER = """# The fault matrix

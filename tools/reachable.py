@@ -3,7 +3,7 @@
 import ast
 from pathlib import Path
 
-from sandbox.template import ROOT
+from template_model import ROOT
 
 LAYER = ROOT / "layers" / "shared"
 

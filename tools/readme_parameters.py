@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from sandbox.template import ROOT, load_template
+from template_model import ROOT, load_template
 
 START = "| Parameter | Default | Description |"
 END = "\n## "

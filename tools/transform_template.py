@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from sandbox.sam import transform
-from sandbox.template import TEMPLATE_PATH, Stack, load_template
+from template_model import TEMPLATE_PATH, Stack, load_template
 
 
 def main() -> int:

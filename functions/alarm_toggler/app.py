@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import muting
-from opsflow.observability import logger, metrics, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import NeverMuteSettings, RunTableSettings, cached_settings
 from opsflow.validation import parse_event
@@ -34,7 +34,7 @@ class ToggleEvent(BaseModel):
     rules: muting.Selector = Field(default_factory=muting.Selector)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

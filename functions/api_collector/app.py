@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from opsflow import clients
 from opsflow.errors import InvalidInputError, OpsflowError, service_error
-from opsflow.observability import logger, metrics, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
 from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
 
@@ -79,6 +79,8 @@ class CollectRequest(BaseModel):
     key: str | None = Field(default=None, pattern=r"^[\w!\-.*'()/]+$", max_length=900)
     label: str | None = Field(default=None, max_length=200, description="echoed back, to tell results apart")
     each: EachValue | None = None
+    # The run that asks (its logs' correlation id); the collection does not depend on it.
+    execution_arn: str = Field(default="", alias="executionArn", max_length=2048)
 
     @model_validator(mode="after")
     def _each_goes_to_the_bucket(self) -> "CollectRequest":
@@ -212,7 +214,7 @@ def collect(request: CollectRequest, cfg: Settings) -> dict[str, Any]:
     return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients, notify
-from opsflow.observability import logger, metrics, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
 from opsflow.settings import BucketSettings, NotificationSettings, cached_settings
 from opsflow.validation import InstanceId, parse_event
 
@@ -108,7 +108,7 @@ def report(event: ComplianceEvent, cfg: Settings) -> dict[str, Any]:
     return {"compliant": compliant, "instances": len(rows), "report": {"bucket": cfg.bucket_name, "key": key}}
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

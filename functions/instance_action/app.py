@@ -32,7 +32,7 @@ from opsflow.errors import (
     service_error,
 )
 from opsflow.health import HealthCheck, probe
-from opsflow.observability import logger, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.validation import InstanceId, parse_event
@@ -112,6 +112,8 @@ class PreflightEvent(_Event):
     instances: list[PlannedInstance] = Field(min_length=1, max_length=1000)
     health: HealthCheck
     instance_action: Literal["reboot", "command"] = Field(default="reboot", alias="instanceAction")
+    # The run that asks (its logs' correlation id); the check does not depend on it.
+    execution_arn: str = Field(default="", alias="executionArn")
 
 
 class ActionEvent(BaseModel):
@@ -363,7 +365,7 @@ def standby(event: StandbyEvent) -> dict[str, Any]:
     return {"at": timeutil.iso_now(), "lifecycle": wanted}
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_event(ActionEvent, {"event": event}).event

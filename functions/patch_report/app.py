@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients, notify, timeutil
-from opsflow.observability import logger, metrics, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
 from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
 
@@ -324,7 +324,7 @@ def hand_over(event: ReportEvent, preview: Preview, result: dict[str, Any], cfg:
     return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

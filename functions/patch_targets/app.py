@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from opsflow import clients, timeutil
 from opsflow.errors import OpsflowError, service_error
-from opsflow.observability import logger, metrics, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
 from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import ExecutionEvent, InstanceId, parse_event
 
@@ -244,9 +244,8 @@ def select(request: PreviewRequest, execution_arn: str, cfg: Settings) -> dict[s
     }
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     targets_event = parse_event(ExecutionEvent, event)
     request = parse_event(PreviewRequest, targets_event.input)

@@ -37,7 +37,7 @@ from opsflow.errors import (
 )
 from opsflow.health import HealthCheck
 from opsflow.muting import MuteRecord, NeverMute, Selector, excluded
-from opsflow.observability import logger, metrics, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import NeverMuteSettings, RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, Registration, TargetHealth, describe
@@ -868,9 +868,8 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
     )
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     planner_event = parse_event(ExecutionEvent, event)
     request = parse_event(RestartRequest, planner_event.input)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import notify, placement, targets, timeutil
 from opsflow.health import HealthCheck
-from opsflow.observability import logger, metrics, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
 from opsflow.runs import OUT, RunTable
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
 from opsflow.validation import parse_event
@@ -296,7 +296,7 @@ def stopped_on_alarm(run: dict[str, Any], counts: dict[str, int], not_started: i
     )
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opsflow.cleanup import clean_up
 from opsflow.errors import InvalidInputError
-from opsflow.observability import logger, metrics, tracer
+from opsflow.observability import logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
 
@@ -27,7 +27,6 @@ settings = cached_settings(Settings)
 @event_source(data_class=EventBridgeEvent)
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     detail = event.detail
     execution_arn, status = detail.get("executionArn"), detail.get("status")

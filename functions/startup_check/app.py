@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import polling, timeutil
 from opsflow.health import HealthCheck, wait_until_up, wait_went_down
-from opsflow.observability import logger, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.validation import InstanceId, parse_event
@@ -41,7 +41,7 @@ class Settings(RunTableSettings):
 settings = cached_settings(Settings)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_event(StartupCheckEvent, event)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import clients, polling, timeutil, watch
 from opsflow.errors import LockLostError, TargetNotYetInStateException
-from opsflow.observability import logger, tracer
+from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
 from opsflow.runs import OUT, RunTable, failures
 from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.targets import HEALTHY, Registration, TargetHealth, describe, states_among
@@ -308,7 +308,7 @@ def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: flo
     return polling.poll(reached, not_yet=TargetNotYetInStateException, every=gate.poll_seconds, for_seconds=for_seconds)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     gate = parse_event(GateEvent, event)

@@ -6,7 +6,7 @@ import pytest
 
 from sandbox.commands import AGENT_START_SECONDS, DELIVERY_SECONDS, EXECUTION_TIMEOUT_SECONDS, CommandService
 from sandbox.fleet import Fleet, FleetSpec, Spread
-from sandbox.patches import PatchSpec, SimulatedApiError, generate
+from sandbox.patch_data import PatchSpec, SimulatedApiError, generate
 
 T0 = 1_000_000.0
 INSTALL = {"DocumentName": "AWS-RunPatchBaseline", "Parameters": {"Operation": ["Install"]}, "TimeoutSeconds": 600}

@@ -113,7 +113,7 @@ def test_firing_a_function_without_a_schedule_is_refused_naming_it(stack: Sandbo
 
 
 def test_the_run_table_has_the_template_s_indexes(stack: Sandbox) -> None:
-    from sandbox.template import load_template
+    from template_model import load_template
 
     declared = load_template()["Resources"]["RunTable"]["Properties"]["GlobalSecondaryIndexes"]
     table = stack.client("dynamodb").describe_table(TableName=stack.stack.physical["RunTable"]["Ref"])["Table"]

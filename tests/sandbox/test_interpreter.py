@@ -174,7 +174,8 @@ def test_the_context_object_carries_iso_timestamps_in_simulated_time(features: S
     assert abs((entered_at - result.events[0]["timestamp"]).total_seconds()) < 60
 
 
-def test_wait_for_task_token_resumes_with_the_callback_output(features: Sandbox) -> None:
+def callback_token(features: Sandbox) -> tuple[str, str]:
+    """Start the callback path and run until its task token is in the queue: (execution ARN, token)."""
     arn = features.start_execution(SM, {"path": "callback"})
     sqs = features.client("sqs")
     queue = sqs.get_queue_url(QueueName="opsflow-Queue")["QueueUrl"]
@@ -185,7 +186,11 @@ def test_wait_for_task_token_resumes_with_the_callback_output(features: Sandbox)
         return bool(messages)
 
     features.run_until(asked)  # simulated time runs until the request is in the queue
-    token = json.loads(messages[0]["Body"])["token"]
+    return arn, json.loads(messages[0]["Body"])["token"]
+
+
+def test_wait_for_task_token_resumes_with_the_callback_output(features: Sandbox) -> None:
+    arn, token = callback_token(features)
     asked_at = features.clock.now()
 
     features.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps({"approved": True}))
@@ -194,6 +199,29 @@ def test_wait_for_task_token_resumes_with_the_callback_output(features: Sandbox)
     assert result.status == "SUCCEEDED" and result.output == {"approved": True}
     succeeded = of_type(result, "TaskSucceeded")[0]["timestamp"].timestamp()
     assert succeeded == pytest.approx(asked_at, abs=0.001), "the answer lands at the instant it was sent"
+
+
+def test_send_task_failure_passes_its_error_and_cause_to_the_execution(features: Sandbox) -> None:
+    """SendTaskFailure's cause reaches the state machine (moto's API layer drops it)."""
+    arn, token = callback_token(features)
+
+    features.client("stepfunctions").send_task_failure(taskToken=token, error="Rejected", cause="rejected by mail")
+
+    result = features.wait(arn)
+    assert (result.status, result.error, result.cause) == ("FAILED", "Rejected", "rejected by mail")
+
+
+def test_a_task_token_answers_once_then_is_task_timed_out(features: Sandbox) -> None:
+    """A token already answered is refused: "TaskTimedOut: the task token has either expired or the task
+    associated with the token has already been closed" (SendTaskSuccess, Step Functions API Reference)."""
+    arn, token = callback_token(features)
+    sfn = features.client("stepfunctions")
+    sfn.send_task_success(taskToken=token, output=json.dumps({"approved": True}))
+
+    with pytest.raises(sfn.exceptions.TaskTimedOut):
+        sfn.send_task_success(taskToken=token, output=json.dumps({"approved": False}))
+
+    assert features.wait(arn).output == {"approved": True}
 
 
 def test_with_nothing_else_to_do_a_callback_wait_stands_still_until_answered(features: Sandbox) -> None:

@@ -8,7 +8,7 @@
   histories of their own.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,18 +23,11 @@ BLOB = "x" * 100_000  # three of them exceed 256 KiB, one does not
 
 
 @pytest.fixture
-def machine() -> Iterator[Any]:
-    opened: list[Sandbox] = []
-
+def machine(open_sandbox: Callable[..., Sandbox]) -> Callable[[dict[str, Any]], Sandbox]:
     def deploy(definition: dict[str, Any]) -> Sandbox:
-        sb = Sandbox(FleetSpec(size=1), template_path=FIXTURE_TEMPLATE, definitions={SM: definition})
-        sb.start()
-        opened.append(sb)
-        return sb
+        return open_sandbox(FleetSpec(size=1), template_path=FIXTURE_TEMPLATE, definitions={SM: definition})
 
-    yield deploy
-    for sb in opened:
-        sb.close()
+    return deploy
 
 
 def test_an_output_over_256_kib_fails_the_execution_past_a_states_all_catcher(machine: Any) -> None:

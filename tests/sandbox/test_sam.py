@@ -7,7 +7,7 @@ import pytest
 from sandbox import sam
 from sandbox.fleet import FleetSpec
 from sandbox.runtime import Sandbox
-from sandbox.template import Stack, load_template
+from template_model import Stack, TemplateError, load_template
 
 
 def statements(role: sam.Role) -> list[dict[str, Any]]:
@@ -66,3 +66,48 @@ def test_a_transform_is_made_once_per_template_and_parameters(monkeypatch: pytes
 
     assert first == second and len(made) == 2
     assert first["Resources"]["RollingRestartStateMachineRole"]["Type"] == "AWS::IAM::Role"
+
+
+def tiny_template(policy_properties: dict[str, Any]) -> dict[str, Any]:
+    """A function attaching the template's own managed policy, as template.yaml attaches UseTheStackKeyPolicy."""
+    return {
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Resources": {
+            "KeyPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": policy_properties},
+            "Reader": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "CodeUri": "reader/",
+                    "Handler": "app.handler",
+                    "Runtime": "python3.13",
+                    "Policies": [{"Ref": "KeyPolicy"}],
+                },
+            },
+        },
+    }
+
+
+KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/stack-key"
+USE_THE_KEY = {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": KEY_ARN}
+
+
+def aws_managed(arn: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": []}
+
+
+def test_a_managed_policy_of_the_template_is_part_of_each_role_that_attaches_it() -> None:
+    template = tiny_template({"PolicyDocument": {"Version": "2012-10-17", "Statement": [USE_THE_KEY]}})
+    stack = Stack(template)
+
+    roles = sam.roles(sam.transform(template, stack), stack, aws_managed)
+
+    assert USE_THE_KEY in statements(roles["Reader"])
+
+
+def test_a_managed_policy_attaching_itself_to_roles_is_refused_with_how_to_attach_it() -> None:
+    document = {"Version": "2012-10-17", "Statement": [USE_THE_KEY]}
+    template = tiny_template({"PolicyDocument": document, "Roles": [{"Ref": "ReaderRole"}]})
+    stack = Stack(template)
+
+    with pytest.raises(TemplateError, match=r"KeyPolicy: attached through its Roles.*Policies \(- !Ref KeyPolicy\)"):
+        sam.roles(sam.transform(template, stack), stack, aws_managed)

@@ -3,7 +3,7 @@
 import json
 import re
 
-from sandbox.template import load_template
+from template_model import load_template
 from tests.conftest import ROOT
 
 

@@ -18,7 +18,7 @@ import pytest
 from botocore import xform_name
 
 from sandbox.authorization import ACTION_OF, IAM_PREFIXES, SERVICE_IDS
-from sandbox.template import Stack
+from template_model import Stack
 from tests.conftest import ROOT
 from tools.asl import SYNC_NEEDS, definitions, distributed_maps, map_data_actions, tasks
 from tools.reachable import reachable_modules
@@ -27,6 +27,7 @@ TRANSFORMED = ROOT / "build" / "template.transformed.json"
 READ_VERBS = ("Describe", "List", "Get", "BatchGet", "Query", "Scan")
 # Needed by configuration rather than by a call in the code: encryption with the stack's key.
 PLATFORM = {"kms:GenerateDataKey", "kms:Decrypt"}
+MANAGED = "AWS::IAM::ManagedPolicy"
 LOG_DELIVERY = {
     f"logs:{a}"
     for a in (
@@ -52,11 +53,21 @@ def template() -> dict[str, Any]:
     return dict(json.loads(TRANSFORMED.read_text(encoding="utf-8")))
 
 
+def policy_documents(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """The role's inline policies and the template's managed policies it attaches (``- !Ref <Policy>``)."""
+    props = template["Resources"][role]["Properties"]
+    documents = [policy["PolicyDocument"] for policy in props.get("Policies", [])]
+    for attached in props.get("ManagedPolicyArns", []):
+        if isinstance(attached, dict) and template["Resources"].get(attached.get("Ref"), {}).get("Type") == MANAGED:
+            documents.append(template["Resources"][attached["Ref"]]["Properties"]["PolicyDocument"])
+    return documents
+
+
 def allowed_actions(template: dict[str, Any], role: str) -> set[str]:
     stack = Stack(template, {})
     actions: set[str] = set()
-    for policy in template["Resources"][role]["Properties"].get("Policies", []):
-        for statement in policy["PolicyDocument"]["Statement"]:
+    for document in policy_documents(template, role):
+        for statement in document["Statement"]:
             if statement.get("Effect") == "Allow":
                 action = stack.resolve(statement["Action"])
                 actions.update([action] if isinstance(action, str) else action)
@@ -73,6 +84,25 @@ def test_no_role_allows_a_wildcard_action(template: dict[str, Any]) -> None:
     for role, resource in template["Resources"].items():
         if resource["Type"] == "AWS::IAM::Role":
             assert not [a for a in allowed_actions(template, role) if "*" in a], role
+
+
+def test_the_stack_key_policy_allows_using_that_key_only_and_every_role_of_the_stack_data_has_it(
+    template: dict[str, Any],
+) -> None:
+    [statement] = template["Resources"]["UseTheStackKeyPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert set(statement["Action"]) == PLATFORM
+    assert statement["Resource"] == {"Fn::GetAtt": ["EncryptionKey", "Arn"]}
+    # A role that touches the encrypted table, topic, queue or bucket needs the key: here, each but the URL
+    # function's (it only verifies links and answers the task token).
+    with_key = {
+        role
+        for role, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Role" and allowed_actions(template, role) >= PLATFORM
+    }
+    stack_roles = {f"{logical_id}Role" for logical_id, _ in roles(template, "AWS::Lambda::Function")} | {
+        f"{logical_id}Role" for logical_id, _ in roles(template, "AWS::StepFunctions::StateMachine")
+    }
+    assert stack_roles - with_key == {"ApprovalVerifierFunctionRole"}
 
 
 def test_state_machines_may_do_what_their_states_call_and_no_more(template: dict[str, Any]) -> None:

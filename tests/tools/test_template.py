@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.template import ROOT, Stack, load_template
+from template_model import ROOT, Stack, load_template
 
 
 def resources(kind: str) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.template import ROOT, load_template
+from template_model import ROOT, load_template
 from tests.conftest import REGION
 from tools.check_build import lambda_environment
 

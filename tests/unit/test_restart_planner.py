@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from sandbox.template import Stack, load_template
+from template_model import Stack, load_template
 from tests.conftest import load_function
 from tools.asl import definitions, states
 

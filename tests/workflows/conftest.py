@@ -2,7 +2,7 @@
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.fleet import FleetSpec, Spread
 from sandbox.runtime import ExecutionResult, Sandbox
-from sandbox.template import TEMPLATE_PATH
+from template_model import TEMPLATE_PATH
 
 SM = "RollingRestartStateMachine"
 MUTATING = {
@@ -178,9 +178,8 @@ class Tier:
 
 
 @pytest.fixture
-def tier() -> Iterator[Callable[..., Tier]]:
+def tier(open_sandbox: Callable[..., Sandbox]) -> Callable[..., Tier]:
     """Factory: a simulated tier of ``size`` instances (deterministic timings unless ``spread``)."""
-    opened: list[Sandbox] = []
 
     def make(
         size: int = 6,
@@ -191,11 +190,7 @@ def tier() -> Iterator[Callable[..., Tier]]:
         **spec: Any,
     ) -> Tier:
         fleet = FleetSpec(size=size, boot=Spread(45, spread), readiness=Spread(30, spread), seed=3, **spec)
-        sb = Sandbox(fleet, parameters=parameters, definitions=definitions, template_path=template_path)
-        sb.start()
-        opened.append(sb)
+        sb = open_sandbox(fleet, parameters=parameters, definitions=definitions, template_path=template_path)
         return Tier(sb, sb.monitoring_state())
 
-    yield make
-    for sb in opened:
-        sb.close()
+    return make

@@ -17,7 +17,7 @@ from typing import Any
 import botocore.session
 
 from sandbox.runtime import ExecutionResult
-from sandbox.template import ROOT
+from template_model import ROOT
 from tools.asl import calls, definitions, states
 
 DOC = ROOT / "docs" / "fault-matrix.md"

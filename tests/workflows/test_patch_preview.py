@@ -3,13 +3,13 @@
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from sandbox.fleet import FleetSpec
-from sandbox.patches import InstancePatches, PatchSpec, clear
+from sandbox.patch_data import InstancePatches, PatchSpec, clear
 from sandbox.runtime import ExecutionResult, Sandbox
 
 SM = "PatchPreviewStateMachine"
@@ -17,18 +17,11 @@ Factory = Callable[..., Sandbox]
 
 
 @pytest.fixture
-def fleet() -> Iterator[Factory]:
-    opened: list[Sandbox] = []
-
+def fleet(open_sandbox: Factory) -> Factory:
     def make(size: int = 20, patches: PatchSpec | None = None, window_in_hours: float = 6.0, **params: str) -> Sandbox:
-        sb = Sandbox(FleetSpec(size=size), patches=patches, window_in_hours=window_in_hours, parameters=params)
-        sb.start()
-        opened.append(sb)
-        return sb
+        return open_sandbox(FleetSpec(size=size), patches=patches, window_in_hours=window_in_hours, parameters=params)
 
-    yield make
-    for sb in opened:
-        sb.close()
+    return make
 
 
 def patch_data(sb: Sandbox) -> dict[str, InstancePatches]:

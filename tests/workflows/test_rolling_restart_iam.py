@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox.template import ROOT, TEMPLATE_PATH, load_template
+from template_model import ROOT, TEMPLATE_PATH, load_template
 from tests.workflows.conftest import Tier, web_input
 
 TierFactory = Callable[..., Tier]

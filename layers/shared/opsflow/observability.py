@@ -92,6 +92,10 @@ def make_tracer() -> Tracer:
     return Tracer(disabled=True, auto_patch=False, provider=UntracedProvider())
 
 
+# Where a state machine's Lambda task puts its execution ARN (every Payload carries it, tests/tools checks):
+# the correlation id that joins one run's log lines across the functions it invokes.
+RUN_CORRELATION_ID_PATH = "executionArn"
+
 logger = Logger()
 tracer = make_tracer()
 metrics = Metrics()

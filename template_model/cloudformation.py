@@ -1,6 +1,6 @@
 """Read template.yaml as CloudFormation would: short-form tags, Parameters, Conditions, intrinsics.
 
-The sandbox and the checks use this to wire the real resources (functions, state machines and their
+The sandbox, the tools and the tests use this to wire the real resources (functions, state machines and their
 DefinitionSubstitutions, topics, tables...) without a second copy of the wiring.
 """
 
@@ -67,24 +67,6 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     if not isinstance(doc, dict) or "Resources" not in doc:
         raise ValueError(f"{path}: not a CloudFormation template (no Resources)")
     return doc
-
-
-def table_arguments(props: Mapping[str, Any]) -> dict[str, Any]:
-    """CreateTable arguments from an AWS::DynamoDB::Table's properties: keys, attributes, global indexes.
-
-    Billing is on demand whatever the template says (the sandbox has no capacity to provision).
-    """
-    args: dict[str, Any] = {
-        "KeySchema": props["KeySchema"],
-        "AttributeDefinitions": props["AttributeDefinitions"],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
-    indexes = props.get("GlobalSecondaryIndexes", [])
-    if indexes:
-        args["GlobalSecondaryIndexes"] = [
-            {key: index[key] for key in ("IndexName", "KeySchema", "Projection")} for index in indexes
-        ]
-    return args
 
 
 class TemplateError(Exception):
