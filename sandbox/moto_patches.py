@@ -899,6 +899,17 @@ def lambda_error_payload(exc: BaseException, request_id: str, trace: list[str]) 
 
 
 # -- moto's backends read directly: no API call a run would count, no XML round trip ------------
+def seed_ids(seed: int, region: str) -> None:
+    """Seed moto's ids for the fleet about to be created. moto makes a region's default EC2 resources (a
+    default VPC, AMIs, volumes...) lazily, on the first call that needs them, drawing thousands of numbers
+    from the same source: make them first, so the fleet's ids depend on the seed alone, whatever ran before
+    (moto's reset at the end of an earlier sandbox makes them at once). us-east-1: where moto keeps the
+    global services, whose first call makes that region's EC2 backend too."""
+    for name in dict.fromkeys((region, "us-east-1")):
+        ec2_backend(name)
+    mock_random.seed(seed)
+
+
 def raw_response(body: bytes) -> Any:
     """An HTTP body botocore can parse, for a response the sandbox answers itself (a throttled call)."""
     return MockRawResponse(body)

@@ -142,6 +142,7 @@ class Sandbox:
                 self.elb_buckets = ElbApiBuckets(self.clock.now)
                 self.bridge.elb_buckets = self.elb_buckets
             self.faults = Faults(self.bridge, self.scheduler, self.clock)
+            moto_patches.seed_ids(self.seed, REGION)
             self.fleet_resources = create_fleet_resources(self.fleet, REGION) if self.fleet_spec else {}
             template = load_template(self.template_path)
             self.stack = Stack(template, self._stack_parameters(template), REGION, ACCOUNT)
