@@ -82,6 +82,16 @@ class Tier:
         table = RunTable(self.sb.stack.physical["RunTable"]["Ref"], self.sb.client("dynamodb"))
         return {o["instanceId"]: o for o in table.outcomes(result.arn)}
 
+    def registrations(self, instance_id: str) -> dict[tuple[str, int], str]:
+        """(group, port) -> state of every registration of the instance, as the load balancers see it now."""
+        fleet, now = self.sb.fleet, self.sb.clock.now()
+        return {
+            (group.name, port): fleet.target_state(instance_id, now, group.name, port)
+            for group in fleet.groups.values()
+            for (target, port) in group.registrations
+            if target == instance_id
+        }
+
     def target_states(self) -> dict[str, str]:
         descriptions = self.sb.client("elbv2").describe_target_health(TargetGroupArn=self.target_group_arn)
         return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in descriptions["TargetHealthDescriptions"]}

@@ -150,17 +150,6 @@ API_ON_OVERRIDES = (GroupSpec("api", port=9000, port_overrides=((0, 9001), (1, 9
 BOTH_GROUPS = {"AllowedTargetGroupArns": "{TargetGroupArn:api}"}
 
 
-def registrations(given: Tier, instance_id: str) -> dict[tuple[str, int], str]:
-    """(group, port) -> the instance's state there, as the load balancers see it now."""
-    fleet, now = given.sb.fleet, given.sb.clock.now()
-    return {
-        (group.name, port): fleet.target_state(instance_id, now, group.name, port)
-        for group in fleet.groups.values()
-        for (target, port) in group.registrations
-        if target == instance_id
-    }
-
-
 def naming(given: Tier, instance_id: str) -> list[str]:
     """Subjects of the alerts that name the instance."""
     return [a["Subject"] for a in given.alerts() if instance_id in a["Subject"] + a["Message"]]
@@ -179,9 +168,9 @@ def test_an_instance_reported_failed_while_it_boots_is_put_back_everywhere_once_
     tier: TierFactory,
 ) -> None:
     given = tier(size=3, more_groups=API_ON_OVERRIDES, parameters=BOTH_GROUPS)
-    before = {i: registrations(given, i) for i in given.instances}
+    before = {i: given.registrations(i) for i in given.instances}
     run, failed = fail_while_booting(given)
-    assert set(registrations(given, failed).values()) <= {"unused", "draining"}, "out while its check failed"
+    assert set(given.registrations(failed).values()) <= {"unused", "draining"}, "out while its check failed"
     [alert] = naming(given, failed)
     assert "failed to restart" in alert
 
@@ -189,7 +178,7 @@ def test_an_instance_reported_failed_while_it_boots_is_put_back_everywhere_once_
     given.sb.fire_schedule(RECONCILER)
     let_pass(given, 60)  # the load balancers' health checks pass
 
-    assert registrations(given, failed) == before[failed], "healthy again in every group, on its own port"
+    assert given.registrations(failed) == before[failed], "healthy again in every group, on its own port"
     assert naming(given, failed) == [alert], "the failure's alert stays the only one naming it"
     assert given.sb.fire_schedule(RECONCILER)["openRuns"] == 0, "the follow-up is over"
     assert given.outcomes(given.sb.wait(run))[failed]["placement"] == "registered again: its application answers"

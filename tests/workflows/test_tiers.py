@@ -20,20 +20,9 @@ def group_arn(given: Tier, name: str) -> str:
     return given.sb.fleet_resources[f"TargetGroupArn:{name}"]
 
 
-def registrations(given: Tier, instance_id: str) -> dict[tuple[str, int], str]:
-    """(group, port) -> state of every registration of the instance, as the load balancers see it now."""
-    fleet, now = given.sb.fleet, given.sb.clock.now()
-    return {
-        (group.name, port): fleet.target_state(instance_id, now, group.name, port)
-        for group in fleet.groups.values()
-        for (target, port) in group.registrations
-        if target == instance_id
-    }
-
-
 def assert_every_registration_as_before(given: Tier, before: dict[str, dict[tuple[str, int], str]]) -> None:
     for instance_id, was in before.items():
-        now = registrations(given, instance_id)
+        now = given.registrations(instance_id)
         in_service = {k for k, state in now.items() if state in ("healthy", "initial")}
         assert in_service == set(was), f"{instance_id}: registered as {sorted(in_service)}, was {sorted(was)}"
 
@@ -47,7 +36,7 @@ def floors_held(given: Tier, result: Any, floors: dict[str, int]) -> None:
 
 def test_an_instance_in_two_target_groups_is_drained_from_both_before_its_reboot(tier: TierFactory) -> None:
     given = tier(size=4, more_groups=API_EVERYWHERE, parameters=BOTH_GROUPS)
-    before = {i: registrations(given, i) for i in given.instances}
+    before = {i: given.registrations(i) for i in given.instances}
 
     result = given.run(web_input(batchSize=1))  # the stack's default tier: the web target group only
 
@@ -78,7 +67,7 @@ def test_a_port_override_target_is_deregistered_and_registered_again_on_its_own_
     api = (GroupSpec("api", port=9000, members=(0, 1, 2, 3), port_overrides=((1, 9001),), share=0.5),)
     given = tier(size=4, more_groups=api, parameters=BOTH_GROUPS)
     overridden = given.instances[1]
-    before = {i: registrations(given, i) for i in given.instances}
+    before = {i: given.registrations(i) for i in given.instances}
     assert ("api", 9001) in before[overridden]
 
     result = given.run(web_input(batchSize=1, targetGroupArns=[given.target_group_arn, group_arn(given, "api")]))
@@ -90,14 +79,14 @@ def test_a_port_override_target_is_deregistered_and_registered_again_on_its_own_
     assert {"Id": overridden, "Port": 9001} in targets, "deregistered naming its port, as ELB requires"
     given.assert_invariants(result, floor=3)
     assert_every_registration_as_before(given, before)
-    assert registrations(given, overridden).get(("api", 9000), "unused") == "unused", "not registered on another port"
+    assert given.registrations(overridden).get(("api", 9000), "unused") == "unused", "not registered on another port"
     assert result.output["restarted"] == 4
 
 
 def test_a_load_balancer_arn_restarts_the_instances_of_every_target_group_it_forwards_to(tier: TierFactory) -> None:
     second_listener = (GroupSpec("admin", port=9100, members=(0, 1, 2), share=0.2),)  # on the web load balancer
     given = tier(size=4, more_groups=second_listener, parameters={"AllowedTargetGroupArns": "{TargetGroupArn:admin}"})
-    before = {i: registrations(given, i) for i in given.instances}
+    before = {i: given.registrations(i) for i in given.instances}
 
     result = given.run(web_input(batchSize=1, loadBalancerArn=given.sb.fleet_resources["LoadBalancerArn"]))
 
@@ -175,7 +164,7 @@ def test_without_the_option_batches_take_instances_in_order_across_zones(tier: T
 def test_a_stop_mid_run_puts_every_registration_back(tier: TierFactory) -> None:
     api = (GroupSpec("api", port=9000, load_balancer="api", port_overrides=((0, 9001),), share=0.5),)
     given = tier(size=4, more_groups=api, parameters=BOTH_GROUPS)
-    before = {i: registrations(given, i) for i in given.instances}
+    before = {i: given.registrations(i) for i in given.instances}
     given.sb.stop_when_entering("Wait until the reboot has begun")  # taken out of both groups, just rebooted
 
     result = given.run(web_input(batchSize=2))
@@ -226,7 +215,7 @@ def test_the_plan_shows_each_instance_s_zone_target_groups_and_ports(tier: TierF
 
 def test_an_instance_that_fails_between_its_two_drains_is_put_back_where_it_was_taken_out(tier: TierFactory) -> None:
     given = tier(size=3, more_groups=API_EVERYWHERE, parameters=BOTH_GROUPS)
-    before = {i: registrations(given, i) for i in given.instances}
+    before = {i: given.registrations(i) for i in given.instances}
     api = group_arn(given, "api")
     # Deregistering from api keeps failing for the first instance: it is already out of web by then.
     first = given.instances[0]
