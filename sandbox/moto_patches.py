@@ -713,28 +713,27 @@ def _details(**details: Any) -> Any:
     return dict(details)
 
 
-def data_limit_exceeded(env: Any, what: str) -> FailureEventException:
-    """The terminal error AWS raises when a state's input (after Parameters) or output exceeds 256 KiB."""
+def _states_error(env: Any, typ: Any, cause: str) -> FailureEventException:
+    """A States.* error the interpreter raises itself, failing the state (and, uncaught, the execution)."""
+    error = StatesErrorName(typ=typ)
     return FailureEventException(
         failure_event=FailureEvent(
             env=env,
-            error_name=StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded),
+            error_name=error,
             event_type=HistoryEventType.TaskFailed,
-            event_details=_details(executionFailedEventDetails={"error": DATA_LIMIT_EXCEEDED, "cause": what}),
+            event_details=_details(executionFailedEventDetails={"error": error.error_name, "cause": cause}),
         )
     )
+
+
+def data_limit_exceeded(env: Any, what: str) -> FailureEventException:
+    """The terminal error AWS raises when a state's input (after Parameters) or output exceeds 256 KiB."""
+    return _states_error(env, StatesErrorNameType.StatesStatesDataLimitExceeded, what)
 
 
 def runtime_error(env: Any, cause: str) -> FailureEventException:
     """States.Runtime: what AWS fails the execution with when a path of the definition matches nothing."""
-    return FailureEventException(
-        failure_event=FailureEvent(
-            env=env,
-            error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
-            event_type=HistoryEventType.TaskFailed,
-            event_details=_details(executionFailedEventDetails={"error": "States.Runtime", "cause": cause}),
-        )
-    )
+    return _states_error(env, StatesErrorNameType.StatesRuntime, cause)
 
 
 def _quota_patches(child_histories: list[Any]) -> list[Any]:
