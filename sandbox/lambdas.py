@@ -128,14 +128,21 @@ class PrivateEnviron:
         current = dict(os.environ)
         if current == self.base:
             return None
-        os.environ.clear()
-        os.environ.update(self.base)
+        _become(current, self.base)
         return current
 
     def resume(self, token: object) -> None:
         if isinstance(token, dict):
-            os.environ.clear()
-            os.environ.update(token)
+            _become(dict(os.environ), token)
+
+
+def _become(current: dict[str, str], wanted: dict[str, str]) -> None:
+    """Make ``os.environ`` ``wanted`` by touching only the variables that differ (a handler sets a few)."""
+    for name in current.keys() - wanted.keys():
+        del os.environ[name]
+    for name, value in wanted.items():
+        if current.get(name) != value:
+            os.environ[name] = value
 
 
 class SimulatedFunctionError(Exception):
