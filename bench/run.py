@@ -48,7 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "shared")]
 
-from sandbox.fleet import Fleet, FleetSpec, Spread  # noqa: E402
+from sandbox.fleet import AutoScalingSpec, Fleet, FleetSpec, Spread  # noqa: E402
 from tools.check_build import isolated_python, lambda_environment  # noqa: E402
 
 BOOT, READY, DRAIN, SHUTDOWN, INTERVAL, HEALTHY = 45.0, 30.0, 5.0, 8.0, 10, 3
@@ -67,11 +67,13 @@ class Scenario:
     batch: int | str
     timing: str  # deterministic | realistic
     fault: str | None = None
+    auto_scaling: bool = False  # every instance a member of one EC2 Auto Scaling group
 
     @property
     def name(self) -> str:
         fault = f", {self.fault.replace('_', '-')} instance" if self.fault else ""
-        return f"{self.size} x batch {self.batch}, {self.timing}{fault}"
+        group = ", one Auto Scaling group" if self.auto_scaling else ""
+        return f"{self.size} x batch {self.batch}, {self.timing}{fault}{group}"
 
     def batch_size(self) -> int:
         if isinstance(self.batch, str):
@@ -129,6 +131,8 @@ def run_one(scenario: Scenario, design: str) -> dict[str, Any]:
         health_check_interval=INTERVAL,
         healthy_threshold=HEALTHY,
         seed=5,
+        # Room for the whole fleet and for the batch on Standby (it leaves the desired capacity as it was).
+        auto_scaling=AutoScalingSpec(max_size=2 * scenario.size) if scenario.auto_scaling else None,
     )
     health = {"port": spec.health_port, "path": spec.health_path}
     wall0, cpu0 = time.monotonic(), time.process_time()
@@ -174,6 +178,7 @@ def run_one(scenario: Scenario, design: str) -> dict[str, Any]:
             + gb_seconds * PRICE_LAMBDA_GB_SECOND_ARM
         )
         restarted = [i for i in ids if sb.fleet.instances[i].reboots]
+        groups = list(sb.fleet.auto_scaling.values())
         return {
             "scenario": scenario.name,
             "design": design,
@@ -191,6 +196,10 @@ def run_one(scenario: Scenario, design: str) -> dict[str, Any]:
             "child_events_per_instance": len(children) / scenario.size,
             "lambda_per_instance": len(sb.lambdas.invocations) / scenario.size,
             "api_per_instance": len(api) / scenario.size,
+            "auto_scaling_per_instance": sum(c.service == "auto-scaling" for c in api) / scenario.size,
+            "auto_scaling_calls": dict(Counter(c.operation for c in api if c.service == "auto-scaling")),
+            "replaced": sum("Terminating" in a.description for g in groups for a in g.activities),
+            "in_service_after": sum(g.lifecycle(i) == "InService" for g in groups for i in ids),
             "wall": time.monotonic() - wall0,
             "cpu": time.process_time() - cpu0,  # all the worker's threads: what the machine's load cannot inflate
             "size": scenario.size,
@@ -512,9 +521,35 @@ def patch_preview_section(args: argparse.Namespace) -> list[str]:
         return preview_lines(list(pool.map(patch_preview_at_scale, sizes)))[1:]
 
 
+def auto_scaling_section(args: argparse.Namespace) -> list[str]:
+    """The matrix's 12 x batch 3 (deterministic) with every instance a member of one Auto Scaling group: each
+    member goes on Standby while it restarts (so its group neither replaces nor scales it in) and back after."""
+    scenario = Scenario(12, 3, "deterministic", auto_scaling=True)
+    r = run_one(scenario, "opsflow")
+    return [
+        "## Auto Scaling group members",
+        "",
+        f"{scenario.name}: every instance is a member of one group (ELB health checks, 300 s grace period); "
+        "compare with the matrix's row without a group. Auto Scaling calls in the run: "
+        + ", ".join(f"{op} {n}" for op, n in sorted(r["auto_scaling_calls"].items()))
+        + ".",
+        "",
+        "| scenario | status | makespan | / ideal | min serving (floor) | members replaced | InService after | "
+        "transitions / instance | Lambda / instance | GB-s / instance | Auto Scaling calls / instance | "
+        "API calls / instance | wall (CPU) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| {r['scenario']} | {r['status']} | {r['makespan'] / 60:.1f} min | {fmt(r['makespan'] / r['ideal'])} | "
+        f"{r['min_serving']} ({r['floor']}) | {r['replaced']} | {r['in_service_after']} of {r['size']} | "
+        f"{fmt(r['transitions_per_instance'], 1)} | {fmt(r['lambda_per_instance'], 1)} | "
+        f"{fmt(r['gb_seconds_per_instance'], 1)} | {fmt(r['auto_scaling_per_instance'], 2)} | "
+        f"{fmt(r['api_per_instance'], 1)} | {r['wall']:.0f} s ({r['cpu']:.0f} s) |",
+    ]
+
+
 SECTIONS: list[Callable[[argparse.Namespace], list[str]]] = [
     rolling_restart_section,
     tiers_section,
+    auto_scaling_section,
     patch_preview_section,
     cold_start_section,
     collector_section,
