@@ -61,6 +61,37 @@ def test_one_mail_carries_the_preview_and_its_links_and_approving_installs_and_r
     assert "unhealthy" not in given.target_states().values()
 
 
+def test_an_instance_that_joins_the_tier_after_the_preview_is_named_in_the_approval_mail_and_not_patched(
+    tier: TierFactory,
+) -> None:
+    """What is approved is what was previewed: the install is pinned to the planned instances."""
+    given = tier(size=4)
+    sb, newcomer = given.sb, given.instances[3]
+    start = sb.clock.now()
+    sb.client("elbv2").deregister_targets(TargetGroupArn=given.target_group_arn, Targets=[{"Id": newcomer}])
+    sb.run_until(at=start + 120)  # drained and out of the tier (60 s deregistration delay)
+    arn = sb.start_execution(PATCH_SM, web_input(batchSize=1))
+    assert sb.run_until(lambda: "Preview the patches of the tier" in sb.result(arn).states_entered())
+    # The preview takes a while (here: SSM throttles it), long enough for a new instance to pass a health check.
+    sb.inject_api_error("ssm", "DescribeInstancePatchStates", "ThrottlingException", count=3)
+    sb.client("elbv2").register_targets(TargetGroupArn=given.target_group_arn, Targets=[{"Id": newcomer}])
+
+    links = given.approval_links()
+    [mail] = given.notifications()
+    assert "3 servers checked" in mail["Message"], "the preview was made before it joined"
+    assert "Run a command on 3 of 4 targets" in mail["Message"], "it is in the tier, healthy, when the install plans"
+    assert f"Not patched, as they joined the tier after the preview was made: {newcomer};" in mail["Message"]
+    sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["approve"])
+    result = sb.wait(arn, timeout=300)
+
+    assert result.status == "SUCCEEDED", result.cause
+    commanded = {i for c in sb.bridge.calls_to("ssm", "SendCommand") for i in c.params["InstanceIds"]}
+    assert commanded == set(given.instances[:3]), "exactly the previewed instances are patched"
+    assert sb.bridge.patches.data[newcomer].operation != "Install"  # type: ignore[union-attr]
+    assert result.output["instances"] == 3 and result.output["compliant"] == 3
+    assert given.target_states()[newcomer] == "healthy", "left serving, untouched"
+
+
 def test_a_preview_too_long_for_a_mail_is_summed_up_with_where_the_rest_is_and_the_links_stay(
     tier: TierFactory,
 ) -> None:
