@@ -95,28 +95,12 @@ from moto.stepfunctions.parser.backend import execution_worker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.parser.quotas import is_within_size_quota
 
+from sandbox.authorization import SDK_ERROR_SERVICE_NAMES, SDK_SERVICE_NAMES
 from sandbox.clock import SimClock
 from sandbox.latency import LatencyModel
 from sandbox.scheduler import Scheduler
 
 MOTO_VERSION = "5.2.5"
-
-# Step Functions' SDK integration names that differ from boto3's service names.
-SDK_SERVICE_NAMES = {"elasticloadbalancingv2": "elbv2", "eventbridge": "events"}
-
-# How AWS spells the service in SDK integration error names (``Ec2.Ec2Exception``,
-# ``ElasticLoadBalancingV2.TargetGroupNotFoundException``); moto lowercases them.
-SDK_ERROR_SERVICE_NAMES = {
-    "ec2": "Ec2",
-    "elasticloadbalancingv2": "ElasticLoadBalancingV2",
-    "ssm": "Ssm",
-    "sns": "Sns",
-    "sqs": "Sqs",
-    "cloudwatch": "CloudWatch",
-    "eventbridge": "EventBridge",
-    "s3": "S3",
-    "lambda": "Lambda",
-}
 
 
 class TaskTimedOut(AWSError):
