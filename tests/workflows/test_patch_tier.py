@@ -1,9 +1,10 @@
 """The patch workflow end to end: plan, preview of exactly the tier, approval, rolling install, compliance report."""
 
 import json
+import re
 from collections.abc import Callable
 
-from tests.workflows.conftest import Tier, web_input
+from tests.workflows.conftest import SM, Tier, web_input
 
 TierFactory = Callable[..., Tier]
 PATCH_SM = "PatchTierStateMachine"
@@ -135,6 +136,39 @@ def test_a_failed_install_still_reports_compliance_naming_the_instance_left_unpa
     assert report["Subject"] == "opsflow patching: 0 of 3 instances compliant"
     line = next(x for x in report["Message"].splitlines() if x.startswith(broken))
     assert line.endswith("not compliant"), "the failed package is counted as failed"
+
+
+def test_a_resumed_patch_run_installs_on_what_the_failed_install_left(tier: TierFactory) -> None:
+    """resumeFrom names the failed install: its record fixes the instances, so the install is not pinned again."""
+    given = tier(size=3)
+    sb, broken = given.sb, max(given.instances)  # the last one the plan takes (by id)
+    sb.commands.inject(broken, "command_fails")
+    failed = sb.start_execution(PATCH_SM, web_input(batchSize=1))
+    sb.invoke_url("ApprovalVerifierFunction", "POST", body=given.approval_links()["approve"])
+    assert sb.wait(failed, timeout=300).error == "PatchingFailed"
+    installs = sb.client("stepfunctions").list_executions(
+        stateMachineArn=sb.state_machine_arn(SM), statusFilter="FAILED"
+    )["executions"]
+    [install] = [e["executionArn"] for e in installs]
+    sb.commands.faults.pop(broken)  # fixed
+    sb.run_until(at=sb.clock.now() + 60)  # it was put back: healthy again after a health check
+    sent_before = len(sb.bridge.calls_to("ssm", "SendCommand"))
+    mails_before = len(given.notifications())
+
+    resumed = sb.start_execution(PATCH_SM, web_input(batchSize=1, resumeFrom=install))
+    assert sb.run_until(lambda: len(given.notifications()) > mails_before), "no approval mail for the resumed run"
+    mail = given.notifications()[mails_before]["Message"]
+    assert "which finished 2 instances. Run a command on 1 of 3 targets" in mail, "the plan: what is left"
+    assert "Not patched" not in mail, "the instances it finished are not newcomers"
+    approve = re.search(r"^Approve: \S+?\?(\S+)$", mail, re.MULTILINE)
+    assert approve, mail
+    sb.invoke_url("ApprovalVerifierFunction", "POST", body=approve.group(1))
+    result = sb.wait(resumed, timeout=300)
+
+    assert result.status == "SUCCEEDED", result.cause
+    sent = [c.params["InstanceIds"] for c in sb.bridge.calls_to("ssm", "SendCommand")[sent_before:]]
+    assert sent == [[broken]], "only the instance the failed install left"
+    assert result.output["instances"] == 1 and result.output["compliant"] == 1
 
 
 def test_a_rejected_approval_touches_nothing(tier: TierFactory) -> None:
