@@ -1,10 +1,11 @@
 """Compile the `sam build` output to bytecode, so a cold start does not compile every module it imports.
 
-Lambda extracts a function and its layers read-only (only /tmp is writable: "Lambda execution
-environment", Lambda developer guide), so Python cannot write the ``__pycache__`` it would otherwise
-make once: without shipped bytecode, every new execution environment compiles boto3, botocore,
-pydantic and Powertools from source again (measured: 2.4 x the CPU time of the same import with
-bytecode). `sam build` ships none (its Python workflow excludes ``*.pyc`` and ``__pycache__``).
+Lambda gives a function its code and layers read-only (of its file system only /tmp is writable:
+"Security Overview of AWS Lambda", Lambda isolation technologies), so Python cannot write the
+``__pycache__`` it would otherwise make once: without shipped bytecode, every new execution
+environment compiles boto3, botocore, pydantic and Powertools from source again (measured: 2.4 x the
+CPU time of the same import with bytecode). `sam build` ships none (its Python workflow excludes
+``*.pyc`` and ``__pycache__``).
 
 The bytecode is hash-based and checked ("checked-hash", PEP 552): `sam package` zips every file with
 the timestamp 1980-01-01, so timestamp-based bytecode would never match its source and be ignored; a
