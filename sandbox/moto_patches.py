@@ -40,7 +40,8 @@ from moto.core.exceptions import AWSError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.resource_tagging import make_tag_matcher
 from moto.core.responses import EmptyResult
-from moto.core.serialize import BaseJSONSerializer
+from moto.core.serialize import BaseJSONSerializer, JSONSerializer, XFormedAttributePicker
+from moto.core.utils import get_service_model
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
@@ -401,6 +402,19 @@ def _serialize_json_structure(self: Any, serialized: Any, value: Any, shape: Any
             self._default_serialize(serialized, _plain_attribute_value(value), shape, key)
             return
     _generic_json_structure(self, serialized, value, shape, key)
+
+
+def dynamodb_response_body(operation: str, result: dict[str, Any], *, direct: bool = True) -> str:
+    """The JSON moto answers a DynamoDB ``operation`` with for ``result`` (its items as attribute values), with
+    the sandbox's direct attribute-value writer or (``direct=False``) moto's generic serializer alone."""
+    serializer = JSONSerializer(
+        operation_model=get_service_model("dynamodb").operation_model(operation),
+        pretty_print=False,
+        value_picker=XFormedAttributePicker(),
+    )
+    writer = _serialize_json_structure if direct else _generic_json_structure
+    with mock.patch.object(BaseJSONSerializer, "_serialize_type_structure", writer):
+        return str(serializer.serialize(result)["body"])
 
 
 def _api_patches() -> list[Any]:

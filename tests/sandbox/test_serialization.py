@@ -4,12 +4,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from moto.core.serialize import JSONSerializer, XFormedAttributePicker
-from moto.core.utils import get_service_model
 
 from sandbox import moto_patches
 
-DYNAMODB = get_service_model("dynamodb")
 ITEM = {
     "pk": {"S": "health#arn:aws:elasticloadbalancing:tg/web"},
     "empty": {"S": ""},
@@ -22,14 +19,7 @@ ITEM = {
 BINARY = {"pk": {"S": "k"}, "blob": {"B": b"\x00\x01"}, "deep": {"L": [{"M": {"set": {"BS": [b"x"]}}}]}}
 
 
-def serialized(operation: str, result: dict[str, Any], *, direct: bool) -> str:
-    serializer = JSONSerializer(
-        operation_model=DYNAMODB.operation_model(operation), pretty_print=False, value_picker=XFormedAttributePicker()
-    )
-    if not direct:
-        return str(serializer.serialize(result)["body"])
-    with mock.patch.object(JSONSerializer, "_serialize_type_structure", moto_patches._serialize_json_structure):
-        return str(serializer.serialize(result)["body"])
+serialized = moto_patches.dynamodb_response_body
 
 
 @pytest.mark.parametrize(
