@@ -133,6 +133,8 @@ class Sandbox:
                 seed=self.seed,
                 on_state=self._on_state,
                 on_end=self._on_execution_end,
+                # the fleet is made below, before any call
+                modelled_target_group=lambda arn: self.fleet.group_by_arn(arn) is not None,
             )
             self._patches.__enter__()
             self.fleet = Fleet(self.fleet_spec or FleetSpec(size=1), self.clock.now())
