@@ -6,14 +6,13 @@ the full report to the stack's bucket and mails a summary.
 """
 
 import datetime as dt
-import json
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, compliance, notify
+from opsflow import bucket, compliance, notify
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
 from opsflow.patch_states import patch_states
 from opsflow.settings import BucketSettings, NotificationSettings, cached_settings
@@ -53,9 +52,7 @@ def report(event: ComplianceEvent, cfg: Settings) -> dict[str, Any]:
     location = f"s3://{cfg.bucket_name}/{key}"
     outcome = event.install.subject or f"the install failed: {event.install.Error}"
     document = {"execution": event.execution_arn, "install": event.install.model_dump(), "instances": rows}
-    clients.client("s3").put_object(
-        Bucket=cfg.bucket_name, Key=key, Body=json.dumps(document, indent=1).encode(), ContentType="application/json"
-    )
+    bucket.put_json(cfg.bucket_name, key, document, indent=1)
     subject, text = compliance.mail(event.execution_arn, outcome, rows, location)
     notify.publish(cfg.topic_arn, subject, text, rest_is_in=location)
     compliant = compliance.compliant_count(rows)
