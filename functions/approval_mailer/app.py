@@ -17,7 +17,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from opsflow import approval_mail, bucket, link_signing, notify
 from opsflow.approval_links import Link
 from opsflow.errors import error_code
-from opsflow.idempotency import run_table_store
+from opsflow.idempotency import config, once
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
 from opsflow.targets import group_name
@@ -41,7 +40,7 @@ class Settings(NotificationSettings, RunTableSettings):
 
 settings = cached_settings(Settings)
 processor = BatchProcessor(event_type=EventType.SQS)
-idempotency = IdempotencyConfig(event_key_jmespath="task_token", expires_after_seconds=MAILED_RECORDS_DAYS * 86400)
+idempotency = config(MAILED_RECORDS_DAYS * 86400, key_path="task_token")
 
 
 class ApprovalRequest(BaseModel):
@@ -95,8 +94,7 @@ def mail(request: ApprovalRequest) -> dict[str, Any]:
 @cache
 def mail_once() -> Any:
     """``mail``, made idempotent per task token with records in the run table (built at first use)."""
-    store = run_table_store(settings().table_name)
-    return idempotent_function(data_keyword_argument="request", persistence_store=store, config=idempotency)(mail)
+    return once(mail, settings().table_name, idempotency)
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:

@@ -210,14 +210,29 @@ def standby(request: StandbyEvent) -> dict[str, Any]:
     return {"at": timeutil.iso_now(), "lifecycle": wanted}
 
 
+# Step Functions retries Lambda's service errors, which may come after the invocation did its work ("Handle
+# Lambda service exceptions", Step Functions best practices): a reboot and a command are done once per request.
+ACTED_RECORDS_SECONDS = 900  # outlives the state's retries (seconds apart) and any invocation still running
+
+
+def act(request: RebootEvent | CommandEvent) -> dict[str, Any]:
+    return reboot(request) if isinstance(request, RebootEvent) else send_command(request)
+
+
+def act_once(request: RebootEvent | CommandEvent, context: LambdaContext) -> dict[str, Any]:
+    from opsflow import idempotency  # here: only the actions with a side effect pay for importing it
+
+    config = idempotency.config(ACTED_RECORDS_SECONDS)
+    config.register_lambda_context(context)  # a record left in progress by a timed-out invocation expires with it
+    return dict(idempotency.once(act, settings().table_name, config)(request=request))
+
+
 @logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_event(ActionEvent, {"event": event}).event
-    if isinstance(request, RebootEvent):
-        return reboot(request)
-    if isinstance(request, CommandEvent):
-        return send_command(request)
+    if isinstance(request, RebootEvent | CommandEvent):
+        return act_once(request, context)
     if isinstance(request, CommandStatusEvent):
         return command_status(request)
     if isinstance(request, StandbyEvent):

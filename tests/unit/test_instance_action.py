@@ -375,3 +375,60 @@ def test_a_malformed_event_is_refused_naming_the_field(event: dict[str, Any], na
         parse_event(action.ActionEvent, {"event": event})
 
     assert named in str(raised.value)
+
+
+# -- Retries after a lost answer -----------------------------------------------------------------------
+# Step Functions retries Lambda's service errors (Lambda.ServiceException, Lambda.SdkClientException: "Handle
+# Lambda service exceptions", Step Functions best practices), and such an error may come after the invocation
+# did its work: the retry must not reboot the instance, or send it the command, a second time.
+COMMAND = {
+    "action": "command",
+    "instanceId": REBOOT["instanceId"],
+    "executionArn": REBOOT["executionArn"],
+    "command": {"documentName": "AWS-RunPatchBaseline", "parameters": {"Operation": ["Install"]}},
+}
+
+
+def test_a_retried_command_is_sent_once_and_answers_as_the_first_time(ssm: Stubber, lambda_context: Any) -> None:
+    ssm.add_response("send_command", {"Command": {"CommandId": COMMAND_ID}})
+    action = load_function("instance_action")
+
+    first = action.lambda_handler(COMMAND, lambda_context)
+    again = action.lambda_handler(COMMAND, lambda_context)  # a second SendCommand would find no stubbed answer
+
+    assert again == first and first["commandId"] == COMMAND_ID
+    ssm.assert_no_pending_responses()
+
+
+def test_a_retried_reboot_reboots_once(ec2: Stubber, lambda_context: Any) -> None:
+    ec2.add_response("reboot_instances", {}, {"InstanceIds": [REBOOT["instanceId"]]})
+    action = load_function("instance_action")
+
+    first = action.lambda_handler(REBOOT, lambda_context)
+
+    assert action.lambda_handler(REBOOT, lambda_context) == first
+    ec2.assert_no_pending_responses()
+
+
+def test_another_run_s_reboot_of_the_same_instance_is_its_own(ec2: Stubber, lambda_context: Any) -> None:
+    for _ in range(2):
+        ec2.add_response("reboot_instances", {}, {"InstanceIds": [REBOOT["instanceId"]]})
+    action = load_function("instance_action")
+
+    action.lambda_handler(REBOOT, lambda_context)
+    action.lambda_handler({**REBOOT, "executionArn": REBOOT["executionArn"] + "-resumed"}, lambda_context)
+
+    ec2.assert_no_pending_responses()
+
+
+def test_a_reboot_ec2_refused_is_not_remembered_so_the_state_machine_s_retry_asks_again(
+    ec2: Stubber, lambda_context: Any
+) -> None:
+    ec2.add_client_error("reboot_instances", service_error_code="RequestLimitExceeded")
+    ec2.add_response("reboot_instances", {}, {"InstanceIds": [REBOOT["instanceId"]]})
+    action = load_function("instance_action")
+
+    with pytest.raises(RebootThrottledException):
+        action.lambda_handler(REBOOT, lambda_context)
+    assert action.lambda_handler(REBOOT, lambda_context)["instanceId"] == REBOOT["instanceId"]
+    ec2.assert_no_pending_responses()
