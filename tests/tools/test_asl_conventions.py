@@ -7,6 +7,7 @@ test keeps in agreement.
 - The run table's keys the state machine writes (``States.Format('run#{}', ...)``) are the ones
   ``opsflow.runs`` reads, and the per-instance step names the reporter prints are the state
   machine's own states, recording their times where the reporter looks for them.
+- The functions and the sandbox turn a boto3 client name into the same IAM action prefix.
 """
 
 import re
@@ -99,3 +100,13 @@ def test_the_reporter_s_steps_are_states_that_record_their_time_where_it_looks()
     for key, state_name in STEPS:
         assert state_name in recorded, f"the reporter names '{state_name}', which the state machine lacks"
         assert recorded[state_name] == f"$.times.{key}", f"'{state_name}' records its time elsewhere"
+
+
+def test_the_functions_and_the_sandbox_give_each_service_the_same_iam_prefix() -> None:
+    """The collector's allowlist and the sandbox's IAM both turn a boto3 client name into an IAM action; the
+    sandbox cannot import the layer from tools/, so its copy of the map is kept in agreement here."""
+    from opsflow.iam_names import IAM_PREFIXES
+    from sandbox.authorization import IAM_PREFIXES as SANDBOX_PREFIXES
+
+    services = set(IAM_PREFIXES) | set(SANDBOX_PREFIXES)
+    assert {s: SANDBOX_PREFIXES.get(s, s) for s in services} == {s: IAM_PREFIXES.get(s, s) for s in services}
