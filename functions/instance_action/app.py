@@ -10,7 +10,8 @@ output location, or CommandFailedError / CommandTimedOutError / CommandUndeliver
 reboot of every instance as this function's role (DryRunOperation = allowed, UnauthorizedOperation =
 denied), for commands SSM's ping status of every instance, and one request to every health URL from
 where the startup check runs. Any problem refuses the run with PreflightFailedError naming the
-instance, the check and the fix.
+instance, the check and the fix. A reboot and a command are done once per request: a retry after a
+lost answer gets the first answer. What the answers mean is decided in opsflow.instance_actions.
 """
 
 from typing import Annotated, Any, Literal
