@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import approval_mail, bucket, link_signing, notify
 from opsflow.approval_links import Link
+from opsflow.arns import group_name
 from opsflow.errors import error_code
 from opsflow.idempotency import config, once
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
-from opsflow.targets import group_name
 from opsflow.validation import parse_event
 
 MAILED_RECORDS_DAYS = 15  # longer than the queue keeps a message (14 days): a redelivery is always recognised

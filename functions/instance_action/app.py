@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import autoscaling, reboots, run_command, timeutil
 from opsflow import instance_actions as decide
+from opsflow.arns import execution_name
 from opsflow.errors import StandbyRefusedError, error_code, service_error
 from opsflow.health import HealthCheck, probe
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
@@ -141,7 +142,7 @@ def send_command(request: CommandEvent) -> dict[str, Any]:
             document_name=spec.document_name,
             parameters=spec.parameters,
             timeout_seconds=spec.timeout_seconds,
-            comment=f"opsflow {request.execution_arn.rsplit(':', 1)[-1]}",
+            comment=f"opsflow {execution_name(request.execution_arn)}",
             output=output,
         )
     except ClientError as exc:

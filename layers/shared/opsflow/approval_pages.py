@@ -6,6 +6,7 @@ import html
 from aws_lambda_powertools.event_handler import Response, content_types
 
 from opsflow.approval_links import Link
+from opsflow.arns import execution_name
 
 
 def page(status: int, title: str, text: str, form: Link | None = None) -> Response[str]:
@@ -41,10 +42,10 @@ def signature(link: Link, now: float) -> tuple[bytes, str | None]:
 def confirmation(link: Link) -> tuple[str, str]:
     """The title and text of the page that asks to confirm."""
     verb = "approve" if link.decision == "approve" else "reject"
-    return f"Confirm: {verb} rolling restart {link.execution.rsplit(':', 1)[-1]}?", "Nothing happens until you confirm."
+    return f"Confirm: {verb} rolling restart {execution_name(link.execution)}?", "Nothing happens until you confirm."
 
 
 def answered(link: Link) -> str:
     """The title of the page once the task is answered."""
     done = "approved: the restart starts now" if link.decision == "approve" else "rejected: nothing was changed"
-    return f"Rolling restart {link.execution.rsplit(':', 1)[-1]} {done}."
+    return f"Rolling restart {execution_name(link.execution)} {done}."

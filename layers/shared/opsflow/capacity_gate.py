@@ -9,9 +9,10 @@ import datetime as dt
 import json
 from typing import Any, NamedTuple
 
+from opsflow.arns import group_name
 from opsflow.errors import TargetNotYetInStateException
 from opsflow.runs import OUT
-from opsflow.targets import HEALTHY, Registration, TargetHealth, group_name
+from opsflow.targets import HEALTHY, Registration, TargetHealth
 
 
 class Decision(NamedTuple):

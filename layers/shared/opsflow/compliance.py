@@ -7,6 +7,8 @@ patched by this run: the report says so rather than presenting older data as the
 import datetime as dt
 from typing import Any
 
+from opsflow.arns import execution_name
+
 COMPLIANT = "compliant"
 
 
@@ -39,13 +41,13 @@ def compliant_count(rows: list[dict[str, Any]]) -> int:
 
 def report_key(execution_arn: str) -> str:
     """Where the full report goes in the stack's bucket."""
-    return f"compliance/{execution_arn.rsplit(':', 1)[-1]}.json"
+    return f"compliance/{execution_name(execution_arn)}.json"
 
 
 def mail(execution_arn: str, install_outcome: str, rows: list[dict[str, Any]], location: str) -> tuple[str, str]:
     """The summary mail's subject and text; ``location``: where the full report is."""
     compliant = compliant_count(rows)
-    name = execution_arn.rsplit(":", 1)[-1]
+    name = execution_name(execution_arn)
     lines = [
         f"Patch compliance after the patch run {name}: {compliant} of {len(rows)} instances compliant.",
         f"Rolling install: {install_outcome}",

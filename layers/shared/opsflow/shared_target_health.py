@@ -11,9 +11,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from opsflow import targets, timeutil
+from opsflow.arns import group_name
 from opsflow.errors import TargetNotYetInStateException, error_code
 from opsflow.runs import RunTable
-from opsflow.targets import TargetHealth, group_name
+from opsflow.targets import TargetHealth
 
 # ELB's code for a throttled request ("Rate exceeded"); the user guide calls it ThrottlingException.
 THROTTLED = {"Throttling", "ThrottlingException"}

@@ -18,12 +18,6 @@ HEALTHY = "healthy"
 OUT_OF_SERVICE = ("unused", "draining")  # states in which the target no longer takes new requests
 
 
-def group_name(target_group_arn: str) -> str:
-    """The target group's name, as people call it: ``...:targetgroup/web/0123456789abcdef`` -> ``web``."""
-    name = target_group_arn.rsplit(":", 1)[-1]
-    return name.split("/")[1] if name.count("/") == 2 else name
-
-
 class Target(NamedTuple):
     state: str  # healthy, initial, unhealthy, draining, unused, unavailable
     port: int
