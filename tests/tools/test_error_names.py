@@ -18,7 +18,8 @@ from typing import Any
 import botocore.session
 import pytest
 
-from tools.asl import definitions, states
+from sandbox.authorization import SDK_ERROR_SERVICE_NAMES
+from tools.asl import BOTO3_NAMES, definitions, states
 from tools.reachable import function_app, reachable_modules
 
 STATES_ERRORS = {
@@ -55,7 +56,6 @@ PREFIXES = {
     "sqs": ("sqs", "SQS"),
     "states": ("stepfunctions", "StepFunctions"),
 }
-SDK_PREFIXES = {"ec2": ("ec2", "Ec2"), "elasticloadbalancingv2": ("elbv2", "ElasticLoadBalancingV2")}
 MODELS = botocore.session.get_session()
 
 
@@ -95,7 +95,7 @@ def emitted(state: dict[str, Any]) -> set[str]:
         return STATES_ERRORS | LAMBDA_SERVICE_ERRORS | raised_by(function.group(1))
     if resource.startswith("arn:aws:states:::aws-sdk:"):
         service = resource.split(":")[6]
-        return STATES_ERRORS | modeled(*SDK_PREFIXES[service])
+        return STATES_ERRORS | modeled(BOTO3_NAMES.get(service, service), SDK_ERROR_SERVICE_NAMES[service])
     service = resource.removeprefix("arn:aws:states:::").split(":")[0]
     return STATES_ERRORS | modeled(*PREFIXES[service])
 
