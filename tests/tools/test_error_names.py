@@ -66,13 +66,17 @@ def modeled(service: str, prefix: str) -> set[str]:
 
 
 def raised_by(logical_id: str) -> set[str]:
-    """The error class names the function's reachable code raises, plus service codes where it passes them on."""
+    """The error class names the function's reachable code raises (or builds for its caller to raise: a pure
+    decision returns the error), plus service codes where it passes them on."""
     names: set[str] = set()
     for module in reachable_modules(function_app(logical_id)):
         source = module.read_text(encoding="utf-8")
         names |= set(re.findall(r"raise ([A-Z]\w+)\(", source))
+        names |= set(re.findall(r"return ([A-Z]\w+(?:Error|Exception))\(", source))
         if "raise service_error(" in source:
             names |= SERVICE_CODES
+        if "idempotent_function(" in source:  # Powertools: a repeat while the first invocation still runs
+            names.add("IdempotencyAlreadyInProgressError")
     return names
 
 
