@@ -6,7 +6,8 @@ test keeps in agreement.
   exceptions", bp-lambda-serviceexception). A state that retries ``States.ALL`` already covers them.
 - The run table's keys the state machine writes (``States.Format('run#{}', ...)``) are the ones
   ``opsflow.runs`` reads, and the per-instance step names the reporter prints are the state
-  machine's own states, recording their times where the reporter looks for them.
+  machine's own states, recording their times where the reporter looks for them, and the actions the
+  state machine sends the reporter are the ones its event union takes.
 """
 
 import re
@@ -14,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from opsflow import runs
-from tests.conftest import load_function
+from opsflow import restart_report, runs
+from opsflow.validation import tags_of
 from tools.asl import definitions, states, tasks
 
 LAMBDA_RETRY = {
@@ -89,13 +90,23 @@ def test_the_run_table_keys_in_the_state_machine_are_the_ones_the_code_uses() ->
     assert written <= known, f"keys the code does not know: {sorted(written - known)}"
 
 
-def test_the_reporter_s_steps_are_states_that_record_their_time_where_it_looks() -> None:
-    STEPS = load_function("restart_reporter").STEPS
+@pytest.mark.parametrize("steps", ["STEPS", "COMMAND_STEPS"])
+def test_the_reporter_s_steps_are_states_that_record_their_time_where_it_looks(steps: str) -> None:
     recorded = {
         name: state.get("ResultPath")
         for path, state in states(definitions()["rolling_restart"])
         for name in [path.rsplit(" > ", 1)[-1]]
     }
-    for key, state_name in STEPS:
+    for key, state_name in getattr(restart_report, steps):
         assert state_name in recorded, f"the reporter names '{state_name}', which the state machine lacks"
         assert recorded[state_name] == f"$.times.{key}", f"'{state_name}' records its time elsewhere"
+
+
+def test_the_reporter_takes_each_action_the_state_machine_sends_it() -> None:
+    sent = {
+        parameters["action"]
+        for _, state in states(definitions()["rolling_restart"])
+        for parameters in [(state.get("Parameters") or {}).get("Payload") or {}]
+        if "RestartReporter" in str((state.get("Parameters") or {}).get("FunctionName", ""))
+    }
+    assert sent == set(tags_of("action", restart_report.EVENTS)), "the reporter's actions and the ASL's differ"
