@@ -7,7 +7,8 @@ test keeps in agreement.
 - The run table's keys the state machine writes (``States.Format('run#{}', ...)``) are the ones
   ``opsflow.runs`` reads, and the per-instance step names the reporter prints are the state
   machine's own states, recording their times where the reporter looks for them, and the actions the
-  state machine sends the reporter are the ones its event union takes.
+  state machine sends the reporter are the ones its event union takes; the patch preview's listing
+  writes each batch under the key its report reads.
 """
 
 import re
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from opsflow import restart_report, runs
+from opsflow import preview_report, restart_report, runs
 from opsflow.validation import tags_of
 from tools.asl import definitions, states, tasks
 
@@ -110,3 +111,20 @@ def test_the_reporter_takes_each_action_the_state_machine_sends_it() -> None:
         if "RestartReporter" in str((state.get("Parameters") or {}).get("FunctionName", ""))
     }
     assert sent == set(tags_of("action", restart_report.EVENTS)), "the reporter's actions and the ASL's differ"
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_preview_s_listing_writes_each_batch_where_the_report_reads_it() -> None:
+    written = {
+        match
+        for text in _strings(definitions()["patch_preview"])
+        for match in re.findall(r"States\.Format\('([^']*patches/batch-[^']*)'", text)
+    }
+    assert written == {preview_report.batch_key("{}", "{}")}  # type: ignore[arg-type]
