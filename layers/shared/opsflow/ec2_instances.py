@@ -1,8 +1,10 @@
 """EC2 reads: the instances DescribeInstances finds for a set of filters, with their tags."""
 
+from typing import Any
+
 from opsflow import clients
 
-Filters = list[dict[str, object]]
+Filters = list[dict[str, Any]]  # DescribeInstances filters: Name, Values
 
 
 def tags_of_instances(queries: list[Filters]) -> dict[str, dict[str, str]]:
