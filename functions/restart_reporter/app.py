@@ -108,9 +108,5 @@ def summary(event: SummaryEvent) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    match parse_tagged(event, tag="action", members=EVENTS):
-        case InstanceFailedEvent() as failed:
-            return instance_failed(failed)
-        case SummaryEvent() as ended:
-            return summary(ended)
-    raise AssertionError("parse_tagged returns one of EVENTS")
+    request = parse_tagged(event, tag="action", members=EVENTS)  # InstanceFailedEvent or SummaryEvent
+    return instance_failed(request) if isinstance(request, InstanceFailedEvent) else summary(request)

@@ -8,6 +8,7 @@ import boto3
 import pytest
 import responses
 
+from opsflow import timeutil
 from opsflow.errors import InvalidInputError
 from opsflow.placement import Verdict
 from opsflow.restart_report import (
@@ -66,6 +67,41 @@ def test_an_instance_whose_restart_was_interrupted_is_put_back_once_it_answers(
     outcome = table.get_outcome(RUN, taken_out["InstanceId"])
     assert outcome and outcome["error"] == "RestartInterrupted" and "registered again" in outcome["placement"]
     assert table.get_outcome(RUN, never_touched["InstanceId"]) is None
+
+
+def test_a_failed_instance_still_registered_but_not_answering_is_taken_out_followed_up_and_alerted_once(
+    tier: dict[str, Any], lambda_context: Any
+) -> None:
+    instance = tier["instances"][0]
+    instance_id, elbv2 = instance["InstanceId"], boto3.client("elbv2", region_name=REGION)
+    elbv2.register_targets(TargetGroupArn=tier["arn"], Targets=[{"Id": instance_id}])  # it failed once registered
+    table = RunTable("runs")
+    table.mark_taken_out(RUN, instance_id, timeutil.iso_now())
+    report = {
+        "action": "instance_failed",
+        "instanceId": instance_id,
+        "run": summary_event(tier)["run"],
+        "times": dict.fromkeys(("deregistered", "drained", "rebooted", "down", "ready"), "2026-11-23T10:00:00+00:00"),
+        "failure": {"Error": "States.Timeout", "Cause": ""},
+    }
+    reporter = load_function("restart_reporter")
+    with responses.RequestsMock() as http:
+        http.get(f"http://{instance['PrivateIpAddress']}:8080/health", status=503)
+        result = reporter.lambda_handler(report, lambda_context)
+        first = table.get_outcome(RUN, instance_id) or {}
+        reporter.lambda_handler(report, lambda_context)  # the state machine retries the report
+
+    assert result == {
+        "instanceId": instance_id,
+        "outcome": "failed",
+        "step": "Register the instance with every target group",
+    }
+    assert elbv2.describe_target_health(TargetGroupArn=tier["arn"])["TargetHealthDescriptions"] == []
+    assert first["placement"] == "taken out of its target groups: its application does not answer"
+    assert first["followUp"] is True and first["alertedAt"]
+    again = table.get_outcome(RUN, instance_id) or {}
+    assert again["alertedAt"] == first["alertedAt"], "one alert, however often the report is retried"
+    assert again["followUp"] is True and again["placement"].startswith("left out of its target groups")
 
 
 # The decisions, over plain data (opsflow.restart_report): no AWS, milliseconds each.
