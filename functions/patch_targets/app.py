@@ -34,6 +34,7 @@ from opsflow.patch_selection import (
     skipped,
     window_verdict,
 )
+from opsflow.patch_states import patch_states
 from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import ExecutionEvent, parse_event
 
@@ -69,7 +70,7 @@ def select(request: PreviewRequest, execution_arn: str, cfg: Settings) -> dict[s
 
     tags = ec2_instances.tags_of_instances(instance_queries(request.instances or Selection(), cfg.patch_group))
     with_ssm = patch_manager.managed_nodes(sorted(tags))
-    states = patch_manager.patch_states(sorted(with_ssm))
+    states = patch_states(sorted(with_ssm))
     fleet = fleet_rows(tags, with_ssm, states, timeutil.now(), base["staleAfterHours"])
     batches = listing_batches(fleet)
     if not batches:

@@ -620,6 +620,19 @@ def _continues(request: RestartRequest, finished_before: list[str]) -> str:
     return f"Continues {request.resume_from.rsplit(':', 1)[-1]}, which finished {len(finished_before)} instances. "
 
 
+def _not_previewed(request: RestartRequest, members: list[str], selected: list[str]) -> str:
+    """The patch workflow installs on the previewed instances only: name the tier's others (they joined since)."""
+    if request.preview is None or request.resume_from:
+        return ""
+    left_out = [i for i in members if i not in set(selected)]
+    if not left_out:
+        return ""
+    return (
+        f" Not patched, as they joined the tier after the preview was made: {_listed(left_out)}; the next patch "
+        "run previews and patches them."
+    )
+
+
 def watched_alarms(request: RestartRequest) -> list[str]:
     """The alarms the run watches, by exact name; refuses the run if one is in ALARM already."""
     if request.stop_on_alarms is None:
@@ -786,7 +799,9 @@ def plan_restart(request: RestartRequest, execution_arn: str, cfg: Settings) -> 
             for name, g in auto_scaling_groups.items()
         )
         + f" Each instance: drain (up to {delay} s), {action}, {to_healthy} s of health checks. Expected at most "
-        f"{predicted // 60} min {predicted % 60} s" + ("." if command is None else " plus the command's own time.")
+        f"{predicted // 60} min {predicted % 60} s"
+        + ("." if command is None else " plus the command's own time.")
+        + _not_previewed(request, members, selected)
     )
     alarms = request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else [])
     rules = request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else [])

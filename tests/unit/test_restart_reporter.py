@@ -146,7 +146,7 @@ def test_the_failed_step_is_the_first_that_recorded_no_time() -> None:
     assert failed_step({}) == "Deregister the instance from every target group"
     assert failed_step({"deregistered": "t", "drained": "t", "rebooted": "t"}) == "Wait until the reboot has begun"
     assert failed_step({"deregistered": "t", "drained": "t"}, "command") == "Run the command on the instance"
-    assert failed_step({k: "t" for k, _ in COMMAND_STEPS}, "command") == "Record the outcome"
+    assert failed_step({k: "t" for k, _ in COMMAND_STEPS}, "command") == "Record the instance as restarted"
 
 
 def test_a_lambda_error_s_cause_shows_its_message_not_its_stack_trace() -> None:

@@ -1,12 +1,12 @@
-"""Systems Manager reads for patching: a maintenance window, which instances are managed nodes, and
-each one's last patch operation (DescribeInstancePatchStates). Plain data in and out."""
+"""Systems Manager reads for patching: a maintenance window, and which instances are managed nodes
+(each one's last patch operation is opsflow.patch_states). Plain data in and out."""
 
 from typing import Any
 
 from opsflow import clients
 from opsflow.errors import OpsflowError
 
-BATCH = 50  # DescribeInstancePatchStates and DescribeInstanceInformation take 50 ids a call
+BATCH = 50  # DescribeInstanceInformation takes 50 ids a call
 
 
 class MaintenanceWindowNotFoundError(OpsflowError):
@@ -32,18 +32,4 @@ def managed_nodes(instance_ids: list[str]) -> set[str]:
             Filters=[{"Key": "InstanceIds", "Values": chunk}]
         )
         out.update(info["InstanceId"] for page in pages for info in page["InstanceInformationList"])
-    return out
-
-
-def patch_states(instance_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each instance's patch summary from its last Scan or Install, by instance id (none: never patched)."""
-    ssm = clients.client("ssm")
-    out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(instance_ids), BATCH):
-        pages = ssm.get_paginator("describe_instance_patch_states").paginate(
-            InstanceIds=instance_ids[start : start + BATCH]
-        )
-        for page in pages:
-            for state in page["InstancePatchStates"]:
-                out[state["InstanceId"]] = state
     return out

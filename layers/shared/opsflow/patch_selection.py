@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
 
+from opsflow.arns import execution_name
 from opsflow.ec2_instances import Filters
 from opsflow.validation import InstanceId
 
@@ -82,10 +83,9 @@ def plan(request: PreviewRequest, execution_arn: str, defaults: Defaults) -> Pla
         if request.mail_when_nothing_pending is None
         else request.mail_when_nothing_pending
     )
-    run = execution_arn.rsplit(":", 1)[-1]
     base = {
         "executionArn": execution_arn,
-        "runPrefix": f"patch-preview/{run}",
+        "runPrefix": f"patch-preview/{execution_name(execution_arn)}",
         "staleAfterHours": request.stale_after_hours or defaults.stale_after_hours,
         "mailWhenNothingPending": mail_nothing,
         "window": None,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import placement
+from opsflow import arns, placement
 from opsflow.health import HealthCheck
 
 # Per-instance steps in order, keyed as the state machine records their times, with state names.
@@ -95,7 +95,7 @@ def failed_step(times: dict[str, Any], action: str = "reboot") -> str:
     for key, state_name in COMMAND_STEPS if action == "command" else STEPS:
         if key not in times:
             return state_name
-    return "Record the outcome"
+    return "Record the instance as restarted"
 
 
 def _at(times: dict[str, Any], key: str) -> str | None:
@@ -211,7 +211,7 @@ def summarize(
     verdict = "succeeded" if ok else ("STOPPED on alarm" if stopped else "FAILED")
     subject = (
         f"opsflow rolling restart {verdict}: {counts['restarted']} restarted, "
-        f"{counts['failed']} failed ({group.split('/')[1] if '/' in group else group})"
+        f"{counts['failed']} failed ({arns.group_name(event.run.target_group_arn)})"
     )
     lines = [
         f"Rolling restart of {group}: {verdict}",
