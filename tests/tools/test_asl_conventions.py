@@ -6,7 +6,9 @@ test keeps in agreement.
   exceptions", bp-lambda-serviceexception). A state that retries ``States.ALL`` already covers them.
 - The run table's keys the state machine writes (``States.Format('run#{}', ...)``) are the ones
   ``opsflow.runs`` reads, and the per-instance step names the reporter prints are the state
-  machine's own states, recording their times where the reporter looks for them.
+  machine's own states, recording their times where the reporter looks for them, and the actions the
+  state machine sends the reporter are the ones its event union takes; the patch preview's listing
+  writes each batch under the key its report reads.
 - The functions and the sandbox turn a boto3 client name into the same IAM action prefix.
 """
 
@@ -15,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from opsflow import runs
-from tests.conftest import ROOT, load_function
+from opsflow import preview_report, restart_report, runs
+from opsflow.validation import tags_of
+from tests.conftest import ROOT
 from tools.asl import definitions, states, tasks
 
 LAMBDA_RETRY = {
@@ -97,18 +100,44 @@ def test_the_run_table_keys_in_a_state_machine_are_the_ones_the_code_uses(machin
 
 @pytest.mark.parametrize("steps", ["STEPS", "COMMAND_STEPS"])
 def test_the_reporter_s_steps_are_states_that_record_their_time_where_it_looks(steps: str) -> None:
-    reporter = load_function("restart_reporter")
     recorded = {
         name: state.get("ResultPath")
         for path, state in states(definitions()["rolling_restart"])
         for name in [path.rsplit(" > ", 1)[-1]]
     }
-    for key, state_name in getattr(reporter, steps):
+    for key, state_name in getattr(restart_report, steps):
         assert state_name in recorded, f"the reporter names '{state_name}', which the state machine lacks"
         assert recorded[state_name] == f"$.times.{key}", f"'{state_name}' records its time elsewhere"
-    every_step_done = {key: "" for key, _ in getattr(reporter, steps)}
-    last = reporter.failed_step(every_step_done, "command" if steps == "COMMAND_STEPS" else "reboot")
+    every_step_done = {key: "" for key, _ in getattr(restart_report, steps)}
+    last = restart_report.failed_step(every_step_done, "command" if steps == "COMMAND_STEPS" else "reboot")
     assert last in recorded, f"the reporter names '{last}' for a failure after the last step: no such state"
+
+
+def test_the_reporter_takes_each_action_the_state_machine_sends_it() -> None:
+    sent = {
+        parameters["action"]
+        for _, state in states(definitions()["rolling_restart"])
+        for parameters in [(state.get("Parameters") or {}).get("Payload") or {}]
+        if "RestartReporter" in str((state.get("Parameters") or {}).get("FunctionName", ""))
+    }
+    assert sent == set(tags_of("action", restart_report.EVENTS)), "the reporter's actions and the ASL's differ"
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_preview_s_listing_writes_each_batch_where_the_report_reads_it() -> None:
+    written = {
+        match
+        for text in _strings(definitions()["patch_preview"])
+        for match in re.findall(r"States\.Format\('([^']*patches/batch-[^']*)'", text)
+    }
+    assert written == {preview_report.batch_key("{}", "{}")}  # type: ignore[arg-type]
 
 
 def test_the_functions_and_the_sandbox_give_each_service_the_same_iam_prefix() -> None:

@@ -388,7 +388,7 @@ def test_two_runs_on_one_target_group_one_restarts_the_other_is_refused(tier: Ti
 # exactly one "the patch preview failed" naming the error; a stopped preview mails nothing of its own (the
 # ExecutionsEndedBadlyAlarm reports every aborted execution), so nothing goes out half-done.
 DENIED_ERROR = "Lambda.AccessDeniedException"  # what a permanent fault at a Lambda task fails with
-# Two batches of the listing Map (PatchTargetsFunction's LISTING_BATCH is 50): a fault inside the Map strikes
+# Two batches of the listing Map (opsflow.patch_selection.LISTING_BATCH is 50): a fault inside the Map strikes
 # the batch of one server only (its child execution), so the case shows one failing server among the rest.
 PREVIEW_SIZE, FAILING_ITEM = 51, 1
 

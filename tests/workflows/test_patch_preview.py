@@ -252,18 +252,11 @@ def test_five_thousand_servers_fit_the_payload_and_history_quotas(fleet: Factory
     assert len(children) == 100 and max(len(h) for h in children) < 100
 
 
+# Every malformed request is a unit test on the input model (tests/unit/test_patch_targets.py); these
+# three keep the path from a refused request to a failed run that sent and listed nothing proven.
 MALFORMED = [
-    ({"maintenanceWindowId": "window-1"}, "maintenanceWindowId"),
-    ({"horizonHours": 0}, "horizonHours"),
     ({"horizonHours": "24"}, "horizonHours"),
     ({"instances": {"instanceIds": ["web-1"]}}, "instances.instanceIds"),
-    ({"instances": {"tag": {"a": "b"}}}, "instances.tag"),
-    ({"severities": ["Severe"]}, "severities"),
-    ({"severities": []}, "severities"),
-    ({"staleAfterHours": -1}, "staleAfterHours"),
-    ({"includeFailed": "no"}, "includeFailed"),
-    ({"windowId": "mw-0123456789abcdef0"}, "windowId"),
-    ({"deliver": "later"}, "deliver"),
     ({"deliver": "approval", "maintenanceWindowId": "mw-0123456789abcdef0"}, "not a maintenance window"),
 ]
 

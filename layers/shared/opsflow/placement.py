@@ -26,6 +26,7 @@ from opsflow.errors import OpsflowError
 from opsflow.health import HealthCheck, check_instance
 from opsflow.runs import OUT
 from opsflow.targets import Registration, parse_registrations
+from opsflow.targets import deregister as deregister_targets
 from opsflow.targets import register as register_targets
 
 # The patience of "Wait until the reboot has begun" (exactly: the reporter, which runs once it is spent,
@@ -153,6 +154,35 @@ INTERRUPTED = {
 KEYS = ("pk", "sk", "instanceId")  # the run table's keys of an instance item, not part of its outcome
 
 
+def judge(
+    item: dict[str, Any], *, target_group_arn: str, health: HealthCheck | None, boot_seconds: int
+) -> tuple[Verdict, list[Registration], bool]:
+    """Put back only if the application answers: the one reading of an instance the run took out (its
+    verdict, where it was taken out, whether its SSM command may still run) that every placement acts on.
+    ``health`` None: the run had no health check, so nothing counts as answering."""
+    where = registrations_of(item, target_group_arn)
+    running = command_running(item)
+    up = health is not None and answers(item["instanceId"], health)
+    return verdict(item, up, timeutil.epoch(), boot_seconds, running), where, running
+
+
+def place_failure(
+    item: dict[str, Any], *, target_group_arn: str, health: HealthCheck | None, boot_seconds: int
+) -> tuple[Verdict, str]:
+    """An instance reported failed while the run had it out: in service only if its application answers
+    (and is not the old process before a reboot), taken out of every group it is still in otherwise;
+    what was decided ("wait": left out while it may still come up, for the follow-up) and what was done."""
+    decided, where, running = judge(item, target_group_arn=target_group_arn, health=health, boot_seconds=boot_seconds)
+    instance_id = item["instanceId"]
+    if decided is Verdict.PUT_BACK:
+        return decided, register(where, instance_id, restore_standby(item))
+    if deregister_targets(instance_id, where):
+        return decided, "taken out of its target groups: its application does not answer"
+    if running:
+        return decided, "left out of its target groups: its SSM command still runs (it may reboot it)"
+    return decided, "left out of its target groups: its application does not answer"
+
+
 def held_by_another_run(table: Any, execution_arn: str, instance_id: str, where: list[Registration]) -> str | None:
     """The run that took the instance out since this one left it (it holds a lock of one of its target
     groups and marked it), if any. Its gate marks an instance before deregistering it and drains it
@@ -186,8 +216,7 @@ def settle(
     if other is not None:
         decided, placed = Verdict.HANDED_OVER, f"left to {other}, which took it out of service since"
     else:
-        running = command_running(item)
-        decided = verdict(item, answers(instance_id, health), timeutil.epoch(), boot_seconds, running)
+        decided, _, running = judge(item, target_group_arn=target_group_arn, health=health, boot_seconds=boot_seconds)
         if decided is Verdict.WAIT:
             return decided, "its command still runs: followed up" if running else "not answering yet: followed up"
         placed = (
