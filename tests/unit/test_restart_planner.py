@@ -3,8 +3,9 @@
 import json
 from typing import Any
 
+from opsflow import restart_plan
+from opsflow.restart_request import CommandRequest, PlannerSettings, RestartRequest
 from template_model import Stack, load_template
-from tests.conftest import load_function
 from tools.asl import definitions, states
 
 SDK_CALL_SECONDS = 60  # an SDK integration call: botocore's read timeout with its retries, generously
@@ -46,23 +47,21 @@ def per_instance_patience() -> float:
 
 
 def test_the_lock_outlives_the_slowest_instance_the_workflow_allows() -> None:
-    planner = load_function("restart_planner")
-    assert per_instance_patience() <= planner.INSTANCE_PATIENCE_SECONDS
+    assert per_instance_patience() <= restart_plan.INSTANCE_PATIENCE_SECONDS
 
 
-def _settings(planner: Any, documents: str = "AWS-RunPatchBaseline") -> Any:
-    return planner.Settings.model_construct(allowed_documents=documents)
+def _settings(documents: str = "AWS-RunPatchBaseline") -> PlannerSettings:
+    return PlannerSettings.model_construct(allowed_documents=documents)  # type: ignore[call-arg]
 
 
 def test_the_command_action_defaults_to_installing_patches_and_rebooting_only_if_needed() -> None:
-    planner = load_function("restart_planner")
-    command = planner.resolve_command(planner.RestartRequest(action="command"), _settings(planner))
+    command = restart_plan.resolve_command(RestartRequest(action="command"), _settings())
     assert command == {
         "documentName": "AWS-RunPatchBaseline",
         "parameters": {"Operation": ["Install"], "RebootOption": ["RebootIfNeeded"]},
         "timeoutSeconds": 600,
     }
-    assert planner.resolve_command(planner.RestartRequest(), _settings(planner)) is None
+    assert restart_plan.resolve_command(RestartRequest(), _settings()) is None
 
 
 def test_a_command_the_stack_does_not_allow_or_without_the_command_action_is_refused() -> None:
@@ -70,11 +69,11 @@ def test_a_command_the_stack_does_not_allow_or_without_the_command_action_is_ref
 
     from opsflow.errors import InvalidInputError
 
-    planner = load_function("restart_planner")
-    other = planner.CommandRequest(document_name="AWS-RunShellScript")
+    other = CommandRequest(document_name="AWS-RunShellScript")
     with pytest.raises(InvalidInputError, match="CommandDocuments"):
-        planner.resolve_command(planner.RestartRequest(action="command", command=other), _settings(planner))
+        restart_plan.resolve_command(RestartRequest(action="command", command=other), _settings())
     with pytest.raises(InvalidInputError, match='only with "action": "command"'):
-        planner.resolve_command(planner.RestartRequest(command=other), _settings(planner))
-    allowed = _settings(planner, "AWS-RunPatchBaseline,AWS-RunShellScript")
-    assert planner.resolve_command(planner.RestartRequest(action="command", command=other), allowed)["parameters"] == {}
+        restart_plan.resolve_command(RestartRequest(command=other), _settings())
+    allowed = _settings("AWS-RunPatchBaseline,AWS-RunShellScript")
+    command = restart_plan.resolve_command(RestartRequest(action="command", command=other), allowed)
+    assert command is not None and command["parameters"] == {}
