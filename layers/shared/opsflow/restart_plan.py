@@ -41,7 +41,7 @@ from opsflow.restart_request import (
     PreviewMail,
     RestartRequest,
 )
-from opsflow.target_groups import ListedGroup, TargetGroup
+from opsflow.target_groups import ListedGroup, TargetGroup, short_name
 from opsflow.targets import HEALTHY, Registration, TargetHealth
 from opsflow.validation import describe_validation_error
 from opsflow.watch import firing
@@ -159,11 +159,6 @@ def listed(problems: list[str]) -> str:
     """The first problems, and how many more: a refusal stays short enough for a Step Functions Cause."""
     more = len(problems) - LISTED_PROBLEMS
     return "; ".join(problems[:LISTED_PROBLEMS]) + (f" (and {more} more)" if more > 0 else "")
-
-
-def short_name(arn: str) -> str:
-    """targetgroup/web/0123... -> web"""
-    return arn.rsplit(":", 1)[-1].split("/")[1] if "/" in arn else arn
 
 
 def resolve_batch_size(value: int | str, tier_size: int) -> int:
