@@ -378,7 +378,7 @@ def test_an_instance_without_the_restart_tag_is_refused(tier: TierFactory) -> No
     given.assert_refused(given.run(web_input()), "InstanceNotRestartableError", f"{given.instances[2]} lacks the tag")
 
 
-# Every malformed field is a unit test on the input model (tests/unit/test_restart_plan.py); these prove
+# Every malformed field is a unit test on the input model (tests/unit/test_restart_planner.py); these prove
 # the path from a bad input to a refused run that changed nothing.
 MALFORMED = [({"batchSize": 0}, "batchSize"), ({"batchsize": 2}, "batchsize")]
 
