@@ -74,14 +74,16 @@ check-asl: $(VENV)/.installed node_modules/.installed ## asl-validator and moto'
 	$(PY) -m tools.check_statemachines
 
 .PHONY: build
-build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build (arm64, no container) into .aws-sam/build
+build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build (arm64, no container) into .aws-sam/build, compiled to bytecode
 	$(SAM_ENV) $(SAM) build --cached
+	$(PY) -m tools.compile_bytecode .aws-sam/build
 
 .PHONY: check-build
 check-build: build ## import every built function with its built layer under python3.13
 	$(PY) -m tools.check_build --build-dir .aws-sam/build --expect-arch arm64
 	$(SAM_ENV) $(SAM) build --build-dir .aws-sam/build-host --cache-dir .aws-sam/cache-host --cached \
 	  --parameter-overrides Architecture=$(HOST_ARCH) >/dev/null
+	$(PY) -m tools.compile_bytecode .aws-sam/build-host
 	$(PY) -m tools.check_build --build-dir .aws-sam/build-host --expect-arch $(HOST_ARCH) --import
 
 # The template as deployed (SAM policy templates expanded): the least-privilege tests read it.

@@ -2,8 +2,12 @@
 
 - the layer has our package and its dependencies directly under ``python/`` (not ``python/python``),
   and its compiled modules are built for the expected architecture;
+- every module in the layer and the functions has hash-based bytecode for the runtime's Python
+  (tools/compile_bytecode.py: Lambda cannot write ``__pycache__``, so a module shipped without it is
+  compiled again on every cold start);
 - with ``--import``, each built function is imported by python3.13 in isolation (no site-packages),
   with only its own folder and the built layer on ``sys.path`` (the layer ships its own pinned SDK).
+  It writes no bytecode, so it imports (and the benchmark times) exactly what would be deployed.
 """
 
 import argparse
@@ -13,6 +17,7 @@ import sys
 from pathlib import Path
 
 from template_model import Stack, load_template
+from tools.compile_bytecode import runtime_version
 
 ELF_MACHINES = {0xB7: "arm64", 0x3E: "x86_64"}
 
@@ -22,6 +27,19 @@ def elf_arch(path: Path) -> str | None:
     if header[:4] != b"\x7fELF":
         return None
     return ELF_MACHINES.get(int.from_bytes(header[18:20], "little"), "other")
+
+
+def modules_without_bytecode(folder: Path, python_version: str) -> list[Path]:
+    """The ``.py`` files under ``folder`` with no hash-based bytecode for ``python_version`` beside them."""
+    tag = f"cpython-{python_version.replace('.', '')}"
+    missing = []
+    for source in sorted(folder.rglob("*.py")):
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        # Header: magic (4 bytes), then flags; bit 0 set means hash-based (PEP 552).
+        header = pyc.read_bytes()[:8] if pyc.exists() else b""
+        if len(header) < 8 or not int.from_bytes(header[4:8], "little") & 1:
+            missing.append(source)
+    return missing
 
 
 def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str, Path], Path | None]:
@@ -53,6 +71,15 @@ def check_layout(build_dir: Path, expect_arch: str) -> tuple[list[str], dict[str
     for logical_id, path in functions.items():
         if not (path / "app.py").exists():
             errors.append(f"{logical_id}: {path}/app.py missing")
+    python_version = runtime_version(build_dir)
+    for name, folder in [("layer", layer), *sorted(functions.items())]:
+        missing = modules_without_bytecode(folder, python_version) if folder.exists() else []
+        if missing:
+            example = missing[0].relative_to(folder)
+            errors.append(
+                f"{name}: {len(missing)} modules without hash-based python{python_version} bytecode (e.g. {example}); "
+                f"compile it with `python{python_version} -m tools.compile_bytecode {build_dir}` (`make build` does)"
+            )
     return errors, functions, layer
 
 
@@ -70,12 +97,13 @@ def lambda_environment(function_dir: Path, parameters: dict[str, str] | None = N
 def isolated_python(
     paths: list[Path], code: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh python3.13 that sees the standard library and ``paths`` only."""
+    """Run ``code`` in a fresh python3.13 that sees the standard library and ``paths`` only, and writes no
+    bytecode into them (as on Lambda, where they are read-only)."""
     python = getattr(sys, "_base_executable", sys.executable)
     prologue = f"import sys; sys.path[:0] = {[str(p) for p in paths]!r}; "
     env = {"AWS_DEFAULT_REGION": "eu-west-1", "PATH": os.environ.get("PATH", ""), **(env or {})}
     return subprocess.run(
-        [python, "-I", "-S", "-c", prologue + code], capture_output=True, text=True, env=env, check=False
+        [python, "-I", "-S", "-B", "-c", prologue + code], capture_output=True, text=True, env=env, check=False
     )
 
 

@@ -174,3 +174,31 @@ def test_function_folders_are_what_the_template_deploys() -> None:
         if res["Type"] == "AWS::Serverless::Function"
     }
     assert set(FUNCTIONS) == code_uris
+
+
+def test_settings_are_built_when_the_function_loads_them_and_the_shared_bases_never() -> None:
+    seen = in_lambda(
+        "patch_report",
+        "false",
+        """
+        import json
+        import app
+        from opsflow import settings
+
+        shared = [settings.RunTableSettings, settings.NotificationSettings, settings.BucketSettings,
+                  settings.NeverMuteSettings]
+        at_import = {model.__name__: model.__pydantic_complete__ for model in [*shared, app.Settings]}
+        loaded = app.settings()
+        print(json.dumps({
+            "at_import": at_import,
+            "bucket": loaded.bucket_name,
+            "built": {model.__name__: model.__pydantic_complete__ for model in [*shared, app.Settings]},
+        }))
+        """,
+        BUCKET_NAME="opsflow-data",
+    )
+
+    assert not any(seen["at_import"].values()), seen["at_import"]
+    assert seen["bucket"] == "opsflow-data"
+    # Only the model the function validated was built.
+    assert {name for name, built in seen["built"].items() if built} == {"Settings"}

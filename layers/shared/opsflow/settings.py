@@ -19,9 +19,13 @@ class SettingsError(OpsflowError):
 
 
 class EnvSettings(BaseModel):
-    """Base for settings models: immutable, unknown variables ignored, fields by alias."""
+    """Base for settings models: immutable, unknown variables ignored, fields by alias.
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    Built when first loaded, not when defined: a function loads only its own Settings, so the shared
+    bases below, which every function imports, never cost their schema build at cold start.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
 
 def load_settings[SettingsT: EnvSettings](
