@@ -15,27 +15,39 @@ The names the project's tools share live here too: IAM prefixes of boto3 clients
 service ids, and the API operations whose IAM action has another name.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+import botocore.session
+
 from sandbox.iam import Request
 
-# boto3 client names -> IAM prefixes, where they differ.
-IAM_PREFIXES = {
-    "elbv2": "elasticloadbalancing",
-    "stepfunctions": "states",
-    "events": "events",
-    "resourcegroupstaggingapi": "tag",
-}
-# botocore service ids (as in event names: "before-call.<service id>.<Operation>") -> IAM prefixes.
+# botocore service ids (as in event names: "before-call.<service id>.<Operation>") -> IAM prefixes, where
+# they differ; a boto3 client's name gives its service id (service_id).
 SERVICE_IDS = {
     "elastic-load-balancing-v2": "elasticloadbalancing",
     "auto-scaling": "autoscaling",
     "eventbridge": "events",
     "sfn": "states",
     "resource-groups-tagging-api": "tag",
+}
+# Step Functions' SDK integration names that differ from boto3's client names.
+SDK_SERVICE_NAMES = {"elasticloadbalancingv2": "elbv2", "eventbridge": "events"}
+# How AWS spells the service in SDK integration error names (``Ec2.Ec2Exception``,
+# ``ElasticLoadBalancingV2.TargetGroupNotFoundException``); moto lowercases them.
+SDK_ERROR_SERVICE_NAMES = {
+    "ec2": "Ec2",
+    "elasticloadbalancingv2": "ElasticLoadBalancingV2",
+    "ssm": "Ssm",
+    "sns": "Sns",
+    "sqs": "Sqs",
+    "cloudwatch": "CloudWatch",
+    "eventbridge": "EventBridge",
+    "s3": "S3",
+    "lambda": "Lambda",
 }
 # API operations authorized by an IAM action of another name ("prefix:Operation" -> action).
 ACTION_OF = {
@@ -258,6 +270,21 @@ OPERATIONS: dict[str, Resolver] = {
 
 def iam_prefix(service_id: str) -> str:
     return SERVICE_IDS.get(service_id, service_id)
+
+
+@functools.cache
+def service_id(client_name: str) -> str:
+    """A boto3 client's name -> botocore's service id, as event names spell it ("elbv2" ->
+    "elastic-load-balancing-v2"); botocore.exceptions.UnknownServiceError for a name boto3 lacks."""
+    return str(_botocore().get_service_model(client_name).service_id.hyphenize())
+
+
+def client_iam_prefix(client_name: str) -> str:
+    """A boto3 client's name -> the IAM prefix of its actions ("elbv2" -> "elasticloadbalancing")."""
+    return iam_prefix(service_id(client_name))
+
+
+_botocore = functools.cache(botocore.session.get_session)  # its loader caches the service models it reads
 
 
 def requests_for(

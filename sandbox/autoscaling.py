@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.fleet import INF, AutoScalingSpec, Fleet
+from sandbox.moto_patches import MotoGroup
 
 NOT_HEALTHY = {"unhealthy", "draining", "unused"}  # what the load balancer reports, besides healthy/initial
 
@@ -70,65 +71,6 @@ class Activity:
 
 
 @dataclass
-class MotoGroup:
-    """moto's side of the group: its records kept in step, instances launched and terminated in EC2."""
-
-    name: str
-    region: str
-    subnets: dict[str, str]  # zone -> subnet id
-    security_group: str
-    tags: dict[str, str]
-
-    def _backends(self) -> tuple[Any, Any]:
-        from moto.autoscaling.models import autoscaling_backends
-        from moto.core.models import DEFAULT_ACCOUNT_ID
-        from moto.ec2.models import ec2_backends
-
-        return autoscaling_backends[DEFAULT_ACCOUNT_ID][self.region], ec2_backends[DEFAULT_ACCOUNT_ID][self.region]
-
-    def launch(self, zone: str) -> tuple[str, str]:
-        from moto.autoscaling.models import InstanceState
-
-        autoscaling, ec2 = self._backends()
-        group = autoscaling.autoscaling_groups[self.name]
-        reservation = ec2.run_instances(
-            "ami-12c6146b",
-            1,
-            None,
-            [],
-            instance_type="t4g.small",
-            is_instance_type_default=False,
-            placement=None,
-            region_name=self.region,
-            subnet_id=self.subnets[zone],
-            security_group_ids=[self.security_group],
-            nics=[],
-            tags={"instance": {**self.tags, "aws:autoscaling:groupName": self.name}},
-            launch_template={},
-        )
-        [inst] = reservation.instances
-        inst.autoscaling_group = group
-        group.instance_states.append(InstanceState(inst, lifecycle_state="Pending", autoscaling_group=group))
-        return str(inst.id), str(inst.private_ip)
-
-    def terminate(self, instance_id: str) -> None:
-        autoscaling, ec2 = self._backends()
-        group = autoscaling.autoscaling_groups[self.name]
-        group.instance_states = [s for s in group.instance_states if s.instance.id != instance_id]
-        ec2.terminate_instances([instance_id])
-
-    def sync(self, desired: int, members: dict[str, Member]) -> None:
-        autoscaling, _ = self._backends()
-        group = autoscaling.autoscaling_groups[self.name]
-        group.desired_capacity = desired
-        for state in group.instance_states:
-            member = members.get(state.instance.id)
-            if member is not None:
-                state.lifecycle_state = member.lifecycle
-                state.health_status = "Unhealthy" if member.lifecycle == "Terminating" else "Healthy"
-
-
-@dataclass
 class AutoScalingGroupModel:
     spec: AutoScalingSpec
     fleet: Fleet
@@ -153,16 +95,20 @@ class AutoScalingGroupModel:
         """The members the desired capacity counts: InService and Pending (not Standby, not leaving)."""
         return [m for m in self.members.values() if m.lifecycle in ("InService", "Pending")]
 
+    def _require(self, instance_ids: list[str], lifecycle: str) -> None:
+        """Refuse the whole call (nothing changed) if one of the instances is not in ``lifecycle``."""
+        for i in instance_ids:
+            if self.lifecycle(i) != lifecycle:
+                raise AutoScalingError(
+                    "ValidationError",
+                    f"The instance {i} is not in {lifecycle} (it is {self.lifecycle(i) or 'not'} in Auto Scaling "
+                    f"group {self.name}).",
+                )
+
     # -- the API -----------------------------------------------------------------------------
     def enter_standby(self, t: float, instance_ids: list[str], decrement: bool) -> list[Activity]:
         self.settle(t)
-        for i in instance_ids:
-            if self.lifecycle(i) != "InService":
-                raise AutoScalingError(
-                    "ValidationError",
-                    f"The instance {i} is not in InService (it is {self.lifecycle(i) or 'not'} "
-                    f"in Auto Scaling group {self.name}).",
-                )
+        self._require(instance_ids, "InService")
         if decrement and self.desired - len(instance_ids) < self.spec.min_size:
             raise AutoScalingError(
                 "ValidationError",
@@ -182,13 +128,7 @@ class AutoScalingGroupModel:
 
     def exit_standby(self, t: float, instance_ids: list[str]) -> list[Activity]:
         self.settle(t)
-        for i in instance_ids:
-            if self.lifecycle(i) != "Standby":
-                raise AutoScalingError(
-                    "ValidationError",
-                    f"The instance {i} is not in Standby (it is {self.lifecycle(i) or 'not'} in Auto Scaling "
-                    f"group {self.name}).",
-                )
+        self._require(instance_ids, "Standby")
         if self.desired + len(instance_ids) > self.spec.max_size:
             raise AutoScalingError(
                 "ValidationError",
@@ -343,7 +283,7 @@ class AutoScalingGroupModel:
 
     def _sync(self) -> None:
         if self.moto is not None:
-            self.moto.sync(self.desired, self.members)
+            self.moto.sync(self.desired, {i: m.lifecycle for i, m in self.members.items()})
 
     def activity_answer(self, activities: list[Activity]) -> dict[str, Any]:
         """The Activities of an EnterStandby / ExitStandby answer."""

@@ -33,13 +33,21 @@ from requests.adapters import BaseAdapter
 
 from sandbox import autoscaling, tagging
 from sandbox.authorization import UnmappedOperation, iam_prefix, refusal, requests_for
-from sandbox.autoscaling import AutoScalingGroupModel, Member, MotoGroup
+from sandbox.autoscaling import AutoScalingGroupModel, Member
 from sandbox.commands import COMMAND_OPERATIONS, CommandService
 from sandbox.elb_throttling import THROTTLED_CODE, THROTTLED_MESSAGE, ElbApiBuckets
 from sandbox.fleet import Fleet, TargetGroupModel
 from sandbox.iam import evaluate
 from sandbox.lambdas import CURRENT
-from sandbox.moto_patches import ec2_backend, raw_response, running_map_item, running_state_machine, running_task_state
+from sandbox.moto_patches import (
+    MotoGroup,
+    ec2_backend,
+    raw_response,
+    run_instances,
+    running_map_item,
+    running_state_machine,
+    running_task_state,
+)
 from sandbox.network import Network
 from sandbox.patch_data import PatchService, SimulatedApiError
 from sandbox.sam import Role
@@ -606,8 +614,6 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     sg = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=vpc)["GroupId"]
     spec = fleet.spec
     tags = [{"Key": TAG_KEY, "Value": TAG_VALUE}, {"Key": "Patch Group", "Value": "web"}]
-    # Straight into moto's EC2 backend, as its RunInstances handler would (same ids, tags, addresses): the
-    # API round trip serialises every instance to XML and back, minutes for a 5,000-server fleet.
     backend = ec2_backend(region)
     instance_ids: list[str] = []
     # One reservation per 100 instances; with two zones, the first half of the fleet in the first zone.
@@ -616,23 +622,10 @@ def create_fleet_resources(fleet: Fleet, region: str) -> dict[str, str]:
     for zone, in_zone in enumerate(per_zone):
         for start in range(0, in_zone, 100):
             count = min(100, in_zone - start)
-            reservation = backend.run_instances(
-                "ami-12c6146b",
-                count,
-                None,
-                [],
-                instance_type="t4g.small",
-                is_instance_type_default=False,
-                placement=None,
-                region_name=region,
-                subnet_id=subnets[zone if spec.zones > 1 else reservations % 2],
-                security_group_ids=[sg],
-                nics=[],
-                tags={"instance": {t["Key"]: t["Value"] for t in tags}},
-                launch_template={},
-            )
+            subnet = subnets[zone if spec.zones > 1 else reservations % 2]
+            launched = run_instances(region, count, subnet, sg, {t["Key"]: t["Value"] for t in tags})
             reservations += 1
-            for inst in reservation.instances:
+            for inst in launched:
                 name = f"web-{len(instance_ids) + 1:03d}"
                 backend.create_tags([inst.id], {"Name": name})
                 fleet.add_instance(inst.id, str(inst.private_ip), name=name)

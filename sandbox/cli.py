@@ -16,6 +16,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import UnknownServiceError
+
+from sandbox.authorization import service_id
 from sandbox.fleet import FleetSpec, Spread
 from template_model import TemplateError
 
@@ -33,11 +36,18 @@ FLEET_KEYS = {
 }
 INSTANCE_FAULTS = ("never_ready", "slow", "throttle_reboot")
 COMMAND_FAULTS = ("command_fails", "command_times_out", "undeliverable", "agent_offline")  # sandbox/commands.py
-SERVICE_ALIASES = {"elbv2": "elastic-load-balancing-v2", "stepfunctions": "sfn", "events": "eventbridge"}
 
 
 class UsageError(Exception):
     """A bad command-line argument: reported in one line."""
+
+
+def _service_id(service: str) -> str:
+    """The service as API faults name it: a boto3 client name ("elbv2") or a botocore service id as is."""
+    try:
+        return service_id(service)
+    except UnknownServiceError:
+        return service
 
 
 def parse_fleet(text: str, seed: int) -> FleetSpec:
@@ -145,7 +155,7 @@ def _faults(specs: list[str], size: int) -> tuple[list[tuple[str, ...]], float |
                 parsed.append(
                     (
                         "api",
-                        SERVICE_ALIASES.get(service, service),
+                        _service_id(service),
                         operation,
                         parts[1],
                         parts[2] if len(parts) > 2 else "1",

@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -23,7 +24,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,44 @@ class PrivateEnviron:
             os.environ.update(token)
 
 
+class LogKeysPerFunction(MutableMapping[str, Any]):
+    """A Powertools formatter's keys (correlation id, Lambda context...), each function's its own.
+
+    On Lambda each function runs in a process of its own, with its own Logger; here the functions share the
+    layer's, so one function's correlation id would show in the next one's lines. Per thread: the thread
+    running an invocation (a waiting one keeps its function's keys while others run).
+    """
+
+    def __init__(self, base: MutableMapping[str, Any]) -> None:
+        self.base = base  # outside any invocation: the keys the Logger was configured with
+        self._local = threading.local()
+
+    def use(self, keys: MutableMapping[str, Any] | None) -> MutableMapping[str, Any] | None:
+        """The keys this thread logs with from now on (None: the base); returns the ones it had."""
+        previous: MutableMapping[str, Any] | None = getattr(self._local, "keys", None)
+        self._local.keys = keys
+        return previous
+
+    def _keys(self) -> MutableMapping[str, Any]:
+        keys: MutableMapping[str, Any] | None = getattr(self._local, "keys", None)
+        return self.base if keys is None else keys
+
+    def __getitem__(self, key: str) -> Any:
+        return self._keys()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._keys()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._keys()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+
 class SimulatedFunctionError(Exception):
     """Base of the errors raised by injected Lambda faults (subclassed per error name)."""
 
@@ -177,10 +216,15 @@ class LambdaRuntime:
         self.logs: dict[str, list[str]] = {}  # logical id -> lines the function printed (its log stream)
         self._stdout = RoutedStdout(sys.stdout)
         sys.stdout = self._stdout
+        self._log_keys: dict[str, dict[str, Any]] = {}  # logical id -> its Logger's keys
+        self._loggers: dict[str, tuple[logging.Logger, int, Any]] = {}  # service -> (logger, level, stream) before
 
     def close(self) -> None:
         if sys.stdout is self._stdout:
             sys.stdout = self._stdout.real
+        for logger, level, stream in self._loggers.values():  # as before this sandbox, for the next one
+            logger.setLevel(level)
+            logger.powertools_handler.setStream(stream.real if isinstance(stream, RoutedStdout) else stream)  # type: ignore[attr-defined]
 
     def metrics(self, name: str) -> list[float]:
         """Values of a metric the functions emitted (Powertools' embedded metric format)."""
@@ -224,6 +268,31 @@ class LambdaRuntime:
             os.environ.update(saved)
             _IN_HANDLER.depth -= 1
 
+    @contextmanager
+    def _function_logger(self, spec: FunctionSpec) -> Iterator[None]:
+        """The function's Powertools Logger as on Lambda (inside its environment): its own keys, the level
+        its environment sets (this sandbox's), lines into its log. The layer's Logger is configured once per
+        process, at the first import, so a later sandbox's level and log would not apply otherwise."""
+        service = os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
+        logger = logging.getLogger(service)
+        handler = getattr(logger, "powertools_handler", None)
+        if handler is None:  # the function has no Powertools Logger
+            yield
+            return
+        if service not in self._loggers:
+            self._loggers[service] = (logger, logger.level, handler.stream)
+        logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO").upper())
+        handler.setStream(self._stdout)
+        formatter = handler.formatter
+        if not isinstance(formatter.log_format, LogKeysPerFunction):
+            formatter.log_format = LogKeysPerFunction(formatter.log_format)
+        keys = self._log_keys.setdefault(spec.logical_id, dict(formatter.log_format.base))
+        previous = formatter.log_format.use(keys)
+        try:
+            yield
+        finally:
+            formatter.log_format.use(previous)
+
     def _module(self, spec: FunctionSpec) -> ModuleType:
         module = self._modules.get(spec.logical_id)
         if module is None:
@@ -266,7 +335,7 @@ class LambdaRuntime:
             if self._deadline is not None
             else contextlib.nullcontext()
         )
-        with self._environment(spec):
+        with self._environment(spec), self._function_logger(spec):
             try:
                 faults = self._faults.get(spec.logical_id)
                 if faults:

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.authorization import IAM_PREFIXES, iam_action
-from sandbox.moto_patches import SDK_SERVICE_NAMES
+from sandbox.authorization import SDK_SERVICE_NAMES, client_iam_prefix, iam_action
 from template_model import ROOT
 
 # Step Functions' SDK integration service names -> boto3 service names, where they differ (the
@@ -49,7 +48,7 @@ class Task:
 
     @property
     def iam_action(self) -> str:
-        return iam_action(IAM_PREFIXES.get(self.service, self.service), self.operation)
+        return iam_action(client_iam_prefix(self.service), self.operation)
 
 
 def definitions(root: Path = ROOT) -> dict[str, dict[str, Any]]:

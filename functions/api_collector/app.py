@@ -14,32 +14,22 @@ allows exactly those. Throttling is retried by botocore (standard mode); other s
 with the service's error name as the error type, so the state machine can match them.
 """
 
-import datetime as dt
 import json
-import tempfile
 import uuid
-from collections.abc import Iterator
-from typing import IO, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import jmespath
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore import xform_name
-from botocore.exceptions import ClientError, ParamValidationError, UnknownServiceError
+from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from opsflow import clients
-from opsflow.errors import InvalidInputError, OpsflowError, service_error
+from opsflow.collection import THROTTLING, Sink, check_allowed
+from opsflow.errors import InvalidInputError, error_code, service_error
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
+from opsflow.paginated_reads import pages_of, read_client, upload_lines
 from opsflow.settings import BucketSettings, cached_settings
 from opsflow.validation import parse_event
-
-READ_PREFIXES = ("Describe", "List", "Get")
-# boto3 service name -> IAM action prefix, where they differ (the allowlist speaks IAM).
-IAM_PREFIXES = {"elbv2": "elasticloadbalancing", "stepfunctions": "states", "logs": "logs"}
-# Error codes that mean "slow down": the whole call fails so that the caller retries it later, rather
-# than reporting a value as unreadable for a transient reason.
-THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 
 
 class Settings(BucketSettings):
@@ -52,10 +42,6 @@ class Settings(BucketSettings):
 
 
 settings = cached_settings(Settings)
-
-
-class OperationNotAllowedError(OpsflowError):
-    """Not a read operation, or not on the allowlist."""
 
 
 class EachValue(BaseModel):
@@ -104,49 +90,6 @@ class CollectRequest(BaseModel):
         return value
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-class Sink:
-    """Items in memory while they fit inline; past that (or when asked), JSON Lines in a temporary file."""
-
-    def __init__(self, inline_limit: int, spill: bool) -> None:
-        self.inline_limit = inline_limit
-        self.items: list[str] = []
-        self.size = 2
-        self.count = 0
-        self.file: IO[bytes] | None = tempfile.TemporaryFile() if spill else None  # noqa: SIM115
-
-    def add(self, item: Any) -> None:
-        line = json.dumps(item, default=_json_default, separators=(",", ":"))
-        self.count += 1
-        if self.file is None:
-            self.size += len(line.encode()) + 1
-            if self.size <= self.inline_limit:
-                self.items.append(line)
-                return
-            self.file = tempfile.TemporaryFile()  # noqa: SIM115
-            for kept in self.items:
-                self.file.write(kept.encode() + b"\n")
-            self.items = []
-        self.file.write(line.encode() + b"\n")
-
-
-def pages_of(client: Any, method: str, parameters: dict[str, Any], expression: str) -> Iterator[Any]:
-    if client.can_paginate(method):
-        yield from (
-            item for item in client.get_paginator(method).paginate(**parameters).search(expression) if item is not None
-        )
-        return
-    found = jmespath.search(expression, getattr(client, method)(**parameters))
-    yield from (found if isinstance(found, list) else [] if found is None else [found])
-
-
 def collect_each(request: CollectRequest, each: EachValue, client: Any, method: str, sink: Sink) -> dict[str, int]:
     """One line per item of each value, or one error line for a value whose read failed."""
     items = failed = 0
@@ -158,7 +101,7 @@ def collect_each(request: CollectRequest, each: EachValue, client: Any, method: 
         except ParamValidationError as exc:
             raise InvalidInputError(f"parameters: {exc}") from exc
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            code = error_code(exc) or "ClientError"
             if code in THROTTLING:
                 raise service_error(exc) from exc
             logger.warning("value unreadable", extra={"value": value, "error": code})
@@ -172,19 +115,8 @@ def collect_each(request: CollectRequest, each: EachValue, client: Any, method: 
 
 
 def collect(request: CollectRequest, cfg: Settings) -> dict[str, Any]:
-    name = f"{IAM_PREFIXES.get(request.service, request.service)}:{request.operation}"
-    if not request.operation.startswith(READ_PREFIXES):
-        raise OperationNotAllowedError(f"{name} is not a read operation (Describe*, List*, Get*)")
-    if name not in cfg.allowlist:
-        raise OperationNotAllowedError(f"{name} is not on the allowlist ({', '.join(sorted(cfg.allowlist))})")
-    try:
-        client = clients.client(request.service)
-    except UnknownServiceError as exc:
-        raise InvalidInputError(f"service: {request.service} is not an AWS service") from exc
-    method = xform_name(request.operation)
-    if not hasattr(client, method):
-        raise InvalidInputError(f"operation: {request.service} has no {request.operation}")
-
+    check_allowed(request.service, request.operation, cfg.allowlist)
+    client, method = read_client(request.service, request.operation)
     sink = Sink(cfg.inline_limit_bytes, spill=request.destination == "s3")
     result: dict[str, Any] = {**({"label": request.label} if request.label else {})}
     if request.each is not None:
@@ -204,12 +136,7 @@ def collect(request: CollectRequest, cfg: Settings) -> dict[str, Any]:
         result["items"] = [json.loads(line) for line in sink.items]
         return result
     key = request.key or f"collected/{uuid.uuid4()}.jsonl"
-    sink.file.seek(0)
-    with sink.file:
-        # upload_fileobj streams (multipart for large files): memory stays bounded.
-        clients.client("s3").upload_fileobj(
-            sink.file, cfg.bucket_name, key, ExtraArgs={"ContentType": "application/x-ndjson"}
-        )
+    upload_lines(sink.file, cfg.bucket_name, key)
     result["location"] = {"bucket": cfg.bucket_name, "key": key}
     return result
 

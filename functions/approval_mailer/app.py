@@ -10,27 +10,22 @@ A patch run's request names its patch preview (in the stack's bucket): that mail
 with the links, one mail to read and answer.
 """
 
-import base64
-import datetime as dt
 import json
 from functools import cache
 from typing import Any
-from urllib.parse import urlencode
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow import clients, notify
-from opsflow.approval_links import MAC_ALGORITHM, Link
+from opsflow import approval_mail, bucket, link_signing, notify
+from opsflow.approval_links import Link
+from opsflow.arns import group_name
+from opsflow.errors import error_code
+from opsflow.idempotency import config, once
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import NotificationSettings, RunTableSettings, cached_settings
 from opsflow.validation import parse_event
@@ -45,7 +40,7 @@ class Settings(NotificationSettings, RunTableSettings):
 
 settings = cached_settings(Settings)
 processor = BatchProcessor(event_type=EventType.SQS)
-idempotency = IdempotencyConfig(event_key_jmespath="task_token", expires_after_seconds=MAILED_RECORDS_DAYS * 86400)
+idempotency = config(MAILED_RECORDS_DAYS * 86400, key_path="task_token")
 
 
 class ApprovalRequest(BaseModel):
@@ -61,94 +56,45 @@ class ApprovalRequest(BaseModel):
     timeout_seconds: int = Field(alias="timeoutSeconds", ge=1)
 
 
-def sign(link: Link) -> Link:
-    kms = clients.client("kms")
-    mac = kms.generate_mac(Message=link.signed_part(), KeyId=settings().approval_key_id, MacAlgorithm=MAC_ALGORITHM)
-    return link.model_copy(update={"mac": base64.urlsafe_b64encode(mac["Mac"]).decode()})
-
-
 def preview_text(preview: dict[str, Any]) -> str:
     """The patch preview's text from the stack's bucket; if it cannot be read, why, so the mail still goes."""
     try:
-        body = clients.client("s3").get_object(Bucket=preview["bucket"], Key=preview["key"])["Body"]
-        return str(body.read().decode())
+        return bucket.read_text(preview["bucket"], preview["key"])
     except ClientError as exc:
-        return (
-            f"The patch preview could not be read (s3://{preview['bucket']}/{preview['key']}: "
-            f"{exc.response['Error']['Code']}). Reject unless you know what this run installs.\n"
-        )
-
-
-def patch_email(request: ApprovalRequest, group: str, links: dict[str, str], expires: int) -> tuple[str, str]:
-    """One mail for the patch workflow: the patch preview with the approve/reject links.
-
-    The links come before the preview, so a preview too long for SNS is what gets cut, never a link.
-    """
-    plan, preview = request.plan, request.plan["preview"]
-    subject = f"opsflow: approve patching {group}? {preview['findings']}"
-    body = (
-        f"Patching {group} is waiting for your approval: once approved, the patches below are installed "
-        "a batch at a time behind the load balancer, each instance back in service only when healthy.\n\n"
-        f"Approve: {links['approve']}\n\nReject: {links['reject']}\n\n"
-        f"Without an answer by {dt.datetime.fromtimestamp(expires, dt.UTC):%Y-%m-%d %H:%M} UTC, "
-        "nothing is installed and nothing is changed.\n\n"
-        f"{plan.get('summary', '')}\n"
-        f"Batches: {json.dumps(plan.get('batches', []))}\n"
-        f"Execution: {request.execution_arn}\n\n"
-        "Patch preview\n=============\n" + preview_text(preview)
-    )
-    return subject, body
+        return approval_mail.preview_unreadable(preview["bucket"], preview["key"], error_code(exc))
 
 
 def request_email(request: ApprovalRequest, base_url: str) -> tuple[str, str]:
-    asked = dt.datetime.fromisoformat(request.asked_at)
-    expires = int(asked.timestamp()) + request.timeout_seconds
-    links = {}
-    for decision in ("approve", "reject"):
-        link = Link(decision=decision, execution=request.execution_arn, expires=expires, token=request.task_token)
-        links[decision] = base_url + "?" + urlencode(sign(link).model_dump())
-    plan = request.plan
-    group = request.target_group_arn.split(":")[-1]
-    group = group.split("/")[1] if "/" in group else group
+    expires = approval_mail.expires_at(request.asked_at, request.timeout_seconds)
+    links = {
+        decision: approval_mail.link_url(
+            base_url,
+            link_signing.sign(
+                Link(decision=decision, execution=request.execution_arn, expires=expires, token=request.task_token),
+                settings().approval_key_id,
+            ),
+        )
+        for decision in ("approve", "reject")
+    }
+    group, plan = group_name(request.target_group_arn), request.plan
     if plan.get("preview"):
-        return patch_email(request, group, links, expires)
-    subject = f"opsflow: approve the rolling restart of {group}?"
-    body = (
-        f"A rolling restart is waiting for your approval.\n\n{plan.get('summary', '')}\n\n"
-        + (f"{plan['note']}\n\n" if plan.get("note") else "")
-        + f"Batches: {json.dumps(plan.get('batches', []))}\n"
-        f"Execution: {request.execution_arn}\n\n"
-        f"Approve: {links['approve']}\n\nReject: {links['reject']}\n\n"
-        f"Without an answer by {dt.datetime.fromtimestamp(expires, dt.UTC):%Y-%m-%d %H:%M} UTC, "
-        "the restart is refused and nothing is changed.\n"
-    )
-    return subject, body
+        text = preview_text(plan["preview"])
+        return approval_mail.patch_email(group, plan, request.execution_arn, links, expires, preview_text=text)
+    return approval_mail.restart_email(group, plan, request.execution_arn, links, expires)
 
 
 def mail(request: ApprovalRequest) -> dict[str, Any]:
     cfg = settings()
     subject, body = request_email(request, cfg.approval_url.rstrip("/") + "/")
-    preview = request.plan.get("preview")
-    rest = f"s3://{preview['bucket']}/{preview['key']}" if preview else "the run's records"
-    notify.publish(cfg.topic_arn, subject, body, rest_is_in=rest)
+    notify.publish(cfg.topic_arn, subject, body, rest_is_in=approval_mail.rest_is_in(request.plan))
     metrics.add_metric(name="ApprovalRequested", unit=MetricUnit.Count, value=1)
     return {"mailed": request.execution_arn}
 
 
 @cache
 def mail_once() -> Any:
-    """``mail``, made idempotent per task token with records in the run table (built at first use).
-
-    The records live beside runs and locks under a partition key of their own (idempotency#<function>).
-    """
-    store = DynamoDBPersistenceLayer(
-        table_name=settings().table_name,
-        key_attr="pk",
-        sort_key_attr="sk",
-        expiry_attr="expiresAt",  # the table's TTL attribute: the records expire by themselves
-        boto3_client=clients.client("dynamodb"),
-    )
-    return idempotent_function(data_keyword_argument="request", persistence_store=store, config=idempotency)(mail)
+    """``mail``, made idempotent per task token with records in the run table (built at first use)."""
+    return once(mail, settings().table_name, idempotency)
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:

@@ -6,19 +6,17 @@ task token works once: a replayed link finds it used. This function can only ver
 the approval mailer signs. A malformed, empty or garbled link is answered 400 or 403, never a 5xx.
 """
 
-import base64
-import html
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
+from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, ValidationError
 
-from opsflow import clients, timeutil
-from opsflow.approval_links import MAC_ALGORITHM, Link
+from opsflow import approval_pages, link_signing, task_answers, timeutil
+from opsflow.approval_links import Link
+from opsflow.approval_pages import page
 from opsflow.observability import logger, metrics, tracer
 from opsflow.settings import EnvSettings, cached_settings
 
@@ -34,42 +32,8 @@ settings = cached_settings(Settings)
 
 def verify(link: Link) -> str | None:
     """None when the link is genuine and current; otherwise why not."""
-    if link.expires < timeutil.epoch():
-        return "This link has expired: the approval timed out and the restart was not started."
-    try:
-        mac = base64.urlsafe_b64decode(link.mac.encode())
-    except ValueError:
-        mac = b""
-    if not mac:
-        return "This link is not valid (its signature is missing or damaged)."
-    kms = clients.client("kms")
-    try:
-        kms.verify_mac(
-            Message=link.signed_part(), KeyId=settings().approval_key_id, MacAlgorithm=MAC_ALGORITHM, Mac=mac
-        )
-    except kms.exceptions.KMSInvalidMacException:
-        return "This link is not valid (it was altered, or it belongs to another request)."
-    except kms.exceptions.ClientError as exc:
-        if exc.response["Error"]["Code"] != "ValidationException":  # a MAC of the wrong length, for example
-            raise
-        return "This link is not valid (its signature is damaged)."
-    return None
-
-
-def page(status: int, title: str, text: str, form: Link | None = None) -> Response[str]:
-    button = ""
-    if form is not None:
-        hidden = "".join(
-            f'<input type="hidden" name="{k}" value="{html.escape(str(v), quote=True)}">'
-            for k, v in form.model_dump().items()
-        )
-        label = "Approve the restart" if form.decision == "approve" else "Reject the restart"
-        button = f'<form method="post">{hidden}<button type="submit">{label}</button></form>'
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>opsflow</title></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{button}</body></html>"
-    )
-    return Response(status_code=status, content_type=f"{content_types.TEXT_HTML}; charset=utf-8", body=body)
+    mac, problem = approval_pages.signature(link, timeutil.epoch())
+    return problem or link_signing.mac_problem(link, mac, settings().approval_key_id)
 
 
 def parse_link(fields: dict[str, str]) -> Link | None:
@@ -92,9 +56,7 @@ def confirm() -> Response[str]:
     link, refusal = _checked(dict(app.current_event.query_string_parameters or {}))
     if refusal or link is None:
         return refusal or page(400, "Not an approval link", "")
-    verb = "approve" if link.decision == "approve" else "reject"
-    execution = link.execution.rsplit(":", 1)[-1]
-    return page(200, f"Confirm: {verb} rolling restart {execution}?", "Nothing happens until you confirm.", link)
+    return page(200, *approval_pages.confirmation(link), link)
 
 
 @app.post("/")
@@ -102,20 +64,10 @@ def decide() -> Response[str]:
     link, refusal = _checked(dict(parse_qsl(app.current_event.decoded_body or "", keep_blank_values=True)))
     if refusal or link is None:
         return refusal or page(400, "Not an approval link", "")
-    sfn = clients.client("stepfunctions")
-    try:
-        if link.decision == "approve":
-            sfn.send_task_success(
-                taskToken=link.token, output=json.dumps({"approvedBy": "email link", "at": timeutil.iso_now()})
-            )
-        else:
-            sfn.send_task_failure(taskToken=link.token, error="Rejected", cause="rejected with the email link")
-    except (sfn.exceptions.TaskTimedOut, sfn.exceptions.TaskDoesNotExist, sfn.exceptions.InvalidToken):
+    if not task_answers.answer_approval(link.token, approve=link.decision == "approve"):
         return page(410, "Already answered", "This request was already answered, or it timed out.")
     metrics.add_metric(name="ApprovalAnswered", unit=MetricUnit.Count, value=1)
-    execution = link.execution.rsplit(":", 1)[-1]
-    done = "approved: the restart starts now" if link.decision == "approve" else "rejected: nothing was changed"
-    return page(200, f"Rolling restart {execution} {done}.", "You can close this page.")
+    return page(200, approval_pages.answered(link), "You can close this page.")
 
 
 @logger.inject_lambda_context

@@ -103,7 +103,7 @@ def failed_step(times: dict[str, Any], action: str = "reboot") -> str:
     for key, state_name in COMMAND_STEPS if action == "command" else STEPS:
         if key not in times:
             return state_name
-    return "Record the outcome"
+    return "Record the instance as restarted"
 
 
 def _at(times: dict[str, Any], key: str) -> str | None:

@@ -1,5 +1,6 @@
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -7,6 +8,13 @@ from sandbox.fleet import FleetSpec
 from sandbox.runtime import Sandbox
 
 FIXTURE_TEMPLATE = Path(__file__).parent / "fixture" / "template.yaml"
+
+
+def inline_map(item_selector: dict[str, Any], states: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A Map state over the input's ``items``, run inline: each iteration gets ``item_selector`` and runs
+    ``states`` from the first; ``fields`` (End, Next, Catch...) complete the state."""
+    processor = {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": next(iter(states)), "States": states}
+    return {"Type": "Map", "ItemsPath": "$.items", "ItemSelector": item_selector, "ItemProcessor": processor} | fields
 
 
 @pytest.fixture

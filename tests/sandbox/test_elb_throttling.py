@@ -14,7 +14,7 @@ import pytest
 from sandbox.elb_throttling import DESCRIBE, REGISTRATION, ElbApiBuckets, category
 from sandbox.fleet import FleetSpec
 from sandbox.runtime import Sandbox
-from tests.sandbox.conftest import FIXTURE_TEMPLATE
+from tests.sandbox.conftest import FIXTURE_TEMPLATE, inline_map
 
 SM = "FeaturesStateMachine"
 
@@ -103,17 +103,11 @@ def many_describes() -> Iterator[Sandbox]:
     definition = {
         "StartAt": "Describe fifty times",
         "States": {
-            "Describe fifty times": {
-                "Type": "Map",
-                "ItemsPath": "$.items",
-                "ItemSelector": {"targetGroupArn.$": "$.targetGroupArn"},
-                "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "INLINE"},
-                    "StartAt": "Describe",
-                    "States": {"Describe": describe, "Throttled": {"Type": "Pass", "End": True}},
-                },
-                "End": True,
-            }
+            "Describe fifty times": inline_map(
+                {"targetGroupArn.$": "$.targetGroupArn"},
+                {"Describe": describe, "Throttled": {"Type": "Pass", "End": True}},
+                End=True,
+            )
         },
     }
     with Sandbox(FleetSpec(size=2), template_path=FIXTURE_TEMPLATE, definitions={SM: definition}) as sb:

@@ -16,7 +16,7 @@ import pytest
 from sandbox.fleet import FleetSpec
 from sandbox.moto_patches import HISTORY_LIMIT, HISTORY_LIMIT_CAUSE
 from sandbox.runtime import Sandbox
-from tests.sandbox.conftest import FIXTURE_TEMPLATE
+from tests.sandbox.conftest import FIXTURE_TEMPLATE, inline_map
 
 SM = "FeaturesStateMachine"
 BLOB = "x" * 100_000  # three of them exceed 256 KiB, one does not
@@ -35,18 +35,12 @@ def test_an_output_over_256_kib_fails_the_execution_past_a_states_all_catcher(ma
         {
             "StartAt": "Copy the blob three times",
             "States": {
-                "Copy the blob three times": {
-                    "Type": "Map",
-                    "ItemsPath": "$.items",
-                    "ItemSelector": {"blob.$": "$.blob"},
-                    "ItemProcessor": {
-                        "ProcessorConfig": {"Mode": "INLINE"},
-                        "StartAt": "Echo",
-                        "States": {"Echo": {"Type": "Pass", "End": True}},
-                    },
-                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
-                    "End": True,
-                },
+                "Copy the blob three times": inline_map(
+                    {"blob.$": "$.blob"},
+                    {"Echo": {"Type": "Pass", "End": True}},
+                    Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                    End=True,
+                ),
                 "Caught": {"Type": "Pass", "End": True},
             },
         }

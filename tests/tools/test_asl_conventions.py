@@ -7,6 +7,7 @@ test keeps in agreement.
 - The run table's keys the state machine writes (``States.Format('run#{}', ...)``) are the ones
   ``opsflow.runs`` reads, and the per-instance step names the reporter prints are the state
   machine's own states, recording their times where the reporter looks for them.
+- The functions and the sandbox turn a boto3 client name into the same IAM action prefix.
 """
 
 import re
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from opsflow import runs
-from tests.conftest import load_function
+from tests.conftest import ROOT, load_function
 from tools.asl import definitions, states, tasks
 
 LAMBDA_RETRY = {
@@ -76,26 +77,49 @@ def _key_prefixes(definition: dict[str, Any]) -> set[tuple[str, str]]:
     return found
 
 
-def test_the_run_table_keys_in_the_state_machine_are_the_ones_the_code_uses() -> None:
-    written = _key_prefixes(definitions()["rolling_restart"])
+@pytest.mark.parametrize("machine", sorted(definitions()))
+def test_the_run_table_keys_in_a_state_machine_are_the_ones_the_code_uses(machine: str) -> None:
+    written = _key_prefixes(definitions()[machine])
     known = {
         ("pk", runs.run_pk("{}")),
         ("pk", runs.lock_pk("{}")),
+        ("pk", runs.health_pk("{}")),
         ("sk", runs.RUN_SK),
         ("sk", runs.LOCK_SK),
+        ("sk", runs.HEALTH_SK),
         ("sk", runs.instance_sk("{}")),
+        ("sk", runs.command_sk("{}")),
     }
-    assert written, "the rolling restart reads and writes the run table"
     assert written <= known, f"keys the code does not know: {sorted(written - known)}"
+    if machine == "rolling_restart":
+        assert {("pk", runs.run_pk("{}")), ("sk", runs.RUN_SK), ("pk", runs.lock_pk("{}"))} <= written
 
 
-def test_the_reporter_s_steps_are_states_that_record_their_time_where_it_looks() -> None:
-    STEPS = load_function("restart_reporter").STEPS
+@pytest.mark.parametrize("steps", ["STEPS", "COMMAND_STEPS"])
+def test_the_reporter_s_steps_are_states_that_record_their_time_where_it_looks(steps: str) -> None:
+    reporter = load_function("restart_reporter")
     recorded = {
         name: state.get("ResultPath")
         for path, state in states(definitions()["rolling_restart"])
         for name in [path.rsplit(" > ", 1)[-1]]
     }
-    for key, state_name in STEPS:
+    for key, state_name in getattr(reporter, steps):
         assert state_name in recorded, f"the reporter names '{state_name}', which the state machine lacks"
         assert recorded[state_name] == f"$.times.{key}", f"'{state_name}' records its time elsewhere"
+    every_step_done = {key: "" for key, _ in getattr(reporter, steps)}
+    last = reporter.failed_step(every_step_done, "command" if steps == "COMMAND_STEPS" else "reboot")
+    assert last in recorded, f"the reporter names '{last}' for a failure after the last step: no such state"
+
+
+def test_the_functions_and_the_sandbox_give_each_service_the_same_iam_prefix() -> None:
+    """The collector's allowlist (opsflow.iam_names) and the sandbox's IAM (botocore's service id) both turn a
+    boto3 client name into an IAM action prefix; tools/ cannot import the layer, so the two are kept in
+    agreement here, for every client the functions and the layer ask for and every one the layer's map names."""
+    from opsflow.iam_names import IAM_PREFIXES, action_name
+    from sandbox.authorization import client_iam_prefix
+
+    sources = [*ROOT.joinpath("functions").glob("*/app.py"), *ROOT.joinpath("layers", "shared", "opsflow").glob("*.py")]
+    used = {name for path in sources for name in re.findall(r'client\("([a-z0-9-]+)"\)', path.read_text("utf-8"))}
+    assert "elbv2" in used and "ssm" in used
+    for service in sorted(used | set(IAM_PREFIXES)):
+        assert action_name(service, "Describe") == f"{client_iam_prefix(service)}:Describe", service

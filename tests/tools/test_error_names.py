@@ -18,7 +18,8 @@ from typing import Any
 import botocore.session
 import pytest
 
-from tools.asl import definitions, states
+from sandbox.authorization import SDK_ERROR_SERVICE_NAMES
+from tools.asl import BOTO3_NAMES, definitions, states
 from tools.reachable import function_app, reachable_modules
 
 STATES_ERRORS = {
@@ -55,7 +56,6 @@ PREFIXES = {
     "sqs": ("sqs", "SQS"),
     "states": ("stepfunctions", "StepFunctions"),
 }
-SDK_PREFIXES = {"ec2": ("ec2", "Ec2"), "elasticloadbalancingv2": ("elbv2", "ElasticLoadBalancingV2")}
 MODELS = botocore.session.get_session()
 
 
@@ -66,13 +66,17 @@ def modeled(service: str, prefix: str) -> set[str]:
 
 
 def raised_by(logical_id: str) -> set[str]:
-    """The error class names the function's reachable code raises, plus service codes where it passes them on."""
+    """The error class names the function's reachable code raises (or builds for its caller to raise: a pure
+    decision returns the error), plus service codes where it passes them on."""
     names: set[str] = set()
     for module in reachable_modules(function_app(logical_id)):
         source = module.read_text(encoding="utf-8")
         names |= set(re.findall(r"raise ([A-Z]\w+)\(", source))
+        names |= set(re.findall(r"return ([A-Z]\w+(?:Error|Exception))\(", source))
         if "raise service_error(" in source:
             names |= SERVICE_CODES
+        if "idempotent_function(" in source:  # Powertools: a repeat while the first invocation still runs
+            names.add("IdempotencyAlreadyInProgressError")
     return names
 
 
@@ -91,7 +95,7 @@ def emitted(state: dict[str, Any]) -> set[str]:
         return STATES_ERRORS | LAMBDA_SERVICE_ERRORS | raised_by(function.group(1))
     if resource.startswith("arn:aws:states:::aws-sdk:"):
         service = resource.split(":")[6]
-        return STATES_ERRORS | modeled(*SDK_PREFIXES[service])
+        return STATES_ERRORS | modeled(BOTO3_NAMES.get(service, service), SDK_ERROR_SERVICE_NAMES[service])
     service = resource.removeprefix("arn:aws:states:::").split(":")[0]
     return STATES_ERRORS | modeled(*PREFIXES[service])
 

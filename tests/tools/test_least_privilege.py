@@ -17,7 +17,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from sandbox.authorization import ACTION_OF, IAM_PREFIXES, SERVICE_IDS
+from sandbox.authorization import ACTION_OF, client_iam_prefix, iam_prefix
 from template_model import Stack
 from tests.conftest import ROOT
 from tools.asl import SYNC_NEEDS, definitions, distributed_maps, map_data_actions, tasks
@@ -204,7 +204,7 @@ def possible_calls(app: Path) -> set[str]:
     for module in reachable_modules(app):
         source = module.read_text(encoding="utf-8")
         for service in set(re.findall(r'client\("([a-z0-9-]+)"\)', source)):
-            prefix = IAM_PREFIXES.get(service, service)
+            prefix = client_iam_prefix(service)
             for method in set(re.findall(r"\.([a-z_]+)\(", source)) | set(
                 re.findall(r'get_paginator\("([a-z_]+)"\)', source)
             ):
@@ -229,7 +229,7 @@ def observed() -> dict[str, set[str]]:
     def keep(sb: Sandbox) -> None:
         for call in sb.bridge.calls:
             if call.caller:
-                action = f"{SERVICE_IDS.get(call.service, call.service)}:{call.operation}"
+                action = f"{iam_prefix(call.service)}:{call.operation}"
                 calls.setdefault(call.caller, set()).add(ACTION_OF.get(action, action))
 
     web = {"health": {"port": 8080}, "alarms": {"namePrefixes": ["web-"]}, "rules": {"namePrefixes": ["web-"]}}

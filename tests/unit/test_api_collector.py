@@ -1,11 +1,13 @@
 """The paginating collector: every page, bounded payloads, reads only, the service's error names."""
 
+import datetime as dt
 import json
 from typing import Any
 
 import boto3
 import pytest
 
+from opsflow import clients, collection
 from opsflow.errors import InvalidInputError
 from tests.conftest import REGION, event, load_function
 
@@ -164,7 +166,7 @@ def test_throttling_left_after_retries_fails_the_whole_call(collector, instances
         return AWSResponse("https://ec2", 503, {}, None), throttled
 
     boto3.DEFAULT_SESSION.events.register("before-call.ec2.DescribeInstanceAttribute", throttle)
-    collector.clients.reset()
+    clients.reset()
 
     with pytest.raises(Exception) as caught:  # noqa: PT011 - the class is made from the service's error code
         run(
@@ -191,3 +193,41 @@ def test_throttling_left_after_retries_fails_the_whole_call(collector, instances
 def test_each_refuses_what_it_cannot_honour(collector, lambda_context, request_fields, named) -> None:
     with pytest.raises(InvalidInputError, match=named):
         run(collector, lambda_context, each={"parameter": "InstanceId", "values": ["i-1"]}, **request_fields)
+
+
+# -- The rules, over plain data (no AWS) ------------------------------------------------------------
+def test_the_allowlist_speaks_iam_so_a_client_name_is_checked_under_its_iam_prefix() -> None:
+    allowlist = {"elasticloadbalancing:DescribeTargetHealth", "ssm:DescribeInstancePatches"}
+
+    assert collection.check_allowed("elbv2", "DescribeTargetHealth", allowlist) == (
+        "elasticloadbalancing:DescribeTargetHealth"
+    )
+    with pytest.raises(collection.OperationNotAllowedError) as refused:
+        collection.check_allowed("elbv2", "DescribeLoadBalancers", allowlist)
+    assert str(refused.value) == (
+        "elasticloadbalancing:DescribeLoadBalancers is not on the allowlist "
+        "(elasticloadbalancing:DescribeTargetHealth, ssm:DescribeInstancePatches)"
+    )
+
+
+def test_a_write_is_refused_as_such_even_when_the_allowlist_names_it() -> None:
+    with pytest.raises(collection.OperationNotAllowedError, match=r"^ec2:TerminateInstances is not a read operation"):
+        collection.check_allowed("ec2", "TerminateInstances", {"ec2:TerminateInstances"})
+
+
+def test_items_stay_inline_until_they_would_pass_the_limit_then_all_go_to_one_file() -> None:
+    sink = collection.Sink(inline_limit=20, spill=False)
+    sink.add({"a": 1})  # 7 bytes + newline, within 20 with the brackets
+    assert sink.file is None and sink.items == ['{"a":1}']
+
+    sink.add({"b": dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)})
+    sink.add(b"raw\xff")
+
+    assert sink.file is not None and sink.items == [] and sink.count == 3
+    sink.file.seek(0)
+    assert sink.file.read().decode().splitlines() == ['{"a":1}', '{"b":"2026-11-24T02:00:00+00:00"}', '"raw\\ufffd"']
+
+
+def test_what_json_cannot_hold_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="cannot serialise set"):
+        collection.json_default({1})

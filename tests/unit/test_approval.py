@@ -8,7 +8,8 @@ from urllib.parse import parse_qsl, urlparse
 import boto3
 import pytest
 
-from opsflow import timeutil
+from opsflow import approval_mail, approval_pages, timeutil
+from opsflow.approval_links import Link
 from tests.conftest import REGION, load_function
 
 URL = "https://abc.lambda-url.eu-west-1.on.aws/"
@@ -193,3 +194,69 @@ def test_a_damaged_link_is_refused_with_403_never_a_server_error(
 def test_an_incomplete_link_is_a_400(stack: dict[str, str], lambda_context: Any) -> None:
     assert answer("GET", lambda_context, raw="decision=approve")["statusCode"] == 400
     assert answer("POST", lambda_context, raw="%%%")["statusCode"] == 400
+
+
+# -- The mail and the pages, over plain data (no AWS) ----------------------------------------------
+EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:opsflow-rolling-restart:run-1"
+LINKS = {"approve": "https://approve.example/?a", "reject": "https://approve.example/?r"}
+
+
+def test_links_expire_with_the_approval_s_timeout_counted_from_when_it_was_asked() -> None:
+    assert approval_mail.expires_at("2026-11-24T02:00:00+00:00", 3600) == 1_795_485_600 + 3600
+
+
+def test_a_restart_request_shows_the_plan_its_note_the_links_and_the_deadline() -> None:
+    plan = {"summary": "12 instances, 3 at a time", "note": "kernel update", "batches": [["i-1"]]}
+
+    subject, body = approval_mail.restart_email("web", plan, EXECUTION, LINKS, 1_795_485_600 + 3600)
+
+    assert subject == "opsflow: approve the rolling restart of web?"
+    assert '12 instances, 3 at a time\n\nkernel update\n\nBatches: [["i-1"]]' in body
+    assert body.endswith(
+        "Reject: https://approve.example/?r\n\n"
+        "Without an answer by 2026-11-24 03:00 UTC, the restart is refused and nothing is changed.\n"
+    )
+    assert "kernel" not in approval_mail.restart_email("web", {}, EXECUTION, LINKS, 0)[1]
+
+
+def test_a_patch_request_puts_the_links_before_the_preview_so_a_cut_never_takes_them() -> None:
+    plan = {"preview": {"findings": "28 patches, 4 critical", "bucket": "b", "key": "k"}}
+
+    subject, body = approval_mail.patch_email("web", plan, EXECUTION, LINKS, 0, preview_text="[Critical] curl\n")
+
+    assert subject == "opsflow: approve patching web? 28 patches, 4 critical"
+    assert body.index("Reject: ") < body.index("Patch preview\n=============\n[Critical] curl\n")
+    assert approval_mail.rest_is_in(plan) == "s3://b/k" and approval_mail.rest_is_in({}) == "the run's records"
+
+
+def link(**fields: Any) -> Link:
+    return Link.model_validate({"decision": "approve", "execution": EXECUTION, "expires": 100, "token": "t"} | fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "now", "problem"),
+    [
+        ({"mac": "AAAA"}, 101, "This link has expired: the approval timed out and the restart was not started."),
+        ({}, 100, "This link is not valid (its signature is missing or damaged)."),
+        ({"mac": "not base64!"}, 100, "This link is not valid (its signature is missing or damaged)."),
+    ],
+)
+def test_a_link_expired_or_without_a_signature_is_refused_without_asking_kms(
+    fields: dict[str, str], now: float, problem: str
+) -> None:
+    assert approval_pages.signature(link(**fields), now) == (b"", problem)
+
+
+def test_a_signed_current_link_goes_to_kms_with_its_mac() -> None:
+    assert approval_pages.signature(link(mac="AAEC"), 100) == (b"\x00\x01\x02", None)
+
+
+def test_the_confirmation_page_carries_the_link_escaped_in_a_form_that_posts_it_back() -> None:
+    response = approval_pages.page(
+        200, *approval_pages.confirmation(link(token='"><script>')), link(token='"><script>')
+    )
+
+    assert response.status_code == 200 and "<script>" not in str(response.body)
+    assert 'value="&quot;&gt;&lt;script&gt;"' in str(response.body)
+    assert "Confirm: approve rolling restart run-1?" in str(response.body)
+    assert approval_pages.answered(link(decision="reject")) == "Rolling restart run-1 rejected: nothing was changed."

@@ -5,7 +5,9 @@ from typing import Any
 import boto3
 import pytest
 
+from opsflow import reconciliation
 from opsflow.errors import InvalidInputError
+from opsflow.reconciliation import RunsNotReconciledError, RunTableNotReadyError
 from opsflow.runs import RunTable
 from tests.conftest import REGION, load_function
 
@@ -60,11 +62,10 @@ def test_an_open_run_whose_execution_is_no_longer_listed_is_cleaned_up(run_table
 
 
 def test_a_run_it_cannot_check_does_not_stop_the_others(run_table, topic, lambda_context) -> None:
-    app = load_function("run_reconciler")
     record_open_run(run_table, "not-an-execution-arn", lock=False)
     record_open_run(run_table, GONE)
 
-    with pytest.raises(app.RunsNotReconciledError, match="not-an-execution-arn"):
+    with pytest.raises(RunsNotReconciledError, match="not-an-execution-arn"):
         reconcile(lambda_context)
 
     assert RunTable(run_table).open_runs() == ["not-an-execution-arn"], "the other run was cleaned up and closed"
@@ -86,7 +87,6 @@ def test_a_malformed_event_is_refused_naming_the_field(run_table, topic, lambda_
 def test_a_table_without_the_open_runs_index_is_named_and_nothing_changes(
     aws, topic, lambda_context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = load_function("run_reconciler")
     boto3.client("dynamodb", region_name=REGION).create_table(
         TableName="runs-v1",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -98,13 +98,52 @@ def test_a_table_without_the_open_runs_index_is_named_and_nothing_changes(
     )
     monkeypatch.setenv("TABLE_NAME", "runs-v1")
 
-    with pytest.raises(app.RunTableNotReadyError, match="runs-v1 or its index open-runs"):
+    with pytest.raises(RunTableNotReadyError, match="runs-v1 or its index open-runs"):
         reconcile(lambda_context)
 
 
 def test_a_missing_run_table_is_named(aws, topic, lambda_context, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = load_function("run_reconciler")
     monkeypatch.setenv("TABLE_NAME", "no-such-table")
 
-    with pytest.raises(app.RunTableNotReadyError, match="no-such-table"):
+    with pytest.raises(RunTableNotReadyError, match="no-such-table"):
         reconcile(lambda_context)
+
+
+# -- The pass, as data (no AWS) -----------------------------------------------------------------------
+def test_each_run_is_reported_under_what_its_cleanup_did() -> None:
+    report = reconciliation.Report(open_runs=4)
+    for arn, action in [("a", "restored"), ("b", "closed"), ("c", "following up"), ("d", "claimed elsewhere")]:
+        report.file(arn, action)
+
+    assert report.model_dump() == {
+        "openRuns": 4,
+        "stillRunning": [],
+        "cleanedUp": ["a"],
+        "closed": ["b"],
+        "skipped": ["d"],
+        "followingUp": ["c"],
+        "failed": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "not_ready"),
+    [
+        ({"Code": "ResourceNotFoundException", "Message": "Requested resource not found"}, True),
+        ({"Code": "ValidationException", "Message": "The table does not have the specified index: open-runs"}, True),
+        ({"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}, False),
+    ],
+)
+def test_only_a_missing_table_or_index_is_a_deployment_to_fix(error: dict[str, str], not_ready: bool) -> None:
+    refusal = reconciliation.table_not_ready("runs", error)
+
+    assert (refusal is not None) == not_ready
+    if refusal is not None:
+        assert str(refusal).startswith("run table runs or its index open-runs does not exist")
+        assert str(refusal).endswith("deploy template.yaml, which declares both")
+
+
+def test_a_pass_with_failures_names_them_and_counts_them_against_the_open_runs() -> None:
+    assert reconciliation.not_reconciled(reconciliation.Report(open_runs=3, cleaned_up=["a"])) is None
+    failed = reconciliation.not_reconciled(reconciliation.Report(open_runs=3, failed=["b", "c"]))
+    assert str(failed) == "2 of 3 open runs could not be reconciled (see the log): b, c"

@@ -161,3 +161,10 @@ def test_a_message_over_sns_s_size_limit_is_cut_and_says_where_the_rest_is() -> 
     assert len(body.encode()) <= notify.MESSAGE_MAX_BYTES
     assert body.startswith("é" * 1000) and body.endswith("the full text is in the run table)\n")
     assert notify.message_body("small", "anywhere") == "small"
+
+
+def test_an_arn_s_short_name_is_what_people_call_it() -> None:
+    from opsflow.arns import execution_name, group_name
+
+    assert group_name("arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef") == "web"
+    assert execution_name("arn:aws:states:eu-west-1:123456789012:execution:opsflow-rolling-restart:run-1") == "run-1"

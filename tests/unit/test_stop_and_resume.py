@@ -1,19 +1,25 @@
 """The pure decisions of stop on alarm and resume: may the gate let one more instance out, which instances remain."""
 
 import json
+from typing import Any
 
 import pytest
 
-from opsflow import placement, resume, watch
-from tests.conftest import load_function
+from opsflow import capacity_gate, placement, resume, watch
 
+SEEN_AT = "2026-11-24T02:12:00+00:00"
 ARN = "arn:aws:states:eu-west-1:123456789012:execution:opsflow-rolling-restart:run-1"
 
 
 def decide(**given: object) -> tuple[bool, str]:
-    gate = load_function("target_gate")
-    arguments = {"failed": 0, "error_budget": 1, "stopped_on_alarm": None, "firing": []} | given
-    decision = gate.may_take_out(**arguments)
+    arguments: dict[str, Any] = {
+        "failed": 0,
+        "error_budget": 1,
+        "stopped_on_alarm": None,
+        "firing": [],
+        "seen_at": SEEN_AT,
+    } | given
+    decision = capacity_gate.may_take_out(**arguments)
     return decision.proceed, decision.reason
 
 
@@ -24,7 +30,7 @@ def test_the_gate_lets_an_instance_out_when_nothing_fired_and_budget_is_left() -
 
 def test_a_firing_watched_alarm_keeps_every_new_instance_in() -> None:
     proceed, reason = decide(firing=["web-5xx-errors", "web-p99"])
-    assert not proceed and "stopped on alarm web-5xx-errors, web-p99" in reason
+    assert not proceed and reason == f"stopped on alarm web-5xx-errors, web-p99 (in ALARM, seen at {SEEN_AT})"
 
 
 def test_an_alarm_that_fired_earlier_in_the_run_keeps_it_stopped_after_it_is_ok_again() -> None:

@@ -8,6 +8,8 @@ invariants as for the reboot hold after every scenario (tests/workflows/conftest
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
+
 from tests.workflows.conftest import Tier, web_input
 
 TierFactory = Callable[..., Tier]
@@ -142,3 +144,24 @@ def test_a_run_stopped_while_a_command_runs_puts_the_instance_back_only_once_the
     assert "unhealthy" not in given.target_states().values()
     start, end = result.events[0]["timestamp"].timestamp(), given.sb.clock.now()
     assert given.sb.fleet.timeline(start, end).dropped_requests == 0, "no request was cut by the command's reboot"
+
+
+@pytest.mark.parametrize(
+    ("action", "state"), [("command", "Run the command on the instance"), ("reboot", "Reboot the instance")]
+)
+def test_a_lost_answer_from_lambda_retries_the_step_without_a_second_command_or_reboot(
+    tier: TierFactory, action: str, state: str
+) -> None:
+    """Lambda runs the action, then its answer is lost (ServiceException, HTTP 500): the state machine retries the
+    state ("Handle Lambda service exceptions") and the retry gets the first answer; nothing is done twice."""
+    given = tier(size=3)
+    first = min(given.instances)  # the plan takes instances in id order
+    given.sb.inject_api_error("lambda", "Invoke", "ServiceException", state=state, lost_response=True, item=0)
+
+    result = given.run(web_input(action=action, batchSize=1), timeout=300)
+
+    assert result.status == "SUCCEEDED", result.cause
+    sent = [i for c in given.sb.bridge.calls_to("ssm", "SendCommand") for i in c.params["InstanceIds"]]
+    assert sorted(sent + given.reboot_calls()) == sorted(given.instances), "one command or reboot per instance"
+    assert len(given.sb.fleet.instances[first].reboots) == 1, "the instance whose answer was lost rebooted once"
+    given.assert_invariants(result, floor=2)

@@ -1,9 +1,10 @@
 """The patch workflow end to end: plan, preview of exactly the tier, approval, rolling install, compliance report."""
 
 import json
+import re
 from collections.abc import Callable
 
-from tests.workflows.conftest import Tier, web_input
+from tests.workflows.conftest import SM, Tier, web_input
 
 TierFactory = Callable[..., Tier]
 PATCH_SM = "PatchTierStateMachine"
@@ -61,6 +62,37 @@ def test_one_mail_carries_the_preview_and_its_links_and_approving_installs_and_r
     assert "unhealthy" not in given.target_states().values()
 
 
+def test_an_instance_that_joins_the_tier_after_the_preview_is_named_in_the_approval_mail_and_not_patched(
+    tier: TierFactory,
+) -> None:
+    """What is approved is what was previewed: the install is pinned to the planned instances."""
+    given = tier(size=4)
+    sb, newcomer = given.sb, given.instances[3]
+    start = sb.clock.now()
+    sb.client("elbv2").deregister_targets(TargetGroupArn=given.target_group_arn, Targets=[{"Id": newcomer}])
+    sb.run_until(at=start + 120)  # drained and out of the tier (60 s deregistration delay)
+    arn = sb.start_execution(PATCH_SM, web_input(batchSize=1))
+    assert sb.run_until(lambda: "Preview the patches of the tier" in sb.result(arn).states_entered())
+    # The preview takes a while (here: SSM throttles it), long enough for a new instance to pass a health check.
+    sb.inject_api_error("ssm", "DescribeInstancePatchStates", "ThrottlingException", count=3)
+    sb.client("elbv2").register_targets(TargetGroupArn=given.target_group_arn, Targets=[{"Id": newcomer}])
+
+    links = given.approval_links()
+    [mail] = given.notifications()
+    assert "3 servers checked" in mail["Message"], "the preview was made before it joined"
+    assert "Run a command on 3 of 4 targets" in mail["Message"], "it is in the tier, healthy, when the install plans"
+    assert f"Not patched, as they joined the tier after the preview was made: {newcomer};" in mail["Message"]
+    sb.invoke_url("ApprovalVerifierFunction", "POST", body=links["approve"])
+    result = sb.wait(arn, timeout=300)
+
+    assert result.status == "SUCCEEDED", result.cause
+    commanded = {i for c in sb.bridge.calls_to("ssm", "SendCommand") for i in c.params["InstanceIds"]}
+    assert commanded == set(given.instances[:3]), "exactly the previewed instances are patched"
+    assert sb.bridge.patches.data[newcomer].operation != "Install"  # type: ignore[union-attr]
+    assert result.output["instances"] == 3 and result.output["compliant"] == 3
+    assert given.target_states()[newcomer] == "healthy", "left serving, untouched"
+
+
 def test_a_preview_too_long_for_a_mail_is_summed_up_with_where_the_rest_is_and_the_links_stay(
     tier: TierFactory,
 ) -> None:
@@ -104,6 +136,39 @@ def test_a_failed_install_still_reports_compliance_naming_the_instance_left_unpa
     assert report["Subject"] == "opsflow patching: 0 of 3 instances compliant"
     line = next(x for x in report["Message"].splitlines() if x.startswith(broken))
     assert line.endswith("not compliant"), "the failed package is counted as failed"
+
+
+def test_a_resumed_patch_run_installs_on_what_the_failed_install_left(tier: TierFactory) -> None:
+    """resumeFrom names the failed install: its record fixes the instances, so the install is not pinned again."""
+    given = tier(size=3)
+    sb, broken = given.sb, max(given.instances)  # the last one the plan takes (by id)
+    sb.commands.inject(broken, "command_fails")
+    failed = sb.start_execution(PATCH_SM, web_input(batchSize=1))
+    sb.invoke_url("ApprovalVerifierFunction", "POST", body=given.approval_links()["approve"])
+    assert sb.wait(failed, timeout=300).error == "PatchingFailed"
+    installs = sb.client("stepfunctions").list_executions(
+        stateMachineArn=sb.state_machine_arn(SM), statusFilter="FAILED"
+    )["executions"]
+    [install] = [e["executionArn"] for e in installs]
+    sb.commands.faults.pop(broken)  # fixed
+    sb.run_until(at=sb.clock.now() + 60)  # it was put back: healthy again after a health check
+    sent_before = len(sb.bridge.calls_to("ssm", "SendCommand"))
+    mails_before = len(given.notifications())
+
+    resumed = sb.start_execution(PATCH_SM, web_input(batchSize=1, resumeFrom=install))
+    assert sb.run_until(lambda: len(given.notifications()) > mails_before), "no approval mail for the resumed run"
+    mail = given.notifications()[mails_before]["Message"]
+    assert "which finished 2 instances. Run a command on 1 of 3 targets" in mail, "the plan: what is left"
+    assert "Not patched" not in mail, "the instances it finished are not newcomers"
+    approve = re.search(r"^Approve: \S+?\?(\S+)$", mail, re.MULTILINE)
+    assert approve, mail
+    sb.invoke_url("ApprovalVerifierFunction", "POST", body=approve.group(1))
+    result = sb.wait(resumed, timeout=300)
+
+    assert result.status == "SUCCEEDED", result.cause
+    sent = [c.params["InstanceIds"] for c in sb.bridge.calls_to("ssm", "SendCommand")[sent_before:]]
+    assert sent == [[broken]], "only the instance the failed install left"
+    assert result.output["instances"] == 1 and result.output["compliant"] == 1
 
 
 def test_a_rejected_approval_touches_nothing(tier: TierFactory) -> None:

@@ -115,6 +115,12 @@ class ServiceError(OpsflowError):
     """
 
 
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError (``UnauthorizedOperation``...); "" for anything else."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
 def service_error(exc: Any) -> ServiceError:
     """``exc`` (a botocore ClientError) as an error whose class name is the service's error code."""
     error = exc.response.get("Error", {})

@@ -1,8 +1,11 @@
-"""Step Functions executions, read: how one ended."""
+"""Step Functions' view of an execution: has it ended, and how?"""
 
 from dataclasses import dataclass
 
 from opsflow import clients
+
+# Step Functions keeps closed executions for a limited time only: one it no longer lists cannot be running.
+NO_LONGER_LISTED = "EXPIRED"
 
 
 @dataclass(frozen=True)
@@ -19,3 +22,9 @@ def describe(execution_arn: str) -> Execution | None:
     except sfn.exceptions.ExecutionDoesNotExist:
         return None
     return Execution(described["status"], described.get("error"))
+
+
+def status(execution_arn: str) -> str:
+    """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE, or NO_LONGER_LISTED."""
+    found = describe(execution_arn)
+    return NO_LONGER_LISTED if found is None else found.status

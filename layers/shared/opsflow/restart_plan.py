@@ -610,6 +610,19 @@ def _parameters_text(parameters: dict[str, list[str]]) -> str:
     return "(" + ", ".join(f"{k}={','.join(v)}" for k, v in parameters.items()) + ")" if parameters else ""
 
 
+def _not_previewed(request: RestartRequest, members: list[str], selected: list[str]) -> str:
+    """The patch workflow installs on the previewed instances only: name the tier's others (they joined since)."""
+    if request.preview is None or request.resume_from:
+        return ""
+    left_out = [i for i in members if i not in set(selected)]
+    if not left_out:
+        return ""
+    return (
+        f" Not patched, as they joined the tier after the preview was made: {listed(left_out)}; the next patch "
+        "run previews and patches them."
+    )
+
+
 def _continues(request: RestartRequest, finished_before: list[str]) -> str:
     if not request.resume_from:
         return ""
@@ -718,7 +731,9 @@ def plan_restart(
             for name, g in auto_scaling_groups.items()
         )
         + f" Each instance: drain (up to {delay} s), {action}, {to_healthy} s of health checks. Expected at most "
-        f"{predicted // 60} min {predicted % 60} s" + ("." if command is None else " plus the command's own time.")
+        f"{predicted // 60} min {predicted % 60} s"
+        + ("." if command is None else " plus the command's own time.")
+        + _not_previewed(request, reads.selection.members, selected)
     )
     alarms = request.alarms or Selector(namePrefixes=[cfg.alarm_name_prefix] if cfg.alarm_name_prefix else [])
     rules = request.rules or Selector(namePrefixes=[cfg.rule_name_prefix] if cfg.rule_name_prefix else [])

@@ -59,8 +59,16 @@ def health_pk(target_group_arn: str) -> str:
     return f"health#{target_group_arn}"
 
 
+INSTANCE_SK_PREFIX = "instance#"
+COMMAND_SK_PREFIX = "command#"
+
+
 def instance_sk(instance_id: str) -> str:
-    return f"instance#{instance_id}"
+    return f"{INSTANCE_SK_PREFIX}{instance_id}"
+
+
+def command_sk(instance_id: str) -> str:
+    return f"{COMMAND_SK_PREFIX}{instance_id}"
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
@@ -93,13 +101,21 @@ class RunTable:
         if self.ddb is None:
             self.ddb = clients.client("dynamodb")
 
+    def _read(self, pk: str, sk: str) -> dict[str, Any] | None:
+        """One item, read consistently (a run's records are read right after they are written); None if absent."""
+        item = self.ddb.get_item(TableName=self.table_name, Key=to_item({"pk": pk, "sk": sk}), ConsistentRead=True)
+        return from_item(item["Item"]) if "Item" in item else None
+
+    def _update_if(self, pk: str, sk: str, **update: Any) -> bool:
+        """A conditional UpdateItem of one item; False (nothing changed) when its condition does not hold."""
+        try:
+            self.ddb.update_item(TableName=self.table_name, Key=to_item({"pk": pk, "sk": sk}), **update)
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def get_run(self, execution_arn: str) -> dict[str, Any] | None:
-        item = self.ddb.get_item(
-            TableName=self.table_name,
-            Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
-            ConsistentRead=True,
-        ).get("Item")
-        return from_item(item) if item else None
+        return self._read(run_pk(execution_arn), RUN_SK)
 
     def set_run_fields(self, execution_arn: str, **fields: Any) -> None:
         names = {f"#f{i}": k for i, k in enumerate(fields)}
@@ -182,7 +198,7 @@ class RunTable:
         with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):  # it went further
             self.ddb.delete_item(
                 TableName=self.table_name,
-                Key=to_item({"pk": run_pk(execution_arn), "sk": f"instance#{instance_id}"}),
+                Key=to_item({"pk": run_pk(execution_arn), "sk": instance_sk(instance_id)}),
                 ConditionExpression="outcome = :out AND attribute_not_exists(rebootRequestedAt)",
                 ExpressionAttributeValues={":out": {"S": OUT}},
             )
@@ -205,7 +221,7 @@ class RunTable:
 
     def note_command(self, execution_arn: str, instance_id: str, **fields: Any) -> None:
         """Record (or update) what became of the command the run sent to the instance."""
-        item = {"pk": run_pk(execution_arn), "sk": f"command#{instance_id}"}
+        item = {"pk": run_pk(execution_arn), "sk": command_sk(instance_id)}
         names = {f"#f{i}": k for i, k in enumerate(fields)}
         self.ddb.update_item(
             TableName=self.table_name,
@@ -221,18 +237,13 @@ class RunTable:
         pages = self.ddb.get_paginator("query").paginate(
             TableName=self.table_name,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": run_pk(execution_arn)}, ":prefix": {"S": "command#"}},
+            ExpressionAttributeValues={":pk": {"S": run_pk(execution_arn)}, ":prefix": {"S": COMMAND_SK_PREFIX}},
             ConsistentRead=True,
         )
         return {item["instanceId"]["S"]: from_item(item) for page in pages for item in page["Items"]}
 
     def get_outcome(self, execution_arn: str, instance_id: str) -> dict[str, Any] | None:
-        item = self.ddb.get_item(
-            TableName=self.table_name,
-            Key=to_item({"pk": run_pk(execution_arn), "sk": instance_sk(instance_id)}),
-            ConsistentRead=True,
-        ).get("Item")
-        return from_item(item) if item else None
+        return self._read(run_pk(execution_arn), instance_sk(instance_id))
 
     def put_outcome(self, execution_arn: str, instance_id: str, outcome: dict[str, Any]) -> None:
         item = {
@@ -247,7 +258,7 @@ class RunTable:
         pages = self.ddb.get_paginator("query").paginate(
             TableName=self.table_name,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": run_pk(execution_arn)}, ":prefix": {"S": "instance#"}},
+            ExpressionAttributeValues={":pk": {"S": run_pk(execution_arn)}, ":prefix": {"S": INSTANCE_SK_PREFIX}},
             ConsistentRead=True,
         )
         return [from_item(item) for page in pages for item in page["Items"]]
@@ -264,53 +275,36 @@ class RunTable:
 
     def lock_owner(self, target_group_arn: str) -> str | None:
         """The execution that holds the target group's lock now; None when no run does."""
-        item = self.ddb.get_item(
-            TableName=self.table_name,
-            Key=to_item({"pk": lock_pk(target_group_arn), "sk": LOCK_SK}),
-            ConsistentRead=True,
-        ).get("Item")
-        return str(item["ownerExecutionArn"]["S"]) if item and "ownerExecutionArn" in item else None
+        owner = (self._read(lock_pk(target_group_arn), LOCK_SK) or {}).get("ownerExecutionArn")
+        return str(owner) if owner else None
 
     def renew_lock(self, target_group_arn: str, execution_arn: str, expires_at: int) -> bool:
         """Push the lock's expiry to ``expires_at`` if this execution holds it; False if it does not."""
-        try:
-            self.ddb.update_item(
-                TableName=self.table_name,
-                Key=to_item({"pk": lock_pk(target_group_arn), "sk": LOCK_SK}),
-                UpdateExpression="SET expiresAt = :t",
-                ConditionExpression="ownerExecutionArn = :me",
-                ExpressionAttributeValues={":t": {"N": str(expires_at)}, ":me": {"S": execution_arn}},
-            )
-        except self.ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._update_if(
+            lock_pk(target_group_arn),
+            LOCK_SK,
+            UpdateExpression="SET expiresAt = :t",
+            ConditionExpression="ownerExecutionArn = :me",
+            ExpressionAttributeValues={":t": {"N": str(expires_at)}, ":me": {"S": execution_arn}},
+        )
 
     def target_health(self, target_group_arn: str) -> dict[str, Any] | None:
         """The group's last shared answer: ``at`` (epoch seconds it was asked) and ``targets`` ([[id, port, state]])."""
-        item = self.ddb.get_item(
-            TableName=self.table_name,
-            Key=to_item({"pk": health_pk(target_group_arn), "sk": HEALTH_SK}),
-            ConsistentRead=True,
-        ).get("Item")
-        return from_item(item) if item else None
+        return self._read(health_pk(target_group_arn), HEALTH_SK)
 
     def claim_health_poll(self, target_group_arn: str, now: float, every: float) -> bool:
         """Be the one who asks ELB about the group now; False if another waiter claimed it within ``every`` s."""
-        try:
-            self.ddb.update_item(
-                TableName=self.table_name,
-                Key=to_item({"pk": health_pk(target_group_arn), "sk": HEALTH_SK}),
-                UpdateExpression="SET claimedAt = :now, expiresAt = :expires",
-                ConditionExpression="attribute_not_exists(claimedAt) OR claimedAt <= :stale",
-                ExpressionAttributeValues={
-                    ":now": {"N": repr(now)},
-                    ":stale": {"N": repr(now - every)},
-                    ":expires": {"N": str(int(now) + HEALTH_DAYS * 86400)},
-                },
-            )
-        except self.ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._update_if(
+            health_pk(target_group_arn),
+            HEALTH_SK,
+            UpdateExpression="SET claimedAt = :now, expiresAt = :expires",
+            ConditionExpression="attribute_not_exists(claimedAt) OR claimedAt <= :stale",
+            ExpressionAttributeValues={
+                ":now": {"N": repr(now)},
+                ":stale": {"N": repr(now - every)},
+                ":expires": {"N": str(int(now) + HEALTH_DAYS * 86400)},
+            },
+        )
 
     def put_target_health(self, target_group_arn: str, at: float, targets: list[list[Any]]) -> None:
         """Share what ELB answered at ``at`` about the group's targets."""
@@ -330,25 +324,21 @@ class RunTable:
             KeyConditionExpression="sk = :run",
             ExpressionAttributeValues={":run": {"S": RUN_SK}},
         )
-        return [item["pk"]["S"].removeprefix("run#") for page in pages for item in page["Items"]]
+        return [item["pk"]["S"].removeprefix(run_pk("")) for page in pages for item in page["Items"]]
 
     def claim_cleanup(self, execution_arn: str, now: float, seconds: int) -> bool:
         """Claim the cleanup of an open run for ``seconds``; False if it is closed or claimed already.
 
         Two cleaners (a duplicated event, the safety net and the reconciler) must not both act and alert.
         """
-        try:
-            self.ddb.update_item(
-                TableName=self.table_name,
-                Key=to_item({"pk": run_pk(execution_arn), "sk": RUN_SK}),
-                UpdateExpression="SET cleanupClaimedUntil = :until",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(closedAt)"
-                " AND (attribute_not_exists(cleanupClaimedUntil) OR cleanupClaimedUntil < :now)",
-                ExpressionAttributeValues={":until": {"N": str(int(now) + seconds)}, ":now": {"N": str(int(now))}},
-            )
-        except self.ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._update_if(
+            run_pk(execution_arn),
+            RUN_SK,
+            UpdateExpression="SET cleanupClaimedUntil = :until",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(closedAt)"
+            " AND (attribute_not_exists(cleanupClaimedUntil) OR cleanupClaimedUntil < :now)",
+            ExpressionAttributeValues={":until": {"N": str(int(now) + seconds)}, ":now": {"N": str(int(now))}},
+        )
 
     def release_cleanup_claim(self, execution_arn: str) -> None:
         self.ddb.update_item(
