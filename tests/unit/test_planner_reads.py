@@ -29,7 +29,6 @@ def test_a_group_is_described_with_its_deregistration_delay(aws: None) -> None:
     group = target_groups.describe(arn)
 
     assert group == target_groups.TargetGroup(arn, "instance", vpc, 8080, 10, 45)
-    assert target_groups.short_name(arn) == "web"
 
 
 def test_a_missing_group_or_load_balancer_is_none(aws: None) -> None:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from opsflow import polling, resume
+from opsflow.arns import execution_name, group_name
 from opsflow.autoscaling import Membership
 from opsflow.ec2_instances import Ec2Instance
 from opsflow.errors import (
@@ -41,7 +42,7 @@ from opsflow.restart_request import (
     PreviewMail,
     RestartRequest,
 )
-from opsflow.target_groups import ListedGroup, TargetGroup, short_name
+from opsflow.target_groups import ListedGroup, TargetGroup
 from opsflow.targets import HEALTHY, Registration, TargetHealth
 from opsflow.validation import describe_validation_error
 from opsflow.watch import firing
@@ -313,7 +314,7 @@ def refuse_not_healthy(described: dict[str, list[TargetHealth]], memberships: di
             "whoever put it there, then start again"
         )
     problems = [
-        f"{t.instance_id} is {t.state} in {short_name(arn)}"
+        f"{t.instance_id} is {t.state} in {group_name(arn)}"
         for arn, ts in described.items()
         for t in ts
         if t.state != HEALTHY
@@ -626,7 +627,7 @@ def _not_previewed(request: RestartRequest, members: list[str], selected: list[s
 def _continues(request: RestartRequest, finished_before: list[str]) -> str:
     if not request.resume_from:
         return ""
-    return f"Continues {request.resume_from.rsplit(':', 1)[-1]}, which finished {len(finished_before)} instances. "
+    return f"Continues {execution_name(request.resume_from)}, which finished {len(finished_before)} instances. "
 
 
 @dataclass(frozen=True)
@@ -703,15 +704,15 @@ def plan_restart(
     predicted = len(batches) * per_instance
     lock_per_instance = INSTANCE_PATIENCE_SECONDS + boot + to_healthy
     floor = size - batch
-    names = ", ".join(short_name(a) for a in tier_arns)
+    names = ", ".join(group_name(a) for a in tier_arns)
     per_group = (
         " (per target group: "
-        + ", ".join(f"{short_name(g.target_group_arn)} keeps {g.floor} of {g.healthy_targets}" for g in plans)
+        + ", ".join(f"{group_name(g.target_group_arn)} keeps {g.floor} of {g.healthy_targets}" for g in plans)
         + ")"
         if len(plans) > 1
         else ""
     )
-    also = [short_name(g.target_group_arn) for g in plans if not g.in_tier]
+    also = [group_name(g.target_group_arn) for g in plans if not g.in_tier]
     action = (
         f"reboot and start (about {boot} s, then until the health URL answers)"
         if command is None
@@ -775,7 +776,7 @@ def plan_restart(
             zone_floors=zone_floors,
             where={
                 inst.instance_id: f"{inst.zone}: "
-                + ", ".join(f"{short_name(r.target_group_arn)}:{r.port}" for r in inst.registrations)
+                + ", ".join(f"{group_name(r.target_group_arn)}:{r.port}" for r in inst.registrations)
                 + (f"; Auto Scaling group {inst.auto_scaling_group}" if inst.auto_scaling_group else "")
                 for inst in instances
             },

@@ -33,11 +33,6 @@ class ListedGroup:
     vpc_id: str
 
 
-def short_name(arn: str) -> str:
-    """The name people gave the group: ``...:targetgroup/web/0123...`` -> ``web``."""
-    return arn.rsplit(":", 1)[-1].split("/")[1] if "/" in arn else arn
-
-
 def _listed(group: dict[str, Any]) -> ListedGroup:
     return ListedGroup(group["TargetGroupArn"], group.get("TargetType", "instance"), group.get("VpcId", ""))
 
