@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-# Before anything imports Powertools: quiet logs in tests (levels are read when a Logger is created).
+# Before anything imports Powertools: quiet logs in tests (levels are read when a Logger is created), and the
+# service and namespace every test sets (a test module that imports the layer at collection builds its Metrics).
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "opsflow")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "opsflow-tests")
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 
 from moto import mock_aws

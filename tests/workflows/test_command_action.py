@@ -123,14 +123,6 @@ def test_an_instance_whose_agent_is_offline_refuses_the_run_before_anything_chan
     assert given.sb.bridge.calls_to("ssm", "SendCommand") == []
 
 
-def test_a_document_the_stack_does_not_allow_is_refused_with_the_parameter_to_change(tier: TierFactory) -> None:
-    given = tier(size=2)
-
-    result = given.run(patch_input(command={"documentName": "AWS-RunShellScript"}))
-
-    given.assert_refused(result, "InvalidInputError", "CommandDocuments")
-
-
 def test_a_run_stopped_while_a_command_runs_puts_the_instance_back_only_once_the_command_has_ended(
     tier: TierFactory,
 ) -> None:

@@ -145,7 +145,7 @@ def follow_up(given: Tier) -> None:
 
 def stopped_and_cleaned_up(given: Tier) -> str:
     """A run stopped by an operator after its first reboot; the safety net and the reconciler put back
-    what it took out and close its record, as a resume requires (restart_planner.resumed_request)."""
+    what it took out and close its record, as a resume requires (opsflow.restart_plan.earlier_run)."""
     from opsflow.runs import RunTable
 
     arn = given.sb.start_execution(SM, web_input(batchSize=BATCH))

@@ -66,14 +66,6 @@ def test_a_stack_without_vpc_settings_refuses_the_restart_naming_the_parameters(
     assert "InstanceSecurityGroupId" in (result.cause or "")
 
 
-def test_a_health_port_other_than_the_one_the_security_group_opens_is_refused(tier: TierFactory) -> None:
-    given = tier(size=3)
-
-    result = given.run(web_input(batchSize=1, health={"port": 9090, "path": "/health"}))
-
-    given.assert_refused(result, "HealthUrlUnreachableError", "redeploy with HealthPort=9090")
-
-
 def test_an_instance_outside_the_probed_security_group_is_refused(tier: TierFactory) -> None:
     given = tier(size=3)
     ec2 = given.sb.client("ec2")

@@ -254,15 +254,6 @@ def test_a_patch_run_stopped_while_an_instance_never_comes_back_names_it_in_one_
     assert set(given.target_states().values()) == {"healthy"}
 
 
-def test_a_preview_in_a_restart_without_an_approval_is_refused_naming_the_fix(tier: TierFactory) -> None:
-    given = tier(size=2)
-    preview = {"findings": "1 patch on 2 servers", "bucket": "opsflow-data", "key": "patch-preview/run/x.txt"}
-
-    result = given.run(web_input(action="command", preview=preview))
-
-    given.assert_refused(result, "InvalidInputError", "only with requireApproval true")
-
-
 def test_an_instance_ssm_cannot_reach_refuses_the_patch_run_before_any_mail(tier: TierFactory) -> None:
     given = tier(size=3)
     offline = given.instances[1]

@@ -237,15 +237,10 @@ def test_an_instance_that_fails_between_its_two_drains_is_put_back_where_it_was_
     assert_every_registration_as_before(given, before)
 
 
-def test_a_tier_named_twice_or_a_missing_load_balancer_is_refused_with_nothing_changed(tier: TierFactory) -> None:
+def test_a_missing_load_balancer_is_refused_with_nothing_changed(tier: TierFactory) -> None:
     given = tier(size=3)
-    web = given.target_group_arn
     missing = given.sb.fleet_resources["LoadBalancerArn"][:-4] + "0000"
 
-    twice = given.run(web_input(targetGroupArn=web, targetGroupArns=[web]))
     nowhere = given.run(web_input(loadBalancerArn=missing))
 
-    given.assert_refused(
-        twice, "InvalidInputError", "give only one of targetGroupArn, targetGroupArns, loadBalancerArn"
-    )
     given.assert_refused(nowhere, "TargetGroupNotFoundError", f"load balancer {missing} does not exist")
