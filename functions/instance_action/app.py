@@ -11,24 +11,32 @@ reboot of every instance as this function's role (DryRunOperation = allowed, Una
 denied), for commands SSM's ping status of every instance, and one request to every health URL from
 where the startup check runs. Any problem refuses the run with PreflightFailedError naming the
 instance, the check and the fix. A reboot and a command are done once per request: a retry after a
-lost answer gets the first answer. What the answers mean is decided in opsflow.instance_actions.
+lost answer gets the first answer. The requests are modelled in opsflow.instance_requests, what the
+answers mean is decided in opsflow.instance_actions.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from opsflow import autoscaling, reboots, run_command, timeutil
 from opsflow import instance_actions as decide
 from opsflow.arns import execution_name
 from opsflow.errors import StandbyRefusedError, error_code, service_error
-from opsflow.health import HealthCheck, probe
+from opsflow.health import probe
+from opsflow.instance_requests import (
+    CommandEvent,
+    CommandStatusEvent,
+    PreflightEvent,
+    RebootEvent,
+    StandbyEvent,
+    parse_action,
+)
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
 from opsflow.runs import RunTable
 from opsflow.settings import RunTableSettings, cached_settings
-from opsflow.validation import InstanceId, parse_event
 
 
 class Settings(RunTableSettings):
@@ -41,71 +49,6 @@ class Settings(RunTableSettings):
 
 
 settings = cached_settings(Settings)
-
-
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class RebootEvent(_Event):
-    action: Literal["reboot"]
-    instance_id: InstanceId = Field(alias="instanceId")
-    execution_arn: str = Field(alias="executionArn", min_length=1)
-
-
-class CommandSpec(BaseModel):
-    """What to run: an SSM Command document, its parameters, and how long SSM may take to deliver it."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    document_name: str = Field(alias="documentName", min_length=3, max_length=128)
-    parameters: dict[str, list[str]] = Field(default_factory=dict)
-    timeout_seconds: int = Field(default=600, alias="timeoutSeconds", ge=30, le=2592000)
-    output_s3_bucket_name: str = Field(default="", alias="outputS3BucketName", max_length=63)
-    output_s3_key_prefix: str = Field(default="", alias="outputS3KeyPrefix", max_length=500)
-
-
-class CommandEvent(_Event):
-    action: Literal["command"]
-    instance_id: InstanceId = Field(alias="instanceId")
-    execution_arn: str = Field(alias="executionArn", min_length=1)
-    command: CommandSpec
-
-
-class CommandStatusEvent(_Event):
-    action: Literal["command_status"]
-    instance_id: InstanceId = Field(alias="instanceId")
-    execution_arn: str = Field(alias="executionArn", min_length=1)
-    command_id: str = Field(alias="commandId", min_length=36, max_length=36)
-
-
-class StandbyEvent(_Event):
-    action: Literal["standby", "in_service"]  # on Standby in its Auto Scaling group / back in service
-    instance_id: InstanceId = Field(alias="instanceId")
-    execution_arn: str = Field(alias="executionArn", min_length=1)
-    auto_scaling_group: str = Field(alias="autoScalingGroup", min_length=1, max_length=255)
-
-
-class PlannedInstance(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    instance_id: InstanceId = Field(alias="instanceId")
-    private_ip: str = Field(alias="privateIp")
-
-
-class PreflightEvent(_Event):
-    action: Literal["preflight"]
-    instances: list[PlannedInstance] = Field(min_length=1, max_length=1000)
-    health: HealthCheck
-    instance_action: Literal["reboot", "command"] = Field(default="reboot", alias="instanceAction")
-    # The run that asks (its logs' correlation id); the check does not depend on it.
-    execution_arn: str = Field(default="", alias="executionArn")
-
-
-class ActionEvent(BaseModel):
-    event: Annotated[
-        RebootEvent | CommandEvent | CommandStatusEvent | PreflightEvent | StandbyEvent, Field(discriminator="action")
-    ]
 
 
 def reboot(request: RebootEvent) -> dict[str, Any]:
@@ -128,14 +71,6 @@ def reboot(request: RebootEvent) -> dict[str, Any]:
 def send_command(request: CommandEvent) -> dict[str, Any]:
     spec = request.command
     sent_at = timeutil.iso_now()
-    output = {
-        k: v
-        for k, v in {
-            "OutputS3BucketName": spec.output_s3_bucket_name,
-            "OutputS3KeyPrefix": spec.output_s3_key_prefix,
-        }.items()
-        if v
-    }
     try:
         command_id = run_command.send(
             request.instance_id,
@@ -143,7 +78,7 @@ def send_command(request: CommandEvent) -> dict[str, Any]:
             parameters=spec.parameters,
             timeout_seconds=spec.timeout_seconds,
             comment=f"opsflow {execution_name(request.execution_arn)}",
-            output=output,
+            output=spec.output_location(),
         )
     except ClientError as exc:
         refusal = decide.send_refusal(
@@ -232,7 +167,7 @@ def act_once(request: RebootEvent | CommandEvent, context: LambdaContext) -> dic
 @logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = parse_event(ActionEvent, {"event": event}).event
+    request = parse_action(event)
     if isinstance(request, RebootEvent | CommandEvent):
         return act_once(request, context)
     if isinstance(request, CommandStatusEvent):

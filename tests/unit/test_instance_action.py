@@ -6,7 +6,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from opsflow import clients
 from opsflow import instance_actions as decide
@@ -23,8 +23,8 @@ from opsflow.errors import (
     RebootThrottledException,
     StandbyRefusedError,
 )
+from opsflow.instance_requests import parse_action
 from opsflow.runs import RunTable
-from opsflow.validation import parse_event
 from tests.conftest import REGION, event, load_function
 
 REBOOT = event("instance_action", "reboot.json")
@@ -369,10 +369,8 @@ def test_a_member_that_cannot_move_back_is_refused_naming_why(found: Membership 
     ],
 )
 def test_a_malformed_event_is_refused_naming_the_field(event: dict[str, Any], named: str) -> None:
-    action = load_function("instance_action")
-
     with pytest.raises(InvalidInputError) as raised:
-        parse_event(action.ActionEvent, {"event": event})
+        parse_action(event)
 
     assert named in str(raised.value)
 
@@ -432,3 +430,36 @@ def test_a_reboot_ec2_refused_is_not_remembered_so_the_state_machine_s_retry_ask
         action.lambda_handler(REBOOT, lambda_context)
     assert action.lambda_handler(REBOOT, lambda_context)["instanceId"] == REBOOT["instanceId"]
     ec2.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("output", "sent"),
+    [
+        ({}, {}),  # no output location: SSM keeps the output with the invocation only
+        ({"outputS3BucketName": "ops-logs"}, {"OutputS3BucketName": "ops-logs"}),
+        (
+            {"outputS3BucketName": "ops-logs", "outputS3KeyPrefix": "restarts"},
+            {"OutputS3BucketName": "ops-logs", "OutputS3KeyPrefix": "restarts"},
+        ),
+    ],
+)
+def test_a_command_s_output_goes_where_the_request_says_and_nothing_empty_is_sent(
+    ssm: Stubber, lambda_context: Any, output: dict[str, str], sent: dict[str, str]
+) -> None:
+    ssm.add_response(
+        "send_command",
+        {"Command": {"CommandId": COMMAND_ID}},
+        {
+            "InstanceIds": [COMMAND["instanceId"]],
+            "DocumentName": "AWS-RunPatchBaseline",
+            "Parameters": {"Operation": ["Install"]},
+            "TimeoutSeconds": 600,
+            "Comment": ANY,
+            **sent,
+        },
+    )
+    action = load_function("instance_action")
+
+    action.lambda_handler({**COMMAND, "command": {**COMMAND["command"], **output}}, lambda_context)
+
+    ssm.assert_no_pending_responses()
