@@ -11,19 +11,20 @@ botocore's own paginators (they know each API's token names) and streams the ite
   server never fails its batch. Throttling left after botocore's retries fails the call (retry it).
 Only read operations (Describe*, List*, Get*) on the configured allowlist are allowed; the IAM role
 allows exactly those. Throttling is retried by botocore (standard mode); other service errors surface
-with the service's error name as the error type, so the state machine can match them.
+with the service's error name as the error type, so the state machine can match them. The request is
+modelled in opsflow.collect_request, what may be read and how items are kept in opsflow.collection.
 """
 
 import json
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import jmespath
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError, ParamValidationError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field
 
+from opsflow.collect_request import CollectRequest, EachValue
 from opsflow.collection import THROTTLING, Sink, check_allowed
 from opsflow.errors import InvalidInputError, error_code, service_error
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
@@ -42,52 +43,6 @@ class Settings(BucketSettings):
 
 
 settings = cached_settings(Settings)
-
-
-class EachValue(BaseModel):
-    """Run the read once per value of ``parameter``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    parameter: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{1,80}$")
-    values: list[Annotated[str, Field(min_length=1, max_length=2048)]] = Field(min_length=1, max_length=500)
-
-
-class CollectRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    service: str = Field(pattern=r"^[a-z0-9-]{2,40}$")
-    operation: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{2,80}$")
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    collect: str = Field(min_length=1, max_length=200, description="JMESPath of the items in one page")
-    limit: int | None = Field(default=None, ge=1, le=10_000_000)
-    destination: Literal["auto", "s3"] = "auto"
-    key: str | None = Field(default=None, pattern=r"^[\w!\-.*'()/]+$", max_length=900)
-    label: str | None = Field(default=None, max_length=200, description="echoed back, to tell results apart")
-    each: EachValue | None = None
-    # The run that asks (its logs' correlation id); the collection does not depend on it.
-    execution_arn: str = Field(default="", alias="executionArn", max_length=2048)
-
-    @model_validator(mode="after")
-    def _each_goes_to_the_bucket(self) -> "CollectRequest":
-        if self.each is None:
-            return self
-        if self.destination != "s3":
-            raise ValueError("each: needs destination s3 (its lines name their value; they are not inlined)")
-        if self.limit is not None:
-            raise ValueError("each: takes no limit (every value is read in full)")
-        if self.each.parameter in self.parameters:
-            raise ValueError(f"each: parameters already set {self.each.parameter}; give it only in each.values")
-        return self
-
-    @field_validator("collect")
-    @classmethod
-    def _jmespath(cls, value: str) -> str:
-        try:
-            jmespath.compile(value)
-        except jmespath.exceptions.JMESPathError as exc:
-            raise ValueError(f"not a JMESPath expression: {exc}") from exc
-        return value
 
 
 def collect_each(request: CollectRequest, each: EachValue, client: Any, method: str, sink: Sink) -> dict[str, int]:
