@@ -18,21 +18,22 @@ within one invocation first (the change is seen within a poll; one state transit
 The instances waiting on a group share one answer per poll through the run table (opsflow.shared_target_health),
 so the run stays within its share of the account's ELB request budget however many are in flight; a
 question ELB throttled even after botocore's retries is "not yet" too: asked again, nothing failed.
+The request is modelled in opsflow.gate_request, the decisions are opsflow.capacity_gate's.
 """
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
 from opsflow import capacity_gate, clients, instance_states, polling, targets, timeutil, watch
 from opsflow.errors import LockLostError, TargetNotYetInStateException
+from opsflow.gate_request import GateEvent
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
 from opsflow.runs import RunTable, failures
 from opsflow.settings import RunTableSettings, cached_settings
 from opsflow.shared_target_health import asked, shared_listing
-from opsflow.targets import HEALTHY, Registration
+from opsflow.targets import HEALTHY
 from opsflow.validation import parse_event
 
 
@@ -41,39 +42,6 @@ class Settings(RunTableSettings):
 
 
 settings = cached_settings(Settings)
-
-
-class GateEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    check: Literal["capacity", "drained", "in_service"]
-    instance_id: str = Field(alias="instanceId")
-    target_group_arn: str = Field(alias="targetGroupArn")
-    # Every target group the run changes (its locks); default: targetGroupArn alone.
-    target_group_arns: list[str] = Field(default_factory=list, alias="targetGroupArns")
-    # Where the instance is registered (each group, its port); default: targetGroupArn on its own port.
-    registrations: list[Registration] = Field(default_factory=list)
-    # Its EC2 Auto Scaling group (capacity: recorded, so whoever puts it back takes it out of Standby too).
-    auto_scaling_group: str | None = Field(default=None, alias="autoScalingGroup")
-    # The Auto Scaling groups of the run's instances: they may terminate instances of the run (scale-in).
-    auto_scaling_groups: list[str] = Field(default_factory=list, alias="autoScalingGroups")
-    execution_arn: str = Field(default="", alias="executionArn")
-    floor: int = Field(default=0, ge=0)  # for a group floors does not name
-    floors: dict[str, int] = Field(default_factory=dict)  # target group -> healthy targets it keeps
-    zone: str = ""
-    one_zone_at_a_time: bool = Field(default=False, alias="oneZoneAtATime")
-    zone_floors: dict[str, int] = Field(default_factory=dict, alias="zoneFloors")
-    error_budget: int = Field(default=1, ge=1, alias="errorBudget")
-    lock_seconds: int = Field(default=0, ge=0, alias="lockSeconds")  # capacity: renew the lock for this long
-    wait_seconds: int = Field(default=0, ge=0, le=900, alias="waitSeconds")  # drained, in_service: keep asking
-    # How often this instance looks (opsflow.polling.elb_poll_seconds; one answer shared: opsflow.shared_target_health).
-    poll_seconds: float = Field(default=1.0, ge=0.5, le=60, alias="pollSeconds")
-
-    def where(self) -> list[Registration]:
-        return self.registrations or [Registration(target_group_arn=self.target_group_arn)]
-
-    def locked_groups(self) -> list[str]:
-        return self.target_group_arns or [self.target_group_arn]
 
 
 def capacity(gate: GateEvent) -> dict[str, Any]:
