@@ -144,6 +144,10 @@ class Sandbox:
                 self.elb_buckets = ElbApiBuckets(self.clock.now)
                 self.bridge.elb_buckets = self.elb_buckets
             self.faults = Faults(self.bridge, self.scheduler, self.clock)
+            # What a test injects, on the sandbox itself (each documented in sandbox/faults.py).
+            self.inject_api_error = self.faults.inject_api_error
+            self.set_alarm_state = self.faults.set_alarm_state
+            self.stop_when_entering = self.faults.stop_when_entering
             moto_patches.seed_ids(self.seed, REGION)
             self.fleet_resources = create_fleet_resources(self.fleet, REGION) if self.fleet_spec else {}
             template = load_template(self.template_path)
@@ -352,31 +356,3 @@ class Sandbox:
     def invoke_url(self, logical_id: str, method: str = "GET", query: str = "", body: str = "") -> dict[str, Any]:
         """An HTTP request to the function's URL (payload format 2.0), as a browser would send it."""
         return self.triggers.invoke_url(logical_id, method, query, body, self._check_unmapped)
-
-    # -- faults (sandbox/faults.py) --------------------------------------------------------
-    def inject_api_error(
-        self,
-        service: str,
-        operation: str,
-        code: str,
-        count: int = 1,
-        *,
-        match: dict[str, Any] | None = None,
-        lost_response: bool = False,
-        state: str | None = None,
-        item: int | None = None,
-    ) -> None:
-        """The next ``count`` calls of ``service``.``operation`` fail (:meth:`Faults.inject_api_error`)."""
-        self.faults.inject_api_error(
-            service, operation, code, count, match=match, lost_response=lost_response, state=state, item=item
-        )
-
-    def set_alarm_state(self, alarm_name: str, state: str = "ALARM", *, after: float = 0.0) -> None:
-        """The alarm goes to ``state`` ``after`` simulated seconds from now (:meth:`Faults.set_alarm_state`)."""
-        self.faults.set_alarm_state(alarm_name, state, after=after)
-
-    def stop_when_entering(
-        self, state_name: str, execution_arn: str | None = None, cause: str = "stopped by an operator"
-    ) -> None:
-        """Stop the execution as it is about to enter ``state_name`` (:meth:`Faults.stop_when_entering`)."""
-        self.faults.stop_when_entering(state_name, execution_arn, cause)
