@@ -16,7 +16,7 @@ are the ones that must page someone if the application suffers during the restar
 tells, without any API call, which of them a selection names.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -102,52 +102,77 @@ def _alarms(cloudwatch: Any, selector: Selector) -> Iterator[dict[str, Any]]:
             yield from page.get("CompositeAlarms", [])
 
 
-def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
+def _rules(events: Any, selector: Selector) -> Iterator[dict[str, Any]]:
+    paginator = events.get_paginator("list_rules")
+    for query in [{"NamePrefix": p} for p in selector.name_prefixes] or [{}]:
+        for page in paginator.paginate(**query):
+            yield from page.get("Rules", [])
+
+
+def _select(
+    listed: Iterator[dict[str, Any]],
+    selector: Selector,
+    *,
+    kind: str,
+    resource_type: str,
+    name: str,
+    arn: str,
+    may_mute: Callable[[dict[str, Any]], bool],
+    never_mute: frozenset[str],
+    why_never: str,
+    tagging: Any,
+) -> list[str]:
+    """The names of the ``listed`` resources the selector picks that are live now and not ``never_mute``."""
     if selector.empty:
         return []
     wanted: set[str] = set()
     if selector.tags:  # one GetResources pass, then match ARNs (not one tag lookup per resource)
-        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), "cloudwatch:alarm", selector.tags)
+        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), resource_type, selector.tags)
         if not wanted:
-            return []
+            return []  # nothing listed: no resource carries the tags
     names: dict[str, None] = {}
-    for alarm in _alarms(cloudwatch, selector):
-        if not alarm.get("ActionsEnabled", False):
+    for resource in listed:
+        if not may_mute(resource):
             continue
-        if alarm["AlarmName"] in never_mute:
-            logger.warning(
-                "selected but never muted: the stack's own alarm, or one the run watches",
-                extra={"alarm": alarm["AlarmName"]},
-            )
+        if resource[name] in never_mute:
+            logger.warning(why_never, extra={kind: resource[name]})
             continue
-        if selector.tags and alarm["AlarmArn"] not in wanted:
+        if selector.tags and resource[arn] not in wanted:
             continue
-        names[alarm["AlarmName"]] = None
+        names[resource[name]] = None
     return sorted(names)
+
+
+def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
+    """Alarms whose actions are enabled (a disabled one was muted by someone else: not ours to restore)."""
+    return _select(
+        _alarms(cloudwatch, selector),
+        selector,
+        kind="alarm",
+        resource_type="cloudwatch:alarm",
+        name="AlarmName",
+        arn="AlarmArn",
+        may_mute=lambda alarm: bool(alarm.get("ActionsEnabled", False)),
+        never_mute=never_mute,
+        why_never="selected but never muted: the stack's own alarm, or one the run watches",
+        tagging=tagging,
+    )
 
 
 def select_rules(events: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
-    if selector.empty:
-        return []
-    wanted: set[str] = set()
-    if selector.tags:  # one GetResources pass, then match ARNs (not one tag lookup per resource)
-        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), "events:rule", selector.tags)
-        if not wanted:
-            return []
-    paginator = events.get_paginator("list_rules")
-    names: dict[str, None] = {}
-    for query in [{"NamePrefix": p} for p in selector.name_prefixes] or [{}]:
-        for page in paginator.paginate(**query):
-            for rule in page.get("Rules", []):
-                if rule.get("State") != "ENABLED" or rule.get("ManagedBy"):
-                    continue
-                if rule["Name"] in never_mute:
-                    logger.warning("selected but never disabled: the stack's own rule", extra={"rule": rule["Name"]})
-                    continue
-                if selector.tags and rule["Arn"] not in wanted:
-                    continue
-                names[rule["Name"]] = None
-    return sorted(names)
+    """Enabled rules of the account's own (a rule another service manages cannot be disabled by us)."""
+    return _select(
+        _rules(events, selector),
+        selector,
+        kind="rule",
+        resource_type="events:rule",
+        name="Name",
+        arn="Arn",
+        may_mute=lambda rule: rule.get("State") == "ENABLED" and not rule.get("ManagedBy"),
+        never_mute=never_mute,
+        why_never="selected but never disabled: the stack's own rule",
+        tagging=tagging,
+    )
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
