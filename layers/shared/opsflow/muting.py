@@ -17,6 +17,7 @@ tells, without any API call, which of them a selection names.
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -109,70 +110,68 @@ def _rules(events: Any, selector: Selector) -> Iterator[dict[str, Any]]:
             yield from page.get("Rules", [])
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """How one kind of resource is listed, named and found mutable."""
+
+    kind: str  # the key naming it in a log line
+    resource_type: str  # GetResources' ResourceTypeFilters
+    name: str
+    arn: str
+    may_mute: Callable[[dict[str, Any]], bool]
+    why_never: str  # said when the selector picks one never_mute names
+
+
+# Alarms whose actions are enabled (one whose actions are off now is not ours to turn back on).
+ALARMS = _Kind(
+    "alarm",
+    "cloudwatch:alarm",
+    "AlarmName",
+    "AlarmArn",
+    lambda alarm: bool(alarm.get("ActionsEnabled", False)),
+    "selected but never muted: the stack's own alarm, or one the run watches",
+)
+# Enabled rules the account manages itself (a rule another AWS service manages is that service's).
+RULES = _Kind(
+    "rule",
+    "events:rule",
+    "Name",
+    "Arn",
+    lambda rule: rule.get("State") == "ENABLED" and not rule.get("ManagedBy"),
+    "selected but never disabled: the stack's own rule",
+)
+
+
 def _select(
-    listed: Iterator[dict[str, Any]],
-    selector: Selector,
-    *,
-    kind: str,
-    resource_type: str,
-    name: str,
-    arn: str,
-    may_mute: Callable[[dict[str, Any]], bool],
-    never_mute: frozenset[str],
-    why_never: str,
-    tagging: Any,
+    listed: Iterator[dict[str, Any]], selector: Selector, kind: _Kind, never_mute: frozenset[str], tagging: Any
 ) -> list[str]:
-    """The names of the ``listed`` resources the selector picks that are live now and not ``never_mute``."""
+    """The names of the ``listed`` resources the selector picks that may be muted and are not ``never_mute``."""
     if selector.empty:
         return []
     wanted: set[str] = set()
     if selector.tags:  # one GetResources pass, then match ARNs (not one tag lookup per resource)
-        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), resource_type, selector.tags)
+        wanted = tagged(tagging or clients.client("resourcegroupstaggingapi"), kind.resource_type, selector.tags)
         if not wanted:
             return []  # nothing listed: no resource carries the tags
     names: dict[str, None] = {}
     for resource in listed:
-        if not may_mute(resource):
+        if not kind.may_mute(resource):
             continue
-        if resource[name] in never_mute:
-            logger.warning(why_never, extra={kind: resource[name]})
+        if resource[kind.name] in never_mute:
+            logger.warning(kind.why_never, extra={kind.kind: resource[kind.name]})
             continue
-        if selector.tags and resource[arn] not in wanted:
+        if selector.tags and resource[kind.arn] not in wanted:
             continue
-        names[resource[name]] = None
+        names[resource[kind.name]] = None
     return sorted(names)
 
 
 def select_alarms(cloudwatch: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
-    """Alarms whose actions are enabled (a disabled one was muted by someone else: not ours to restore)."""
-    return _select(
-        _alarms(cloudwatch, selector),
-        selector,
-        kind="alarm",
-        resource_type="cloudwatch:alarm",
-        name="AlarmName",
-        arn="AlarmArn",
-        may_mute=lambda alarm: bool(alarm.get("ActionsEnabled", False)),
-        never_mute=never_mute,
-        why_never="selected but never muted: the stack's own alarm, or one the run watches",
-        tagging=tagging,
-    )
+    return _select(_alarms(cloudwatch, selector), selector, ALARMS, never_mute, tagging)
 
 
 def select_rules(events: Any, selector: Selector, *, never_mute: frozenset[str], tagging: Any = None) -> list[str]:
-    """Enabled rules of the account's own (a rule another service manages cannot be disabled by us)."""
-    return _select(
-        _rules(events, selector),
-        selector,
-        kind="rule",
-        resource_type="events:rule",
-        name="Name",
-        arn="Arn",
-        may_mute=lambda rule: rule.get("State") == "ENABLED" and not rule.get("ManagedBy"),
-        never_mute=never_mute,
-        why_never="selected but never disabled: the stack's own rule",
-        tagging=tagging,
-    )
+    return _select(_rules(events, selector), selector, RULES, never_mute, tagging)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
