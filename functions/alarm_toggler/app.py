@@ -46,5 +46,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         record = muting.mute(table, request.execution_arn, request.alarms, request.rules, never_mute=never_mute)
         metrics.add_metric(name="AlarmsMuted", unit=MetricUnit.Count, value=len(record.alarms))
         return {"action": "mute", **record.model_dump()}
-    restored = muting.restore(table, request.execution_arn)
-    return {"action": "restore", **(restored or muting.MuteRecord()).model_dump()}
+    restored = muting.restore(table, request.execution_arn) or muting.MuteRecord()
+    # Beside AlarmsMuted: a run whose restore never came shows as muted minus restored above zero.
+    metrics.add_metric(name="AlarmsRestored", unit=MetricUnit.Count, value=len(restored.alarms))
+    return {"action": "restore", **restored.model_dump()}

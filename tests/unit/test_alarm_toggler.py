@@ -1,5 +1,6 @@
 """Mute exactly the selected alarms and rules; restore exactly those; idempotent."""
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -243,3 +244,28 @@ def test_a_malformed_event_is_refused_naming_the_field(monitoring, lambda_contex
     app = load_function("alarm_toggler")
     with pytest.raises(InvalidInputError, match=named.replace(".", r"\.")):
         app.lambda_handler(event, lambda_context)
+
+
+def published_metrics(output: str) -> dict[str, float]:
+    """The metric values in the Embedded Metric Format lines a handler printed."""
+    found: dict[str, float] = {}
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            record = json.loads(line)
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = record[metric["Name"]]
+                    found[metric["Name"]] = sum(value) if isinstance(value, list) else value  # a list: several adds
+    return found
+
+
+def test_what_was_muted_and_what_was_restored_are_published_so_a_forgotten_restore_shows(
+    monitoring, lambda_context, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call("mute", lambda_context, alarms={"namePrefixes": ["web-"]})
+    muted = published_metrics(capsys.readouterr().out)
+    call("restore", lambda_context)
+    restored = published_metrics(capsys.readouterr().out)
+
+    assert muted["AlarmsMuted"] == 150
+    assert restored["AlarmsRestored"] == 150
