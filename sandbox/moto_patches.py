@@ -8,6 +8,7 @@ moto is pinned to an exact version (requirements/dev.txt): these patches name it
 """
 
 import contextlib
+import copy
 import dataclasses
 import datetime as _dt
 import functools
@@ -42,6 +43,7 @@ from moto.core.resource_tagging import make_tag_matcher
 from moto.core.responses import EmptyResult
 from moto.core.serialize import BaseJSONSerializer, JSONSerializer, XFormedAttributePicker
 from moto.core.utils import get_service_model
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
@@ -418,6 +420,40 @@ def dynamodb_response_body(operation: str, result: dict[str, Any], *, direct: bo
         return str(serializer.serialize(result)["body"])
 
 
+_moto_project = Item.project
+
+
+def _picked(value: DynamoType, rest: list[str]) -> DynamoType | None:
+    """``value`` narrowed to the map members ``rest`` names; None when one is missing (nothing projected)."""
+    if not rest:
+        return copy.deepcopy(value)
+    if not value.is_map() or rest[0] not in value.value:
+        return None
+    inner = _picked(value.value[rest[0]], rest[1:])
+    return None if inner is None else DynamoType({"M": {rest[0]: inner}})
+
+
+def _merged(known: DynamoType | None, more: DynamoType) -> DynamoType:
+    if known is not None and known.is_map() and more.is_map():
+        for name, value in more.value.items():
+            known.value[name] = _merged(known.value.get(name), value)
+        return known
+    return more
+
+
+def project_item(self: Item, projection_expressions: list[list[str]]) -> Item:
+    """moto projects an item by turning all of it into plain JSON first (every target of a group's shared health
+    answer, for each waiter's read of its own entry): take the named attributes and map members directly (the
+    same item); a path through a list element goes moto's way."""
+    if any("[" in name for path in projection_expressions for name in path):
+        return _moto_project(self, projection_expressions)
+    attrs: dict[str, DynamoType] = {}
+    for first, *rest in projection_expressions:
+        if first in self.attrs and (found := _picked(self.attrs[first], rest)) is not None:
+            attrs[first] = _merged(attrs.get(first), found)
+    return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=attrs)
+
+
 def _modelled_target_health(modelled: Callable[[str], bool]) -> Any:
     """DescribeTargetHealth of a target group the fleet models: moto checks the request (its errors stand) but
     lists no targets, since the sandbox's answer replaces its list (sandbox/aws_fleet.py); serializing every
@@ -479,6 +515,8 @@ def _api_patches() -> list[Any]:
         mock.patch.object(TaggedEC2Resource, "get_tags", _tags_of),
         # DynamoDB attribute values written as JSON directly (the same bytes; only the wall time changes).
         mock.patch.object(BaseJSONSerializer, "_serialize_type_structure", _serialize_json_structure),
+        # A projection picks its attributes without turning the whole item into JSON (the same item, sooner).
+        mock.patch.object(Item, "project", project_item),
         # Each JSONPath is parsed once (moto parses it on every use; only the wall time changes).
         mock.patch.object(json_path, "parse", cached_jsonpath),
         mock.patch.object(result_path, "parse", cached_result_path),

@@ -103,7 +103,7 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
 
 
 def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: float = 0.0) -> dict[str, Any]:
-    listed = shared_listing(RunTable(settings().table_name), gate.poll_seconds)
+    listed = shared_listing(RunTable(settings().table_name), gate.poll_seconds, gate.instance_id)
 
     def reached() -> dict[str, Any]:
         found = asked(gate.instance_id, lambda: targets.states_among(gate.instance_id, gate.where(), listed))

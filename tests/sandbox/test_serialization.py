@@ -48,3 +48,42 @@ def test_plain_values_skip_moto_s_member_by_member_serializer_and_binary_ones_do
         assert "AttributeValue" not in seen
         serialized("GetItem", {"Item": BINARY}, direct=True)
         assert "AttributeValue" in seen
+
+
+# -- Projections -------------------------------------------------------------------------------------
+SHARED_ANSWER: dict[str, Any] = {
+    "pk": {"S": "health#arn:aws:elasticloadbalancing:tg/web"},
+    "sk": {"S": "health"},
+    "at": {"N": "1767582000.25"},
+    "expiresAt": {"N": "1767668400"},
+    "targets": {
+        "M": {
+            "i-1": {"L": [{"L": [{"N": "80"}, {"S": "healthy"}]}, {"L": [{"N": "8080"}, {"S": "draining"}]}]},
+            "i-2": {"L": [{"L": [{"N": "80"}, {"S": "initial"}]}]},
+        }
+    },
+    "nested": {"M": {"inner": {"M": {"deep": {"BOOL": True}, "other": {"NULL": True}}}, "flag": {"S": "x"}}},
+    "list": {"L": [{"S": "a"}, {"M": {"b": {"N": "1"}}}]},
+    "blob": {"B": b"\x00\x01"},
+}
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        [["at"], ["targets", "i-1"]],  # a waiter's read of its own target
+        [["at"], ["targets", "i-9"]],  # a target ELB did not list: the time alone
+        [["targets", "i-1"], ["targets", "i-2"]],  # two members of one map, merged
+        [["nested", "inner", "deep"], ["nested", "flag"]],
+        [["nested", "missing", "deep"]],  # through a missing member: nothing
+        [["missing"], ["blob"]],
+        [["list[1]", "b"]],  # through a list element: moto's own way
+    ],
+)
+def test_a_projection_is_the_item_moto_projects(paths: list[list[str]]) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    item = Item(DynamoType(SHARED_ANSWER["pk"]), DynamoType(SHARED_ANSWER["sk"]), SHARED_ANSWER)
+
+    assert moto_patches.project_item(item, paths).to_json() == moto_patches._moto_project(item, paths).to_json()
+    assert item.to_json()["Attributes"]["targets"]["M"]["i-1"]["L"][1]["L"][1] == {"S": "draining"}  # untouched

@@ -9,9 +9,13 @@ Keys (pk / sk):
                                               status and output location (the ``command`` action)
 - ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it; a
                                               run holds one per target group it changes)
-- ``health#<targetGroupArn>`` / ``health``   the group's targets as ELB last described them, shared by
-                                              every instance waiting on it (one DescribeTargetHealth
-                                              per group per poll, however many instances are in flight)
+- ``health#<targetGroupArn>`` / ``health``   the group's targets as ELB last described them (``at``, and
+                                              ``targets``: instance id -> its [[port, state]]), shared
+                                              by every instance waiting on it (one DescribeTargetHealth
+                                              per group per poll, however many instances are in flight);
+                                              each waiter reads the time and its own entry only
+- ``health#<targetGroupArn>`` / ``claim``    who asks ELB next (``claimedAt``): a small item of its own,
+                                              so claiming never rewrites the answer
 
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
 functions here read and update them, and the restore safety net uses them to clean up after a run
@@ -25,6 +29,7 @@ index (hash ``sk``, range ``openSince``), which the reconciler queries instead o
 
 import contextlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -37,6 +42,7 @@ _de = TypeDeserializer()
 RUN_SK = "run"
 LOCK_SK = "lock"
 HEALTH_SK = "health"
+HEALTH_CLAIM_SK = "claim"
 HEALTH_DAYS = 1  # a shared answer outlives its run by a day at most (the table's TTL)
 OUT = "out"  # an instance's outcome while the run has it out of service
 OPEN_RUNS_INDEX = "open-runs"  # template.yaml declares it on RunTable
@@ -81,8 +87,6 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal; hand out ints/floats."""
-    from decimal import Decimal
-
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
@@ -288,15 +292,33 @@ class RunTable:
             ExpressionAttributeValues={":t": {"N": str(expires_at)}, ":me": {"S": execution_arn}},
         )
 
-    def target_health(self, target_group_arn: str) -> dict[str, Any] | None:
-        """The group's last shared answer: ``at`` (epoch seconds it was asked) and ``targets`` ([[id, port, state]])."""
-        return self._read(health_pk(target_group_arn), HEALTH_SK)
+    def target_health(self, target_group_arn: str, instance_id: str) -> dict[str, Any] | None:
+        """The group's last shared answer as one waiter needs it: ``at`` (epoch seconds it was asked) and
+        ``targets``, the instance's own [[port, state]] ([] if ELB did not list it); None before any answer.
+
+        The projection keeps each read as small as one target whatever the group's size (DynamoDB still
+        bills the read by the whole item's size: "DynamoDB read and write operations", developer guide)."""
+        item = self.ddb.get_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": health_pk(target_group_arn), "sk": HEALTH_SK}),
+            ConsistentRead=True,
+            ProjectionExpression="#at, #targets.#instance",
+            ExpressionAttributeNames={"#at": "at", "#targets": "targets", "#instance": instance_id},
+        )
+        if "at" not in item.get("Item", {}):
+            return None
+        shared = from_item(item["Item"])
+        return {"at": shared["at"], "targets": shared.get("targets", {}).get(instance_id, [])}
 
     def claim_health_poll(self, target_group_arn: str, now: float, every: float) -> bool:
-        """Be the one who asks ELB about the group now; False if another waiter claimed it within ``every`` s."""
+        """Be the one who asks ELB about the group now; False if another waiter claimed it within ``every`` s.
+
+        The claim is an item of its own: an UpdateItem consumes write units for the larger of the item
+        before and after it ("DynamoDB read and write operations"), so a claim on the answer would pay for
+        every target of the group each poll."""
         return self._update_if(
             health_pk(target_group_arn),
-            HEALTH_SK,
+            HEALTH_CLAIM_SK,
             UpdateExpression="SET claimedAt = :now, expiresAt = :expires",
             ConditionExpression="attribute_not_exists(claimedAt) OR claimedAt <= :stale",
             ExpressionAttributeValues={
@@ -306,14 +328,19 @@ class RunTable:
             },
         )
 
-    def put_target_health(self, target_group_arn: str, at: float, targets: list[list[Any]]) -> None:
-        """Share what ELB answered at ``at`` about the group's targets."""
-        self.ddb.update_item(
+    def put_target_health(self, target_group_arn: str, at: float, targets: dict[str, list[list[Any]]]) -> None:
+        """Share what ELB answered at ``at`` about the group's targets (instance id -> its [[port, state]])."""
+        self.ddb.put_item(
             TableName=self.table_name,
-            Key=to_item({"pk": health_pk(target_group_arn), "sk": HEALTH_SK}),
-            UpdateExpression="SET #at = :at, targets = :targets",
-            ExpressionAttributeNames={"#at": "at"},
-            ExpressionAttributeValues={":at": {"N": repr(at)}, ":targets": _ser.serialize(targets)},
+            Item=to_item(
+                {
+                    "pk": health_pk(target_group_arn),
+                    "sk": HEALTH_SK,
+                    "at": Decimal(repr(at)),
+                    "targets": targets,
+                    "expiresAt": int(at) + HEALTH_DAYS * 86400,
+                }
+            ),
         )
 
     def open_runs(self) -> list[str]:

@@ -35,29 +35,33 @@ def asked[T](instance_id: str, ask: Callable[[], T]) -> T:
         ) from exc
 
 
-def shared_listing(table: RunTable, every: float) -> Callable[[str], list[TargetHealth]]:
-    """Every target of a group, as ELB answered within the last ``every`` seconds, shared through the run table:
-    of all the instances waiting on a group, the first to find the answer stale claims the question and asks
-    ELB (DescribeTargetHealth without Targets: every target in one request); the others read its answer. So a
-    run asks once per group per poll, however many instances are in flight."""
+def shared_listing(table: RunTable, every: float, instance_id: str) -> Callable[[str], list[TargetHealth]]:
+    """The targets of ``instance_id`` in a group, as ELB answered within the last ``every`` seconds, shared
+    through the run table: of all the instances waiting on a group, the first to find the answer stale claims
+    the question and asks ELB (DescribeTargetHealth without Targets: every target in one request); the others
+    read its answer, each only its own targets. So a run asks once per group per poll, however many
+    instances are in flight, and a read costs the same however large the group."""
 
     def fresh(snapshot: dict[str, Any] | None, now: float) -> list[TargetHealth] | None:
-        if snapshot is None or "at" not in snapshot or snapshot["at"] <= now - every:
+        if snapshot is None or snapshot["at"] <= now - every:
             return None
-        return [TargetHealth(str(i), int(port), str(state)) for i, port, state in snapshot["targets"]]
+        return [TargetHealth(instance_id, int(port), str(state)) for port, state in snapshot["targets"]]
 
     def listed(arn: str) -> list[TargetHealth]:
         now = timeutil.epoch()
-        shared = fresh(table.target_health(arn), now)
+        shared = fresh(table.target_health(arn, instance_id), now)
         if shared is not None:
             return shared
         if table.claim_health_poll(arn, now, every):
             asked_at = timeutil.epoch()
             described = targets.describe(arn)
-            table.put_target_health(arn, asked_at, [[t.instance_id, t.port, t.state] for t in described])
-            return described
+            by_instance: dict[str, list[list[Any]]] = {}
+            for t in described:
+                by_instance.setdefault(t.instance_id, []).append([t.port, t.state])
+            table.put_target_health(arn, asked_at, by_instance)
+            return [t for t in described if t.instance_id == instance_id]
         timeutil.sleep(LEADER_SECONDS)
-        shared = fresh(table.target_health(arn), now)
+        shared = fresh(table.target_health(arn, instance_id), now)
         if shared is None:
             raise TargetNotYetInStateException(f"another instance is asking ELB about {group_name(arn)}: not in yet")
         return shared

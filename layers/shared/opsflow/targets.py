@@ -88,9 +88,10 @@ def states(instance_id: str, registrations: Iterable[Registration]) -> dict[Regi
 def states_among(
     instance_id: str, registrations: Iterable[Registration], listed: Callable[[str], list[TargetHealth]]
 ) -> dict[Registration, str]:
-    """The state of the instance in each registration, read from ``listed(group)``: every target of the group,
-    as DescribeTargetHealth without Targets answers. It lists registered and draining targets only, so a
-    target it does not list is ``unused``. A registration without a port matches the instance on any port."""
+    """The state of the instance in each registration, read from ``listed(group)``: the group's targets (the
+    instance's own at least) as DescribeTargetHealth without Targets answers. It lists registered and
+    draining targets only, so a target it does not list is ``unused``. A registration without a port
+    matches the instance on any port."""
     found: dict[Registration, str] = {}
     for arn in dict.fromkeys(r.target_group_arn for r in registrations):
         targets = [t for t in listed(arn) if t.instance_id == instance_id]
