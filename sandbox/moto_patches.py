@@ -420,7 +420,12 @@ def dynamodb_response_body(operation: str, result: dict[str, Any], *, direct: bo
         return str(serializer.serialize(result)["body"])
 
 
-_moto_project = Item.project
+moto_project = Item.project  # moto's own projection, which project_item keeps for list paths
+
+
+def dynamodb_item(attributes: dict[str, Any]) -> Item:
+    """moto's record of an item (attribute values as the API writes them, keyed by ``pk`` and ``sk``)."""
+    return Item(DynamoType(attributes["pk"]), DynamoType(attributes["sk"]), attributes)
 
 
 def _picked(value: DynamoType, rest: list[str]) -> DynamoType | None:
@@ -446,7 +451,7 @@ def project_item(self: Item, projection_expressions: list[list[str]]) -> Item:
     answer, for each waiter's read of its own entry): take the named attributes and map members directly (the
     same item); a path through a list element goes moto's way."""
     if any("[" in name for path in projection_expressions for name in path):
-        return _moto_project(self, projection_expressions)
+        return moto_project(self, projection_expressions)
     attrs: dict[str, DynamoType] = {}
     for first, *rest in projection_expressions:
         if first in self.attrs and (found := _picked(self.attrs[first], rest)) is not None:

@@ -81,9 +81,7 @@ SHARED_ANSWER: dict[str, Any] = {
     ],
 )
 def test_a_projection_is_the_item_moto_projects(paths: list[list[str]]) -> None:
-    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+    item = moto_patches.dynamodb_item(SHARED_ANSWER)
 
-    item = Item(DynamoType(SHARED_ANSWER["pk"]), DynamoType(SHARED_ANSWER["sk"]), SHARED_ANSWER)
-
-    assert moto_patches.project_item(item, paths).to_json() == moto_patches._moto_project(item, paths).to_json()
+    assert moto_patches.project_item(item, paths).to_json() == moto_patches.moto_project(item, paths).to_json()
     assert item.to_json()["Attributes"]["targets"]["M"]["i-1"]["L"][1]["L"][1] == {"S": "draining"}  # untouched
