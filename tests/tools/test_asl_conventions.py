@@ -10,9 +10,12 @@ test keeps in agreement.
   state machine sends the reporter are the ones its event union takes; the patch preview's listing
   writes each batch under the key its report reads.
 - The functions and the sandbox turn a boto3 client name into the same IAM action prefix.
+- No Choice is reached only from another Choice: every state entered is a billed transition (Step
+  Functions pricing, Standard workflows), and one Choice can ask both questions in order.
 """
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -152,3 +155,39 @@ def test_the_functions_and_the_sandbox_give_each_service_the_same_iam_prefix() -
     assert "elbv2" in used and "ssm" in used
     for service in sorted(used | set(IAM_PREFIXES)):
         assert action_name(service, "Describe") == f"{client_iam_prefix(service)}:Describe", service
+
+
+def _scopes(definition: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each list of states a Next can reach: the machine's own, and each Map's and Parallel branch's."""
+    yield prefix or "top level", definition["States"]
+    for name, state in definition["States"].items():
+        inner = state.get("ItemProcessor") or state.get("Iterator")
+        if inner:
+            yield from _scopes(inner, f"{prefix}{name} > ")
+        for i, branch in enumerate(state.get("Branches", [])):
+            yield from _scopes(branch, f"{prefix}{name} [{i}] > ")
+
+
+def _successors(state: dict[str, Any]) -> list[str]:
+    rules = state.get("Choices", []) + state.get("Catch", [])
+    return [t for t in [state.get("Next"), state.get("Default"), *(r.get("Next") for r in rules)] if t]
+
+
+@pytest.mark.parametrize("machine", sorted(definitions()))
+def test_no_choice_is_reached_only_from_another_choice(machine: str) -> None:
+    """Such a pair is one question asked in two billed transitions; a Choice that other states reach
+    too stays on its own, since merging it would copy its rules."""
+    chained = []
+    for where, scope in _scopes(definitions()[machine]):
+        reached_from: dict[str, set[str]] = {}
+        for name, state in scope.items():
+            for target in _successors(state):
+                reached_from.setdefault(target, set()).add(name)
+        chained += [
+            f"{where}: {source!r} -> {name!r}"
+            for name, state in scope.items()
+            if state["Type"] == "Choice" and len(reached_from.get(name, set())) == 1
+            for source in reached_from[name]
+            if scope[source]["Type"] == "Choice"
+        ]
+    assert not chained, f"merge each pair into one Choice (a transition fewer per pass): {chained}"
