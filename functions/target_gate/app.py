@@ -26,7 +26,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from opsflow import capacity_gate, clients, instance_states, polling, targets, timeutil, watch
+from opsflow import capacity_gate, clients, ec2_instances, polling, targets, timeutil, watch
 from opsflow.errors import LockLostError, TargetNotYetInStateException
 from opsflow.gate_request import GateEvent
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
@@ -66,7 +66,7 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     if not decision.proceed:
         logger.warning("no new instance leaves service", extra={"reason": decision.reason})
         return {"proceed": False, "reason": decision.reason}
-    gone = instance_states.terminated(json.loads(run.get("instanceIds") or "[]")) if gate.auto_scaling_groups else set()
+    gone = ec2_instances.terminated(json.loads(run.get("instanceIds") or "[]")) if gate.auto_scaling_groups else set()
     if gate.instance_id in gone:
         reason = f"{gate.instance_id} no longer runs: its Auto Scaling group terminated it (scale-in or a replacement)"
         return {"proceed": False, "reason": reason}

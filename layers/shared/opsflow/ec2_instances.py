@@ -1,4 +1,4 @@
-"""EC2 reads: the instances DescribeInstances finds, with what planning and patching need of each."""
+"""EC2 reads: the instances DescribeInstances finds, with what planning, patching and the capacity gate need of each."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,6 +10,7 @@ Filters = list[dict[str, Any]]  # DescribeInstances filters: Name, Values
 
 # Instance ids per DescribeInstances request: EC2 limits how many values one filter takes.
 DESCRIBE_AT_ONCE = 200
+ENDED = ("shutting-down", "terminated")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ def describe(instance_ids: list[str]) -> dict[str, Ec2Instance]:
         chunk = instance_ids[start : start + DESCRIBE_AT_ONCE]
         found.update((i.instance_id, i) for i in _matching([{"Name": "instance-id", "Values": chunk}]))
     return found
+
+
+def terminated(instance_ids: list[str]) -> set[str]:
+    """Those that are shutting down, terminated, or gone (terminated a while ago: EC2 no longer lists them)."""
+    return set(instance_ids) - {i.instance_id for i in describe(instance_ids).values() if i.state not in ENDED}
 
 
 def tags_of_instances(queries: list[Filters]) -> dict[str, dict[str, str]]:
