@@ -85,6 +85,11 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
 
 
+def _health_expires(at: float) -> int:
+    """When a shared health item written at ``at`` expires (the table's TTL attribute, epoch seconds)."""
+    return int(at) + HEALTH_DAYS * 86400
+
+
 def _plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal; hand out ints/floats."""
     if isinstance(value, Decimal):
@@ -324,7 +329,7 @@ class RunTable:
             ExpressionAttributeValues={
                 ":now": {"N": repr(now)},
                 ":stale": {"N": repr(now - every)},
-                ":expires": {"N": str(int(now) + HEALTH_DAYS * 86400)},
+                ":expires": {"N": str(_health_expires(now))},
             },
         )
 
@@ -338,7 +343,7 @@ class RunTable:
                     "sk": HEALTH_SK,
                     "at": Decimal(repr(at)),
                     "targets": targets,
-                    "expiresAt": int(at) + HEALTH_DAYS * 86400,
+                    "expiresAt": _health_expires(at),
                 }
             ),
         )
