@@ -35,10 +35,7 @@ def raw(run_table: str, sk: str) -> dict[str, Any]:
 
 
 def answered(table: RunTable, at: float = NOW) -> None:
-    by_instance: dict[str, list[list[Any]]] = {}
-    for t in GROUP:
-        by_instance.setdefault(t.instance_id, []).append([t.port, t.state])
-    table.put_target_health(TG, at, by_instance)
+    table.put_target_health(TG, at, GROUP)
 
 
 def test_a_claim_leaves_the_shared_answer_as_it_was(table: RunTable, run_table: str) -> None:
@@ -58,7 +55,7 @@ def test_a_waiter_reads_the_answer_s_time_and_its_own_targets_only(table: RunTab
 
     mine = table.target_health(TG, ME)
 
-    assert mine == {"at": NOW, "targets": [[80, "draining"], [8080, "healthy"]]}  # in ELB's order, both ports
+    assert mine == (NOW, [TargetHealth(ME, 80, "draining"), TargetHealth(ME, 8080, "healthy")])  # both ports
     assert set(answers[0]["Item"]) == {"at", "targets"}
     assert list(answers[0]["Item"]["targets"]["M"]) == [ME]  # not the other 199
 
@@ -66,7 +63,7 @@ def test_a_waiter_reads_the_answer_s_time_and_its_own_targets_only(table: RunTab
 def test_a_target_elb_did_not_list_reads_as_no_targets_and_no_answer_yet_as_none(table: RunTable) -> None:
     assert table.target_health(TG, ME) is None
     answered(table)
-    assert table.target_health(TG, "i-0000000000000ffff") == {"at": NOW, "targets": []}
+    assert table.target_health(TG, "i-0000000000000ffff") == (NOW, [])
 
 
 def test_the_answer_and_the_claim_expire_a_day_after_they_are_written(table: RunTable, run_table: str) -> None:
@@ -105,3 +102,27 @@ def test_a_waiter_that_lost_the_claim_and_finds_no_answer_is_not_yet(
 
     with pytest.raises(TargetNotYetInStateException, match="another instance is asking ELB about web"):
         shared_listing(table, 1.0, ME)(TG)
+
+
+def documented_size(value: dict[str, Any]) -> int:
+    """An attribute value's size by "DynamoDB item sizes and formats" (developer guide): strings their
+    UTF-8 bytes, numbers 1 byte per two significant digits + 1, lists and maps 3 bytes + 1 per element."""
+    (kind, v), *_ = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        return (len(v.replace(".", "").strip("0")) + 1) // 2 + 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + documented_size(e) + 1 for k, e in v.items())
+    if kind == "L":
+        return 3 + sum(documented_size(e) + 1 for e in v)
+    raise AssertionError(kind)
+
+
+def test_one_read_unit_holds_the_answer_for_130_targets(table: RunTable, run_table: str) -> None:
+    """The operator guide's figure: every waiter's strongly consistent read is billed by the whole item,
+    4 KB to a read unit ("DynamoDB read and write operations")."""
+    table.put_target_health(TG, NOW, [TargetHealth(f"i-1{n:016x}", 80, "healthy") for n in range(130)])
+    item = raw(run_table, HEALTH_SK)
+    size = sum(len(name) + documented_size(value) for name, value in item.items())
+    assert size <= 4096

@@ -10,7 +10,7 @@ Keys (pk / sk):
 - ``lock#<targetGroupArn>`` / ``lock``       who holds the target group (the state machine writes it; a
                                               run holds one per target group it changes)
 - ``health#<targetGroupArn>`` / ``health``   the group's targets as ELB last described them (``at``, and
-                                              ``targets``: instance id -> its [[port, state]]), shared
+                                              ``targets``: instance id -> "port:state[,port:state]"), shared
                                               by every instance waiting on it (one DescribeTargetHealth
                                               per group per poll, however many instances are in flight);
                                               each waiter reads the time and its own entry only
@@ -28,6 +28,7 @@ index (hash ``sk``, range ``openSince``), which the reconciler queries instead o
 """
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from opsflow import clients
+from opsflow.targets import TargetHealth
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -88,6 +90,17 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 def _health_expires(at: float) -> int:
     """When a shared health item written at ``at`` expires (the table's TTL attribute, epoch seconds)."""
     return int(at) + HEALTH_DAYS * 86400
+
+
+def _encode_targets(targets: Iterable[TargetHealth]) -> str:
+    """An instance's targets in the shared answer as one string, "80:healthy,8080:initial": a DynamoDB
+    string per instance is smaller than nested lists, and cheaper for the Lambda to serialize each poll."""
+    return ",".join(f"{t.port}:{t.state}" for t in targets)
+
+
+def _decode_targets(instance_id: str, encoded: str) -> list[TargetHealth]:
+    pairs = (entry.split(":", 1) for entry in encoded.split(",") if entry)
+    return [TargetHealth(instance_id, int(port), state) for port, state in pairs]
 
 
 def _plain(value: Any) -> Any:
@@ -297,9 +310,9 @@ class RunTable:
             ExpressionAttributeValues={":t": {"N": str(expires_at)}, ":me": {"S": execution_arn}},
         )
 
-    def target_health(self, target_group_arn: str, instance_id: str) -> dict[str, Any] | None:
-        """The group's last shared answer as one waiter needs it: ``at`` (epoch seconds it was asked) and
-        ``targets``, the instance's own [[port, state]] ([] if ELB did not list it); None before any answer.
+    def target_health(self, target_group_arn: str, instance_id: str) -> tuple[float, list[TargetHealth]] | None:
+        """The group's last shared answer as one waiter needs it: when it was asked (epoch seconds) and the
+        instance's own targets ([] if ELB did not list it); None before any answer.
 
         The projection keeps each read as small as one target whatever the group's size (DynamoDB still
         bills the read by the whole item's size: "DynamoDB read and write operations", developer guide)."""
@@ -313,7 +326,7 @@ class RunTable:
         if "at" not in item.get("Item", {}):
             return None
         shared = from_item(item["Item"])
-        return {"at": shared["at"], "targets": shared.get("targets", {}).get(instance_id, [])}
+        return float(shared["at"]), _decode_targets(instance_id, shared.get("targets", {}).get(instance_id, ""))
 
     def claim_health_poll(self, target_group_arn: str, now: float, every: float) -> bool:
         """Be the one who asks ELB about the group now; False if another waiter claimed it within ``every`` s.
@@ -333,8 +346,11 @@ class RunTable:
             },
         )
 
-    def put_target_health(self, target_group_arn: str, at: float, targets: dict[str, list[list[Any]]]) -> None:
-        """Share what ELB answered at ``at`` about the group's targets (instance id -> its [[port, state]])."""
+    def put_target_health(self, target_group_arn: str, at: float, described: Iterable[TargetHealth]) -> None:
+        """Share what ELB answered at ``at`` about the group's targets, an entry per instance."""
+        by_instance: dict[str, list[TargetHealth]] = {}
+        for target in described:
+            by_instance.setdefault(target.instance_id, []).append(target)
         self.ddb.put_item(
             TableName=self.table_name,
             Item=to_item(
@@ -342,7 +358,7 @@ class RunTable:
                     "pk": health_pk(target_group_arn),
                     "sk": HEALTH_SK,
                     "at": Decimal(repr(at)),
-                    "targets": targets,
+                    "targets": {i: _encode_targets(ts) for i, ts in by_instance.items()},
                     "expiresAt": _health_expires(at),
                 }
             ),

@@ -6,7 +6,6 @@ and a question ELB throttled even after botocore's retries is "not yet": asked a
 """
 
 from collections.abc import Callable
-from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -42,10 +41,10 @@ def shared_listing(table: RunTable, every: float, instance_id: str) -> Callable[
     read its answer, each only its own targets. So a run asks once per group per poll, however many
     instances are in flight, and a read costs the same however large the group."""
 
-    def fresh(snapshot: dict[str, Any] | None, now: float) -> list[TargetHealth] | None:
-        if snapshot is None or snapshot["at"] <= now - every:
+    def fresh(shared: tuple[float, list[TargetHealth]] | None, now: float) -> list[TargetHealth] | None:
+        if shared is None or shared[0] <= now - every:
             return None
-        return [TargetHealth(instance_id, int(port), str(state)) for port, state in snapshot["targets"]]
+        return shared[1]
 
     def listed(arn: str) -> list[TargetHealth]:
         now = timeutil.epoch()
@@ -55,10 +54,7 @@ def shared_listing(table: RunTable, every: float, instance_id: str) -> Callable[
         if table.claim_health_poll(arn, now, every):
             asked_at = timeutil.epoch()
             described = targets.describe(arn)
-            by_instance: dict[str, list[list[Any]]] = {}
-            for t in described:
-                by_instance.setdefault(t.instance_id, []).append([t.port, t.state])
-            table.put_target_health(arn, asked_at, by_instance)
+            table.put_target_health(arn, asked_at, described)
             return [t for t in described if t.instance_id == instance_id]
         timeutil.sleep(LEADER_SECONDS)
         shared = fresh(table.target_health(arn, instance_id), now)
