@@ -27,7 +27,9 @@ State is kept as facts with timestamps (registered at, app down between ...), an
 import math
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 INF = math.inf
@@ -436,12 +438,16 @@ class Fleet:
         return next((i for i in self.instances.values() if i.private_ip == ip), None)
 
     # -- traffic ---------------------------------------------------------------------------
-    def _routable(self, t: float, group: str | None = None) -> list[str]:
-        """Instance ids the group's load balancer routes to at ``t`` (once per port registered)."""
+    def _routable(
+        self, t: float, group: str | None = None, state: Callable[[str, int], TargetState] | None = None
+    ) -> list[str]:
+        """Instance ids the group's load balancer routes to at ``t`` (once per port registered); ``state``
+        (instance id, port) -> its state at ``t``, if the caller knows them faster."""
         model = self._group(group)
         with self._lock:
             keys = list(model.registrations)
-        states = [(i, self.target_state(i, t, model.name, p)) for i, p in keys]
+        state_of = state or (lambda i, p: self.target_state(i, t, model.name, p))
+        states = [(i, state_of(i, p)) for i, p in keys]
         healthy = [i for i, state in states if state == "healthy"]
         if healthy:
             return healthy
@@ -495,19 +501,55 @@ class Fleet:
             return "starting app" if state == "unused" else f"{state}, app down"
         return {"healthy": "in service", "unused": "out of service"}.get(state, state)
 
+    def _state_until(self, model: TargetGroupModel, instance_id: str, port: int, t: float) -> tuple[TargetState, float]:
+        """The target's state at ``t`` and when it can next change, once the world is settled: only at a
+        registration's start, end or drain end, and at the health checks of the registration in force."""
+        state = self.target_state(instance_id, t, model.name, port)
+        regs = model.registrations.get((instance_id, port), [])
+        changes = [b for r in regs for b in (r.registered_at, r.deregistered_at, r.drain_end) if b > t]
+        reg = next((r for r in reversed(regs) if r.registered_at <= t), None)  # a later one may be known
+        if reg is not None and t < reg.deregistered_at:
+            interval = model.health_check_interval
+            changes.append(reg.registered_at + (self._checks_done(reg, interval, t) + 1) * interval)
+        return state, min(changes, default=INF)
+
+    @staticmethod
+    def _app_up_until(inst: Instance, t: float) -> tuple[bool, float]:
+        """Whether the application answers at ``t``, and when that can next change."""
+        edges = [b for down, _, up in inst.down_windows() for b in (down, up) if b > t]
+        return inst.app_up(t), min(edges, default=INF)
+
     def timeline(self, t0: float, t1: float, step: float = 1.0) -> "Timeline":
-        """Sample capacity per group and count requests routed to dead instances over [t0, t1]."""
+        """Sample capacity per group and count requests routed to dead instances over [t0, t1].
+
+        Each target's state and each application's answer are recomputed only once they can have changed
+        (:meth:`_state_until`), so a sample costs a lookup per target rather than its health-check history."""
         self.settle(t1)
         times: list[float] = []
         by_group: dict[str, list[int]] = {name: [] for name in self.groups}
         in_service: list[int] = []
         dropped_routing = 0.0
+        states: dict[tuple[str, str, int], tuple[TargetState, float]] = {}
+        answers: dict[str, tuple[bool, float]] = {}
+
+        def state(model: TargetGroupModel, t: float, instance_id: str, port: int) -> TargetState:
+            known = states.get((model.name, instance_id, port))
+            if known is None or t >= known[1]:
+                known = states[(model.name, instance_id, port)] = self._state_until(model, instance_id, port, t)
+            return known[0]
+
+        def app_up(instance_id: str, t: float) -> bool:
+            known = answers.get(instance_id)
+            if known is None or t >= known[1]:
+                known = answers[instance_id] = self._app_up_until(self.instances[instance_id], t)
+            return known[0]
+
         t = t0
         while t <= t1:
             times.append(t)
             for model in self.groups.values():
-                routable = self._routable(t, model.name)
-                dead = sum(1 for i in routable if not self.instances[i].app_up(t))
+                routable = self._routable(t, model.name, partial(state, model, t))
+                dead = sum(1 for i in routable if not app_up(i, t))
                 if routable:
                     dropped_routing += self._rps(model) * step * dead / len(routable)
                 by_group[model.name].append(len(routable) - dead)

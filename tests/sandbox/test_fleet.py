@@ -172,3 +172,30 @@ def test_the_same_seed_gives_the_same_fleet() -> None:
 
     assert drains(5) == drains(5)
     assert drains(5) != drains(6)
+
+
+def test_the_timeline_samples_what_the_load_balancer_answers_at_every_second(fleet: Fleet) -> None:
+    """The timeline skips recomputing a target until its state can change; it must equal asking
+    target_state and the application at every sample: drains, reboots, a never-ready instance, a
+    re-registration while down, health checks failing and passing, no healthy target (fail open)."""
+    fleet.deregister("i-0", T0)
+    fleet.reboot("i-0", T0 + 6)
+    fleet.register("i-0", T0 + 70.5)
+    fleet.inject("i-1", "never_ready")
+    fleet.reboot("i-1", T0 + 3)  # still registered: fails its checks
+    fleet.deregister("i-1", T0 + 40)
+    fleet.register("i-1", T0 + 90)
+    fleet.reboot("i-2", T0 + 100.25)
+    fleet.reboot("i-3", T0 + 100.25)
+    fleet.reboot("i-0", T0 + 105)  # every target unhealthy for a while: the ALB routes to all of them
+
+    timeline = fleet.timeline(T0 - 5, T0 + 250)
+
+    expected_in_service, expected_serving = [], []
+    for t in timeline.times:
+        routable = fleet._routable(t)
+        expected_in_service.append(len(routable))
+        expected_serving.append(sum(1 for i in routable if fleet.instances[i].app_up(t)))
+    assert timeline.in_service == expected_in_service
+    assert timeline.serving == expected_serving
+    assert min(timeline.serving) == 0 and len(set(timeline.in_service)) > 2  # the history above was varied
