@@ -165,10 +165,15 @@ class PatchService:
         for f in params.get("Filters", []):
             if f["Key"] not in allowed:
                 raise SimulatedApiError("InvalidFilter", f"filter key {f['Key']} is not supported")
-        # Only the page is copied: the simulator must not cost O(all patches) per call.
-        matching = (p for p in info.patches if _filters_match(p, params.get("Filters", [])))
+        # Only the page is copied, and unfiltered pages are sliced: the simulator must not cost O(all
+        # patches) per call (a filtered page still walks the patches before it).
+        filters = params.get("Filters", [])
         size, start = _page_bounds(params, default=50, maximum=100)
-        window = list(itertools.islice(matching, start, start + size + 1))
+        if filters:
+            matching = (p for p in info.patches if _filters_match(p, filters))
+            window = list(itertools.islice(matching, start, start + size + 1))
+        else:
+            window = info.patches[start : start + size + 1]
         token = str(start + size) if len(window) > size else None
         return _with_token({"Patches": [_parsed_patch(p) for p in window[:size]]}, token)
 
