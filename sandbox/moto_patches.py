@@ -94,6 +94,8 @@ from moto.stepfunctions.parser.asl.eval.callback import callback as callback_mod
 from moto.stepfunctions.parser.asl.eval.event import event_manager as event_manager_module
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, ProgramError
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend import execution as execution_module
 from moto.stepfunctions.parser.backend import execution_worker
@@ -472,6 +474,34 @@ def _modelled_target_health(modelled: Callable[[str], bool]) -> Any:
         return result
 
     return mock.patch.object(ELBV2Response, "describe_target_health", describe_target_health)
+
+
+# Syntax trees of the definitions parsed in this process, by definition text (see _parse_once).
+_SYNTAX_TREES: dict[str, Any] = {}
+_SYNTAX_TREES_LOCK = threading.Lock()
+
+
+def _parse_once() -> Any:
+    """moto parses a definition with ANTLR at CreateStateMachine and again at every StartExecution: most of
+    a sandbox's start-up and of a short run. The syntax tree of a definition is kept (it is only read), and
+    each parse still builds fresh components from it, so no two executions share the evaluation state."""
+    original = AmazonStateLanguageParser.parse
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = _SYNTAX_TREES.get(definition)
+        if tree is None:
+            program, tree = original(definition)  # raises on a bad definition, which is never kept
+            with _SYNTAX_TREES_LOCK:
+                _SYNTAX_TREES[definition] = tree
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
+    return mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse))
+
+
+def syntax_trees_kept() -> list[str]:
+    """The definitions whose syntax tree this process keeps."""
+    return list(_SYNTAX_TREES)
 
 
 def _api_patches() -> list[Any]:
@@ -962,6 +992,7 @@ def patched(
     time_patches = [*_time_patches(scheduler, latency, on_state), *_seeded_patches(seed), *_client_cache()]
     with contextlib.ExitStack() as stack:
         patches = [
+            _parse_once(),
             *_api_patches(),
             *_principal_patches(),
             *_item_reader_patches(),

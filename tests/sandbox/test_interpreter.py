@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sandbox import moto_patches
 from sandbox.runtime import ExecutionResult, Sandbox
 
 SM = "FeaturesStateMachine"
@@ -82,6 +83,23 @@ def test_a_lambda_error_reaches_retry_by_its_class_name(features: Sandbox) -> No
         for e in of_type(result, "LambdaFunctionFailed")
     }
     assert errors == {"InstanceNotYetStartedException"}
+
+
+def test_executions_of_one_definition_at_once_each_run_their_own_states(features: Sandbox) -> None:
+    """The sandbox parses a definition once per process and builds each execution's states afresh from
+    the kept syntax tree (moto parses at every StartExecution): two Maps of one definition running at the
+    same time keep their own items, results and histories."""
+    features.run(SM, {"path": "map", "items": ["warm"]})  # the definition's tree is kept from here on
+    assert any('"Call the flaky function per item"' in text for text in moto_patches.syntax_trees_kept())
+
+    three = features.start_execution(SM, {"path": "map", "items": ["a", "b", "c"]})
+    one = features.start_execution(SM, {"path": "map", "items": ["z"]})
+    first, second = features.wait(three), features.wait(one)
+
+    assert (first.status, second.status) == ("SUCCEEDED", "SUCCEEDED")
+    assert [item["calls"] for item in first.output] == [3, 3, 3]
+    assert [item["calls"] for item in second.output] == [3]
+    assert len(of_type(first, "MapIterationSucceeded")) == 3 and len(of_type(second, "MapIterationSucceeded")) == 1
 
 
 def test_an_api_error_can_target_the_call_of_one_task_state(features: Sandbox) -> None:
