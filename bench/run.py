@@ -33,14 +33,14 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "shared")]
 
 from sandbox.fleet import AutoScalingSpec, Fleet, FleetSpec, Spread  # noqa: E402
-from tools.check_build import isolated_python, lambda_environment  # noqa: E402
+from tools.check_build import isolated_command, isolated_python, lambda_environment  # noqa: E402
 
 BOOT, READY, DRAIN, SHUTDOWN, INTERVAL, HEALTHY = 45.0, 30.0, 5.0, 8.0, 10, 3
 # The least one instance can take: one passing check after the registration (HEALTHY is for unhealthy targets).
@@ -294,12 +294,27 @@ class ImportTime:
     cpu: float  # user + system time of the child: what the import costs, whatever else holds the cores
 
 
-def import_times(build: Path, repeat: int = COLD_START_REPEAT) -> dict[str, ImportTime]:
+def _timed_import(paths: list[Path], code: str, env: dict[str, str]) -> ImportTime:
+    """One fresh interpreter's import: its wall time, and the CPU time of that child alone (os.wait4), so
+    an import running beside it on the other core is not counted."""
+    command, environment = isolated_command(paths, code, env)
+    t0 = time.perf_counter()
+    child = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - t0
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:  # run it again to show why
+        isolated_python(paths, code, env).check_returncode()
+    return ImportTime(wall, usage.ru_utime + usage.ru_stime)
+
+
+def import_times(build: Path, repeat: int = COLD_START_REPEAT, jobs: int = 1) -> dict[str, ImportTime]:
     """Each built handler imported with its built layer by a fresh python3.13, as Lambda starts it (the
     template's Powertools variables, its task root): with SDK tracing off (the default) and on.
 
     Repetitions are interleaved (every target once, then again), so a change in the machine's load
     touches every figure alike; the ratio is taken on CPU time, which another process's load barely moves.
+    ``jobs`` imports run at once, one a core: each child's CPU time is its own.
     """
     layer = build / "SharedLayer" / "python"
     functions = sorted(p for p in build.iterdir() if (p / "app.py").exists())
@@ -308,16 +323,16 @@ def import_times(build: Path, repeat: int = COLD_START_REPEAT) -> dict[str, Impo
         targets[fn.name] = ("import app", [fn, layer], lambda_environment(fn))
     for fn in functions:
         targets[f"{fn.name} +SdkTracing"] = ("import app", [fn, layer], lambda_environment(fn, {"SdkTracing": "true"}))
-    walls: dict[str, list[float]] = {name: [] for name in targets}
-    cpus: dict[str, list[float]] = {name: [] for name in targets}
-    for _ in range(repeat):
-        for name, (code, paths, env) in targets.items():
-            before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-            isolated_python(paths, code, env).check_returncode()
-            t1, after = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            walls[name].append(t1 - t0)
-            cpus[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return {name: ImportTime(statistics.median(walls[name]), statistics.median(cpus[name])) for name in targets}
+    runs = [name for _ in range(repeat) for name in targets]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        timed = list(pool.map(lambda name: _timed_import(targets[name][1], targets[name][0], targets[name][2]), runs))
+    by_target: dict[str, list[ImportTime]] = {name: [] for name in targets}
+    for name, one in zip(runs, timed, strict=True):
+        by_target[name].append(one)
+    return {
+        name: ImportTime(statistics.median(t.wall for t in times), statistics.median(t.cpu for t in times))
+        for name, times in by_target.items()
+    }
 
 
 def cold_start_table(imports: dict[str, ImportTime], repeat: int = COLD_START_REPEAT) -> list[str]:
@@ -491,7 +506,7 @@ def tiers_section(args: argparse.Namespace) -> list[str]:
 
 def cold_start_section(args: argparse.Namespace) -> list[str]:
     build = ROOT / ".aws-sam" / "build-host"
-    return cold_start_table(import_times(build) if build.exists() else {})
+    return cold_start_table(import_times(build, jobs=args.jobs) if build.exists() else {})
 
 
 def collector_section(args: argparse.Namespace) -> list[str]:

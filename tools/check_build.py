@@ -94,17 +94,23 @@ def lambda_environment(function_dir: Path, parameters: dict[str, str] | None = N
     return {**env, "LAMBDA_TASK_ROOT": str(function_dir), "AWS_LAMBDA_FUNCTION_NAME": f"opsflow-{function_dir.name}"}
 
 
-def isolated_python(
+def isolated_command(
     paths: list[Path], code: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh python3.13 that sees the standard library and ``paths`` only, and writes no
-    bytecode into them (as on Lambda, where they are read-only)."""
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a fresh python3.13 that runs ``code`` seeing the standard library and
+    ``paths`` only, and writes no bytecode into them (as on Lambda, where they are read-only)."""
     python = getattr(sys, "_base_executable", sys.executable)
     prologue = f"import sys; sys.path[:0] = {[str(p) for p in paths]!r}; "
     env = {"AWS_DEFAULT_REGION": "eu-west-1", "PATH": os.environ.get("PATH", ""), **(env or {})}
-    return subprocess.run(
-        [python, "-I", "-S", "-B", "-c", prologue + code], capture_output=True, text=True, env=env, check=False
-    )
+    return [python, "-I", "-S", "-B", "-c", prologue + code], env
+
+
+def isolated_python(
+    paths: list[Path], code: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh isolated python3.13 (:func:`isolated_command`)."""
+    command, environment = isolated_command(paths, code, env)
+    return subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
 
 
 def check_imports(functions: dict[str, Path], layer: Path) -> list[str]:
