@@ -10,7 +10,11 @@
   stays stopped even if the alarm goes back to OK. It also renews the run's lock on each of its target groups for one
   more instance, so a long run never loses them (LockLostError if it has).
 - ``drained``: has it finished draining from every target group it was taken out of?
-- ``in_service``: is it healthy again in every one?
+- ``in_service``: is it healthy again in every one? With ``register``, it first registers the instance
+  again in each, in one RegisterTargets per group with every other instance of the run coming back
+  then (opsflow.shared_registration: ELB's registration bucket holds 20 requests and refills 4 a
+  second), and answers when that was (``registeredAt``, kept on the instance's record so a retry does
+  not ask again).
 
 "Not yet" raises TargetNotYetInStateException, which the state machine retries. With ``waitSeconds``,
 ``drained`` and ``in_service`` keep asking DescribeTargetHealth every ``pollSeconds`` for up to that long
@@ -26,7 +30,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from opsflow import capacity_gate, clients, ec2_instances, polling, targets, timeutil, watch
+from opsflow import capacity_gate, clients, ec2_instances, polling, shared_registration, targets, timeutil, watch
 from opsflow.errors import LockLostError, TargetNotYetInStateException
 from opsflow.gate_request import GateEvent
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
@@ -102,14 +106,30 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     return {"proceed": True, "healthyTargets": min(healthy.values()), "healthyTargetsByGroup": healthy}
 
 
+def registered(table: RunTable, gate: GateEvent, give_up_at: float) -> str:
+    """When the instance was registered again in every group it was taken out of: now, or by an earlier try."""
+    earlier = (table.get_outcome(gate.execution_arn, gate.instance_id) or {}).get("registeredAt")
+    if earlier:
+        return str(earlier)
+    shared_registration.register_together(table, gate.instance_id, gate.where(), give_up_at=give_up_at)
+    at = timeutil.iso_now()
+    table.note_progress(gate.execution_arn, gate.instance_id, registeredAt=at)
+    return at
+
+
 def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: float = 0.0) -> dict[str, Any]:
-    listed = shared_listing(RunTable(settings().table_name), gate.poll_seconds, gate.instance_id)
+    table = RunTable(settings().table_name)
+    give_up_at = timeutil.epoch() + for_seconds
+    registered_at = {"registeredAt": registered(table, gate, give_up_at)} if gate.register_first else {}
+    listed = shared_listing(table, gate.poll_seconds, gate.instance_id)
 
     def reached() -> dict[str, Any]:
         found = asked(gate.instance_id, lambda: targets.states_among(gate.instance_id, gate.where(), listed))
         return capacity_gate.reached(gate.instance_id, found, done)
 
-    return polling.poll(reached, not_yet=TargetNotYetInStateException, every=gate.poll_seconds, for_seconds=for_seconds)
+    left = max(0.0, give_up_at - timeutil.epoch())
+    found = polling.poll(reached, not_yet=TargetNotYetInStateException, every=gate.poll_seconds, for_seconds=left)
+    return found | registered_at
 
 
 @logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)

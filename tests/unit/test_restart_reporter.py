@@ -94,7 +94,7 @@ def test_a_failed_instance_still_registered_but_not_answering_is_taken_out_follo
     assert result == {
         "instanceId": instance_id,
         "outcome": "failed",
-        "step": "Register the instance with every target group",
+        "step": "Register the instance and wait until it is healthy in every target group",
     }
     assert elbv2.describe_target_health(TargetGroupArn=tier["arn"])["TargetHealthDescriptions"] == []
     assert first["placement"] == "taken out of its target groups: its application does not answer"

@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
-from opsflow import capacity_gate, targets, timeutil
+from opsflow import capacity_gate, shared_registration, targets, timeutil
 from opsflow.errors import InvalidInputError, LockLostError, TargetNotYetInStateException
 from opsflow.runs import OUT, RunTable, lock_pk
 from opsflow.targets import Registration, TargetHealth
@@ -155,6 +155,31 @@ def test_instances_waiting_on_a_group_share_one_question_to_elb_per_poll(
         gate.wait_for(waiting[0], {"unused"})
 
 
+def test_on_the_way_back_the_instance_is_registered_once_and_a_retry_only_looks(
+    run_table: str, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    back = event("target_gate", "in-service.json")
+    me = back["instanceId"]
+    RunTable(run_table).put_outcome(back["executionArn"], me, {"outcome": OUT})
+    now = [1_800_000_000.0]
+    timeutil.set_source(lambda: now[0], lambda s: now.__setitem__(0, now[0] + s))
+    registered: list[list[str]] = []
+    monkeypatch.setattr(shared_registration, "_register", lambda arn, batch: registered.append(batch))
+    state = ["initial"]
+    monkeypatch.setattr(targets, "describe", lambda arn, targets=None: [TargetHealth(me, 80, state[0])])
+    gate = load_function("target_gate")
+
+    with pytest.raises(TargetNotYetInStateException, match=f"{me} is initial"):
+        gate.lambda_handler(back | {"waitSeconds": 3}, lambda_context)
+    now[0] += 10
+    state[0] = "healthy"
+    result = gate.lambda_handler(back, lambda_context)  # the state machine's retry
+
+    assert registered == [[f"{me}:80"]]
+    assert result["registeredAt"] == "2027-01-15T08:00:00+00:00"  # when it was, not when the retry looked
+    assert result["at"] == "2027-01-15T08:00:13+00:00"  # 3 s of looking, then the retry 10 s later
+
+
 # -- The decisions, over plain data (no AWS) -------------------------------------------------------
 def healths(group: list[tuple[str, int, str]]) -> list[TargetHealth]:
     return [TargetHealth(*t) for t in group]
@@ -240,6 +265,7 @@ def test_a_run_s_start_without_a_zone_is_utc_and_without_a_record_is_now() -> No
         ({"errorBudget": 0}, "errorBudget: Input should be greater than or equal to 1"),
         ({"registrations": [{"targetGroupArn": TG, "port": 0}]}, "registrations.0.port"),
         ({"targetGroup": TG}, "targetGroup: Extra inputs are not permitted"),
+        ({"register": True}, "register is for the in_service check only, not capacity: leave it out"),
     ],
 )
 def test_a_malformed_gate_event_is_refused_naming_the_field(change: dict[str, Any], named: str) -> None:

@@ -5,9 +5,9 @@ Sent by the state machine from the plan (statemachines/rolling_restart.asl.json)
 refused naming the field.
 """
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opsflow.targets import Registration
 
@@ -35,8 +35,17 @@ class GateEvent(BaseModel):
     error_budget: int = Field(default=1, ge=1, alias="errorBudget")
     lock_seconds: int = Field(default=0, ge=0, alias="lockSeconds")  # capacity: renew the lock for this long
     wait_seconds: int = Field(default=0, ge=0, le=900, alias="waitSeconds")  # drained, in_service: keep asking
+    register_first: bool = Field(
+        default=False, alias="register"
+    )  # in_service: register the instance again first (with the run's others coming back)
     # How often this instance looks (opsflow.polling.elb_poll_seconds; one answer shared: opsflow.shared_target_health).
     poll_seconds: float = Field(default=1.0, ge=0.5, le=60, alias="pollSeconds")
+
+    @model_validator(mode="after")
+    def _register_only_on_the_way_back(self) -> Self:
+        if self.register_first and self.check != "in_service":
+            raise ValueError(f"register is for the in_service check only, not {self.check}: leave it out")
+        return self
 
     def where(self) -> list[Registration]:
         return self.registrations or [Registration(target_group_arn=self.target_group_arn)]

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from opsflow import arns, placement
 from opsflow.health import HealthCheck
 
+# The target gate registers the instance again, then waits until it is healthy: one state, two times.
+REGISTER_AND_WAIT = "Register the instance and wait until it is healthy in every target group"
 # Per-instance steps in order, keyed as the state machine records their times, with state names.
 STEPS = [
     ("deregistered", "Deregister the instance from every target group"),
@@ -23,9 +25,11 @@ STEPS = [
     ("rebooted", "Reboot the instance"),
     ("down", "Wait until the reboot has begun"),
     ("ready", "Check the application is up"),
-    ("registered", "Register the instance with every target group"),
-    ("healthy", "Wait until the instance is healthy in every target group"),
+    ("registered", REGISTER_AND_WAIT),
+    ("healthy", REGISTER_AND_WAIT),
 ]
+# Where a step's time is recorded when not at $.times.<key>: the registration's beside the health's.
+RECORDED_IN = {"registered": "$.times.healthy.registeredAt"}
 # With the command action, the action's two steps are the command's (the times are recorded under the same keys).
 COMMAND_STEPS = [
     *STEPS[:2],

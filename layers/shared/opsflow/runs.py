@@ -16,6 +16,11 @@ Keys (pk / sk):
                                               each waiter reads the time and its own entry only
 - ``health#<targetGroupArn>`` / ``claim``    who asks ELB next (``claimedAt``): a small item of its own,
                                               so claiming never rewrites the answer
+- ``register#<targetGroupArn>`` / ``pending`` the targets of the run's instances waiting to be registered
+                                              again (an attribute ``t#<id>:<port>`` each, set to when it
+                                              was asked), and who registers them now (``claimedBy``,
+                                              ``claimedAt``): one RegisterTargets for all of them
+                                              (opsflow.shared_registration)
 
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
 functions here read and update them, and the restore safety net uses them to clean up after a run
@@ -45,6 +50,8 @@ RUN_SK = "run"
 LOCK_SK = "lock"
 HEALTH_SK = "health"
 HEALTH_CLAIM_SK = "claim"
+PENDING_SK = "pending"
+PENDING_PREFIX = "t#"  # a pending target's attribute: t#<instance id>:<port> ("" for the group's port)
 HEALTH_DAYS = 1  # a shared answer outlives its run by a day at most (the table's TTL)
 OUT = "out"  # an instance's outcome while the run has it out of service
 OPEN_RUNS_INDEX = "open-runs"  # template.yaml declares it on RunTable
@@ -65,6 +72,10 @@ def lock_pk(target_group_arn: str) -> str:
 
 def health_pk(target_group_arn: str) -> str:
     return f"health#{target_group_arn}"
+
+
+def register_pk(target_group_arn: str) -> str:
+    return f"register#{target_group_arn}"
 
 
 INSTANCE_SK_PREFIX = "instance#"
@@ -101,6 +112,10 @@ def _encode_targets(targets: Iterable[TargetHealth]) -> str:
 def _decode_targets(instance_id: str, encoded: str) -> list[TargetHealth]:
     pairs = (entry.split(":", 1) for entry in encoded.split(",") if entry)
     return [TargetHealth(instance_id, int(port), state) for port, state in pairs]
+
+
+def _pending(item: dict[str, Any]) -> dict[str, float]:
+    return {k.removeprefix(PENDING_PREFIX): float(v) for k, v in item.items() if k.startswith(PENDING_PREFIX)}
 
 
 def _plain(value: Any) -> Any:
@@ -363,6 +378,73 @@ class RunTable:
                 }
             ),
         )
+
+    def ask_to_register(self, target_group_arn: str, targets: Iterable[str], at: float) -> None:
+        """Add ``targets`` ("<instance id>:<port>") to the group's pending registrations, asked at ``at``."""
+        self._set_pending(target_group_arn, "SET", dict.fromkeys(targets, at))
+
+    def withdraw_registration(self, target_group_arn: str, targets: Iterable[str]) -> None:
+        """Take ``targets`` out of the group's pending registrations (registered, or no longer waited for)."""
+        self._set_pending(target_group_arn, "REMOVE", dict.fromkeys(targets, 0.0))
+
+    def _set_pending(self, target_group_arn: str, action: str, targets: dict[str, float]) -> None:
+        if not targets:
+            return
+        names = {f"#t{i}": PENDING_PREFIX + t for i, t in enumerate(targets)}
+        if action == "SET":
+            update = "SET " + ", ".join(f"#t{i} = :a{i}" for i in range(len(targets))) + ", expiresAt = :expires"
+            values = {f":a{i}": {"N": repr(at)} for i, at in enumerate(targets.values())}
+            values[":expires"] = {"N": str(_health_expires(max(targets.values())))}
+        else:
+            update, values = "REMOVE " + ", ".join(names), {}
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key=to_item({"pk": register_pk(target_group_arn), "sk": PENDING_SK}),
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            **({"ExpressionAttributeValues": values} if values else {}),
+        )
+
+    def pending_registrations(self, target_group_arn: str) -> dict[str, float]:
+        """The group's pending targets, each with when it was asked."""
+        return _pending(self._read(register_pk(target_group_arn), PENDING_SK) or {})
+
+    def claim_registration(
+        self, target_group_arn: str, me: str, now: float, stale_after: float
+    ) -> dict[str, float] | None:
+        """Be the one who registers the group's pending targets now: those targets (with when each was
+        asked), or None while another waiter's claim is younger than ``stale_after`` seconds."""
+        try:
+            item = self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": register_pk(target_group_arn), "sk": PENDING_SK}),
+                UpdateExpression="SET claimedBy = :me, claimedAt = :now, expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(claimedAt) OR claimedAt <= :stale",
+                ExpressionAttributeValues={
+                    ":me": {"S": me},
+                    ":now": {"N": repr(now)},
+                    ":stale": {"N": repr(now - stale_after)},
+                    ":expires": {"N": str(_health_expires(now))},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return None
+        return _pending(from_item(item["Attributes"]))
+
+    def release_registration(self, target_group_arn: str, me: str, done: Iterable[str] = ()) -> None:
+        """Take ``done`` out of the pending targets and give up the claim, if it is still ``me``'s."""
+        names = {f"#t{i}": PENDING_PREFIX + t for i, t in enumerate(done)}
+        released = self._update_if(
+            register_pk(target_group_arn),
+            PENDING_SK,
+            UpdateExpression="REMOVE " + ", ".join([*names, "claimedBy", "claimedAt"]),
+            ConditionExpression="claimedBy = :me",
+            ExpressionAttributeValues={":me": {"S": me}},
+            **({"ExpressionAttributeNames": names} if names else {}),
+        )
+        if not released:  # the claim went stale and another took it: take out what this one registered
+            self.withdraw_registration(target_group_arn, done)
 
     def open_runs(self) -> list[str]:
         """Execution ARNs of the open runs (the sparse index; eventually consistent, so re-read each run)."""
