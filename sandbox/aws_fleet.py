@@ -205,7 +205,7 @@ class AwsBridge:
         events.register("before-parameter-build.*.*", self._record)
         events.register("before-call.*.*", self._before_call)
         # Per attempt (botocore's retries included), and before moto answers it.
-        events.register_first(f"before-send.{ELBV2}", self._throttle_elb)
+        events.register_first(f"before-send.{ELBV2}", self._elb_send)
         events.register("after-call.*.*", self._lose_response)
         for (service, operation), learn in self._learners().items():
             events.register(f"after-call.{service}.{operation}", learn)
@@ -256,12 +256,6 @@ class AwsBridge:
                     err.count -= 1
                     self._local.call.failed = True
                     return _error(err.code, err.message)
-        if (service, operation) == (ELBV2, "DeregisterTargets") and self.fleet.group_by_arn(
-            params.get("TargetGroupArn", "")
-        ):
-            # moto drops a port-override target deregistered without its port, and refuses a target that is
-            # not registered; ELB does neither (the model's after-call hook does what ELB does).
-            return _Response(200), {"ResponseMetadata": _OK}
         if (service, operation) == ("ec2", "RebootInstances") and not params.get("DryRun"):
             if any(self.fleet.reboot_is_throttled(i, self.now()) for i in params.get("InstanceIds", [])):
                 return _error("RequestLimitExceeded", "Request limit exceeded.")
@@ -301,20 +295,32 @@ class AwsBridge:
         except SimulatedApiError as exc:
             return _error(exc.code, str(exc))
 
-    def _throttle_elb(self, event_name: str, request: Any, **_: Any) -> AWSResponse | None:
-        """ELB's answer to an attempt its account's bucket has no token for; None lets it through."""
-        caller = getattr(CURRENT, "function", None) or running_state_machine()
-        if self.elb_buckets is None or caller is None:  # the harness and the sandbox's set-up: not the stack's calls
-            return None
+    def _elb_send(self, event_name: str, request: Any, **_: Any) -> AWSResponse | None:
+        """ELB's answer to an attempt: throttled when its account's bucket has no token for it, then the
+        model's own DeregisterTargets; None lets moto answer. Per attempt, so botocore's retries count."""
         operation = _service_and_operation(event_name)[1]
-        if self.elb_buckets.admit(operation, str(caller)):
-            return None
+        caller = getattr(CURRENT, "function", None) or running_state_machine()
+        # The harness and the sandbox's set-up are not the stack's calls: they take no tokens.
+        if self.elb_buckets is None or caller is None or self.elb_buckets.admit(operation, str(caller)):
+            return self._deregistration(operation)
         body = (
             f'<ErrorResponse xmlns="{ELBV2_XMLNS}"><Error><Type>Sender</Type><Code>{THROTTLED_CODE}</Code>'
             f"<Message>{THROTTLED_MESSAGE}</Message></Error><RequestId>sandbox-throttled</RequestId></ErrorResponse>"
         ).encode()
         headers = {"Content-Type": "text/xml", "x-amzn-RequestId": "sandbox-throttled"}
         return AWSResponse(request.url, 400, headers, raw_response(body))
+
+    def _deregistration(self, operation: str) -> AWSResponse | None:
+        """moto drops a port-override target deregistered without its port, and refuses a target that is not
+        registered; ELB does neither, so the model answers (its after-call hook does what ELB does)."""
+        params = getattr(self._local, "params", {})
+        if operation != "DeregisterTargets" or not self.fleet.group_by_arn(params.get("TargetGroupArn", "")):
+            return None
+        body = (
+            f'<DeregisterTargetsResponse xmlns="{ELBV2_XMLNS}"><DeregisterTargetsResult/><ResponseMetadata>'
+            "<RequestId>sandbox</RequestId></ResponseMetadata></DeregisterTargetsResponse>"
+        ).encode()
+        return AWSResponse("", 200, {"Content-Type": "text/xml", "x-amzn-RequestId": "sandbox"}, raw_response(body))
 
     def _lose_response(self, event_name: str, http_response: Any, **_: Any) -> None:
         """After a call took effect, fail it as a broken connection would: the caller sees an error."""

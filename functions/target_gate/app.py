@@ -9,12 +9,14 @@
   instances in flight finish, no new one leaves. A fired alarm is recorded on the run, so the run
   stays stopped even if the alarm goes back to OK. It also renews the run's lock on each of its target groups for one
   more instance, so a long run never loses them (LockLostError if it has).
-- ``drained``: has it finished draining from every target group it was taken out of?
+- ``drained``: has it finished draining from every target group it was taken out of? With
+  ``deregister``, it first deregisters the instance from each (port by port), in one DeregisterTargets
+  per group with every other instance of the run leaving then, and answers when (``deregisteredAt``).
 - ``in_service``: is it healthy again in every one? With ``register``, it first registers the instance
   again in each, in one RegisterTargets per group with every other instance of the run coming back
-  then (opsflow.shared_registration: ELB's registration bucket holds 20 requests and refills 4 a
-  second), and answers when that was (``registeredAt``, kept on the instance's record so a retry does
-  not ask again).
+  then, and answers when (``registeredAt``). Both changes go through opsflow.shared_registration (ELB's
+  registration bucket holds 20 requests and refills 4 a second) and are kept on the instance's record,
+  so a retry does not send them again.
 
 "Not yet" raises TargetNotYetInStateException, which the state machine retries. With ``waitSeconds``,
 ``drained`` and ``in_service`` keep asking DescribeTargetHealth every ``pollSeconds`` for up to that long
@@ -29,9 +31,10 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from opsflow import capacity_gate, clients, ec2_instances, polling, shared_registration, targets, timeutil, watch
-from opsflow.errors import LockLostError, TargetNotYetInStateException
+from opsflow.errors import LockLostError, TargetNotYetInStateException, service_error
 from opsflow.gate_request import GateEvent
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, tracer
 from opsflow.runs import RunTable, failures
@@ -106,21 +109,27 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     return {"proceed": True, "healthyTargets": min(healthy.values()), "healthyTargetsByGroup": healthy}
 
 
-def registered(table: RunTable, gate: GateEvent, give_up_at: float) -> str:
-    """When the instance was registered again in every group it was taken out of: now, or by an earlier try."""
-    earlier = (table.get_outcome(gate.execution_arn, gate.instance_id) or {}).get("registeredAt")
+def changed(table: RunTable, gate: GateEvent, change: shared_registration.Change, give_up_at: float) -> str:
+    """When the instance was deregistered from (registered again in) every group of its registrations: now,
+    or by an earlier try of this step (kept on its record, so a retry sends nothing)."""
+    key = f"{change}edAt"
+    earlier = (table.get_outcome(gate.execution_arn, gate.instance_id) or {}).get(key)
     if earlier:
         return str(earlier)
-    shared_registration.register_together(table, gate.instance_id, gate.where(), give_up_at=give_up_at)
+    try:
+        shared_registration.change_together(change, table, gate.instance_id, gate.where(), give_up_at=give_up_at)
+    except ClientError as exc:  # refused (AccessDenied, InvalidTarget): the error is named by ELB's code
+        raise service_error(exc) from exc
     at = timeutil.iso_now()
-    table.note_progress(gate.execution_arn, gate.instance_id, registeredAt=at)
+    table.note_progress(gate.execution_arn, gate.instance_id, **{key: at})
     return at
 
 
 def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: float = 0.0) -> dict[str, Any]:
     table = RunTable(settings().table_name)
     give_up_at = timeutil.epoch() + for_seconds
-    registered_at = {"registeredAt": registered(table, gate, give_up_at)} if gate.register_first else {}
+    change = gate.first_change()
+    changed_at = {f"{change}edAt": changed(table, gate, change, give_up_at)} if change else {}
     listed = shared_listing(table, gate.poll_seconds, gate.instance_id)
 
     def reached() -> dict[str, Any]:
@@ -129,7 +138,7 @@ def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: flo
 
     left = max(0.0, give_up_at - timeutil.epoch())
     found = polling.poll(reached, not_yet=TargetNotYetInStateException, every=gate.poll_seconds, for_seconds=left)
-    return found | registered_at
+    return found | changed_at
 
 
 @logger.inject_lambda_context(correlation_id_path=RUN_CORRELATION_ID_PATH)

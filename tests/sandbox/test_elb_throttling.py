@@ -89,34 +89,41 @@ def test_a_reservation_the_buckets_cannot_hold_is_refused(
     assert admitted(buckets, "DescribeTargetHealth", 41) == 40  # nothing changed
 
 
-@pytest.fixture
-def many_describes() -> Iterator[Sandbox]:
-    """FeaturesStateMachine replaced by 50 DescribeTargetHealth calls at the same instant, each caught."""
-    describe = {
+def fifty_at_once(action: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A definition making 50 calls of one ELB action at the same instant, each caught."""
+    task = {
         "Type": "Task",
-        "Resource": "arn:aws:states:::aws-sdk:elasticloadbalancingv2:describeTargetHealth",
-        "Parameters": {"TargetGroupArn.$": "$.targetGroupArn"},
+        "Resource": f"arn:aws:states:::aws-sdk:elasticloadbalancingv2:{action}",
+        "Parameters": {"TargetGroupArn.$": "$.targetGroupArn", **parameters},
         "ResultSelector": {"ok": True},
         "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Throttled"}],
         "End": True,
     }
-    definition = {
-        "StartAt": "Describe fifty times",
+    return {
+        "StartAt": "Call fifty times",
         "States": {
-            "Describe fifty times": inline_map(
-                {"targetGroupArn.$": "$.targetGroupArn"},
-                {"Describe": describe, "Throttled": {"Type": "Pass", "End": True}},
+            "Call fifty times": inline_map(
+                {"targetGroupArn.$": "$.targetGroupArn", "instanceId.$": "$.instanceId"},
+                {"Call": task, "Throttled": {"Type": "Pass", "End": True}},
                 End=True,
             )
         },
     }
+
+
+@pytest.fixture
+def many_describes() -> Iterator[Sandbox]:
+    """FeaturesStateMachine replaced by 50 DescribeTargetHealth calls at the same instant, each caught."""
+    definition = fifty_at_once("describeTargetHealth", {})
     with Sandbox(FleetSpec(size=2), template_path=FIXTURE_TEMPLATE, definitions={SM: definition}) as sb:
         yield sb
 
 
 def test_a_task_over_the_bucket_is_throttled_with_elb_s_error(many_describes: Sandbox) -> None:
     sb = many_describes
-    result = sb.run(SM, {"items": list(range(50)), "targetGroupArn": sb.fleet_resources["TargetGroupArn"]})
+    result = sb.run(
+        SM, {"items": list(range(50)), "targetGroupArn": sb.fleet_resources["TargetGroupArn"], "instanceId": ""}
+    )
 
     assert result.status == "SUCCEEDED"
     answers: list[Any] = result.output
@@ -136,3 +143,16 @@ def test_the_harness_own_calls_take_no_tokens(many_describes: Sandbox) -> None:
         elbv2.describe_target_health(TargetGroupArn=arn)
 
     assert many_describes.elb_buckets is not None and many_describes.elb_buckets.requests == []
+
+
+def test_deregistrations_the_sandbox_answers_itself_still_draw_from_the_registration_bucket() -> None:
+    """The sandbox answers DeregisterTargets itself (moto refuses a target that is not registered; ELB does
+    not): that answer comes after the bucket, so fifty at once are throttled past the 20 it holds."""
+    definition = fifty_at_once("deregisterTargets", {"Targets": [{"Id.$": "$.instanceId"}]})
+    with Sandbox(FleetSpec(size=2), template_path=FIXTURE_TEMPLATE, definitions={SM: definition}) as sb:
+        arn, instance = sb.fleet_resources["TargetGroupArn"], sorted(sb.fleet.instances)[0]
+        result = sb.run(SM, {"items": list(range(50)), "targetGroupArn": arn, "instanceId": instance})
+
+        assert result.status == "SUCCEEDED"
+        assert sum(1 for a in result.output if a == {"ok": True}) == REGISTRATION.capacity
+        assert sb.elb_buckets is not None and sb.elb_buckets.count("DeregisterTargets", throttled=True) == 30

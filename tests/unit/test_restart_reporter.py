@@ -81,7 +81,10 @@ def test_a_failed_instance_still_registered_but_not_answering_is_taken_out_follo
         "action": "instance_failed",
         "instanceId": instance_id,
         "run": summary_event(tier)["run"],
-        "times": dict.fromkeys(("deregistered", "drained", "rebooted", "down", "ready"), "2026-11-23T10:00:00+00:00"),
+        "times": {
+            "drained": {"at": "2026-11-23T10:00:00+00:00", "deregisteredAt": "2026-11-23T10:00:00+00:00"},
+            **dict.fromkeys(("rebooted", "down", "ready"), "2026-11-23T10:00:00+00:00"),
+        },
         "failure": {"Error": "States.Timeout", "Cause": ""},
     }
     reporter = load_function("restart_reporter")
@@ -143,10 +146,12 @@ def test_a_malformed_report_is_refused_naming_what_is_wrong_and_changes_nothing(
 
 
 def test_the_failed_step_is_the_first_that_recorded_no_time() -> None:
-    assert failed_step({}) == "Deregister the instance from every target group"
-    assert failed_step({"deregistered": "t", "drained": "t", "rebooted": "t"}) == "Wait until the reboot has begun"
-    assert failed_step({"deregistered": "t", "drained": "t"}, "command") == "Run the command on the instance"
-    assert failed_step({k: "t" for k, _ in COMMAND_STEPS}, "command") == "Record the instance as restarted"
+    assert failed_step({}) == "Deregister the instance and wait until it has drained from every target group"
+    out = {"drained": {"at": "t", "deregisteredAt": "t"}}  # the gate records the deregistration beside the drain
+    assert failed_step(out | {"rebooted": "t"}) == "Wait until the reboot has begun"
+    assert failed_step(out, "command") == "Run the command on the instance"
+    every_step = {k: {"at": "t", "deregisteredAt": "t", "registeredAt": "t"} for k, _ in COMMAND_STEPS}
+    assert failed_step(every_step, "command") == "Record the instance as restarted"
 
 
 def test_a_lambda_error_s_cause_shows_its_message_not_its_stack_trace() -> None:
@@ -164,7 +169,7 @@ def test_a_failure_s_record_keeps_what_the_run_saw_and_drops_the_keys_and_an_ear
         "takenOutAt": "2026-11-23T10:00:00+00:00",
         "followUp": True,
     }
-    times = {"deregistered": {"at": "2026-11-23T10:00:01+00:00"}, "drained": "2026-11-23T10:00:31+00:00", "x": "y"}
+    times = {"drained": {"at": "2026-11-23T10:00:31+00:00", "deregisteredAt": "2026-11-23T10:00:01+00:00"}, "x": "y"}
 
     outcome = failure_outcome(failed_event(times, cause="c" * 3000), before, "left out of its target groups")
 

@@ -164,7 +164,7 @@ def test_on_the_way_back_the_instance_is_registered_once_and_a_retry_only_looks(
     now = [1_800_000_000.0]
     timeutil.set_source(lambda: now[0], lambda s: now.__setitem__(0, now[0] + s))
     registered: list[list[str]] = []
-    monkeypatch.setattr(shared_registration, "_register", lambda arn, batch: registered.append(batch))
+    monkeypatch.setattr(shared_registration, "_send", lambda change, arn, batch: registered.append(batch))
     state = ["initial"]
     monkeypatch.setattr(targets, "describe", lambda arn, targets=None: [TargetHealth(me, 80, state[0])])
     gate = load_function("target_gate")
@@ -266,6 +266,7 @@ def test_a_run_s_start_without_a_zone_is_utc_and_without_a_record_is_now() -> No
         ({"registrations": [{"targetGroupArn": TG, "port": 0}]}, "registrations.0.port"),
         ({"targetGroup": TG}, "targetGroup: Extra inputs are not permitted"),
         ({"register": True}, "register is for the in_service check only, not capacity: leave it out"),
+        ({"deregister": True}, "deregister is for the drained check only, not capacity: leave it out"),
     ],
 )
 def test_a_malformed_gate_event_is_refused_naming_the_field(change: dict[str, Any], named: str) -> None:

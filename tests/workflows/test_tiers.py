@@ -230,7 +230,10 @@ def test_an_instance_that_fails_between_its_two_drains_is_put_back_where_it_was_
     result = given.run(web_input(batchSize=1, errorBudget=2))
 
     failed = given.outcomes(result)[first]
-    assert failed["outcome"] == "failed" and failed["step"] == "Deregister the instance from every target group"
+    assert (
+        failed["outcome"] == "failed"
+        and failed["step"] == "Deregister the instance and wait until it has drained from every target group"
+    )
     assert "registered again" in failed["placement"], failed["placement"]
     assert not given.sb.fleet.instances[first].reboots, "never rebooted while api still sent it requests"
     given.assert_invariants(result, floor=2)

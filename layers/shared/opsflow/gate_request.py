@@ -35,17 +35,25 @@ class GateEvent(BaseModel):
     error_budget: int = Field(default=1, ge=1, alias="errorBudget")
     lock_seconds: int = Field(default=0, ge=0, alias="lockSeconds")  # capacity: renew the lock for this long
     wait_seconds: int = Field(default=0, ge=0, le=900, alias="waitSeconds")  # drained, in_service: keep asking
-    register_first: bool = Field(
-        default=False, alias="register"
-    )  # in_service: register the instance again first (with the run's others coming back)
+    # drained: deregister the instance first; in_service: register it again first (each with the run's others).
+    deregister_first: bool = Field(default=False, alias="deregister")
+    register_first: bool = Field(default=False, alias="register")
     # How often this instance looks (opsflow.polling.elb_poll_seconds; one answer shared: opsflow.shared_target_health).
     poll_seconds: float = Field(default=1.0, ge=0.5, le=60, alias="pollSeconds")
 
     @model_validator(mode="after")
-    def _register_only_on_the_way_back(self) -> Self:
-        if self.register_first and self.check != "in_service":
-            raise ValueError(f"register is for the in_service check only, not {self.check}: leave it out")
+    def _each_change_before_its_own_wait(self) -> Self:
+        for field, flag, check in (
+            ("deregister", self.deregister_first, "drained"),
+            ("register", self.register_first, "in_service"),
+        ):
+            if flag and self.check != check:
+                raise ValueError(f"{field} is for the {check} check only, not {self.check}: leave it out")
         return self
+
+    def first_change(self) -> Literal["register", "deregister"] | None:
+        """What the gate changes before it waits: the instance's registrations, taken out or put back."""
+        return "deregister" if self.deregister_first else "register" if self.register_first else None
 
     def where(self) -> list[Registration]:
         return self.registrations or [Registration(target_group_arn=self.target_group_arn)]

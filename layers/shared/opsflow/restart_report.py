@@ -16,20 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from opsflow import arns, placement
 from opsflow.health import HealthCheck
 
-# The target gate registers the instance again, then waits until it is healthy: one state, two times.
+# The target gate deregisters the instance, then waits for the drain; and registers it again, then waits
+# until it is healthy: one state each, two times each.
+DEREGISTER_AND_WAIT = "Deregister the instance and wait until it has drained from every target group"
 REGISTER_AND_WAIT = "Register the instance and wait until it is healthy in every target group"
 # Per-instance steps in order, keyed as the state machine records their times, with state names.
 STEPS = [
-    ("deregistered", "Deregister the instance from every target group"),
-    ("drained", "Wait until the instance has drained"),
+    ("deregistered", DEREGISTER_AND_WAIT),
+    ("drained", DEREGISTER_AND_WAIT),
     ("rebooted", "Reboot the instance"),
     ("down", "Wait until the reboot has begun"),
     ("ready", "Check the application is up"),
     ("registered", REGISTER_AND_WAIT),
     ("healthy", REGISTER_AND_WAIT),
 ]
-# Where a step's time is recorded when not at $.times.<key>: the registration's beside the health's.
-RECORDED_IN = {"registered": "$.times.healthy.registeredAt"}
+# Where a step's time is recorded when not at $.times.<key>: each change's beside its wait's.
+RECORDED_IN = {"deregistered": "$.times.drained.deregisteredAt", "registered": "$.times.healthy.registeredAt"}
 # With the command action, the action's two steps are the command's (the times are recorded under the same keys).
 COMMAND_STEPS = [
     *STEPS[:2],
@@ -97,14 +99,21 @@ def cause_text(failure: Failure) -> str:
 def failed_step(times: dict[str, Any], action: str = "reboot") -> str:
     """The state the instance's restart failed at: the first step that recorded no time."""
     for key, state_name in COMMAND_STEPS if action == "command" else STEPS:
-        if key not in times:
+        if _time_of(times, key) is None:
             return state_name
     return "Record the instance as restarted"
 
 
-def _at(times: dict[str, Any], key: str) -> str | None:
-    value = times.get(key)
-    return value.get("at") if isinstance(value, dict) else value
+def _time_of(times: dict[str, Any], key: str) -> str | None:
+    """A step's time from the state machine's ``$.times``: its own ``{"at": ...}``, or a field of the result
+    of the state that made it (RECORDED_IN)."""
+    path = RECORDED_IN.get(key)
+    if path is None:
+        value = times.get(key)
+        return value.get("at") if isinstance(value, dict) else value
+    carrier, field = path.split(".")[2:]
+    value = times.get(carrier)
+    return value.get(field) if isinstance(value, dict) else None
 
 
 def failure_outcome(event: InstanceFailedEvent, before: dict[str, Any] | None, placed: str) -> dict[str, Any]:
@@ -117,7 +126,7 @@ def failure_outcome(event: InstanceFailedEvent, before: dict[str, Any] | None, p
         "error": event.failure.Error,
         "cause": cause_text(event.failure)[:2000],
         "placement": placed,
-        "times": {k: _at(event.times, k) for k, _ in STEPS + COMMAND_STEPS if k in event.times},
+        "times": {k: at for k, _ in STEPS + COMMAND_STEPS if (at := _time_of(event.times, k)) is not None},
     }
 
 

@@ -17,10 +17,10 @@ Keys (pk / sk):
 - ``health#<targetGroupArn>`` / ``claim``    who asks ELB next (``claimedAt``): a small item of its own,
                                               so claiming never rewrites the answer
 - ``register#<targetGroupArn>`` / ``pending`` the targets of the run's instances waiting to be registered
-                                              again (an attribute ``t#<id>:<port>`` each, set to when it
-                                              was asked), and who registers them now (``claimedBy``,
-                                              ``claimedAt``): one RegisterTargets for all of them
-                                              (opsflow.shared_registration)
+  (and ``deregister#...``)                    again (deregistered): an attribute ``t#<id>:<port>`` each, set
+                                              to when it was asked, and who sends the request now
+                                              (``claimedBy``, ``claimedAt``): one RegisterTargets (one
+                                              DeregisterTargets) for all of them (opsflow.shared_registration)
 
 The state machine writes the run record and takes the lock with DynamoDB service integrations; the
 functions here read and update them, and the restore safety net uses them to clean up after a run
@@ -74,8 +74,9 @@ def health_pk(target_group_arn: str) -> str:
     return f"health#{target_group_arn}"
 
 
-def register_pk(target_group_arn: str) -> str:
-    return f"register#{target_group_arn}"
+def pending_pk(change: str, target_group_arn: str) -> str:
+    """The item of the targets waiting for ``change`` (register, deregister) in the group."""
+    return f"{change}#{target_group_arn}"
 
 
 INSTANCE_SK_PREFIX = "instance#"
@@ -379,45 +380,48 @@ class RunTable:
             ),
         )
 
-    def ask_to_register(self, target_group_arn: str, targets: Iterable[str], at: float) -> None:
-        """Add ``targets`` ("<instance id>:<port>") to the group's pending registrations, asked at ``at``."""
-        self._set_pending(target_group_arn, "SET", dict.fromkeys(targets, at))
+    def ask_to_change(self, change: str, target_group_arn: str, targets: Iterable[str], at: float) -> None:
+        """Add ``targets`` ("<instance id>:<port>") to the group's pending ``change`` (register, deregister)."""
+        self._set_pending(change, target_group_arn, dict.fromkeys(targets, at))
 
-    def withdraw_registration(self, target_group_arn: str, targets: Iterable[str]) -> None:
-        """Take ``targets`` out of the group's pending registrations (registered, or no longer waited for)."""
-        self._set_pending(target_group_arn, "REMOVE", dict.fromkeys(targets, 0.0))
+    def withdraw_change(self, change: str, target_group_arn: str, targets: Iterable[str]) -> None:
+        """Take ``targets`` out of the group's pending ``change`` (done, or no longer waited for)."""
+        self._set_pending(change, target_group_arn, dict.fromkeys(targets, 0.0), remove=True)
 
-    def _set_pending(self, target_group_arn: str, action: str, targets: dict[str, float]) -> None:
+    def _set_pending(
+        self, change: str, target_group_arn: str, targets: dict[str, float], *, remove: bool = False
+    ) -> None:
         if not targets:
             return
         names = {f"#t{i}": PENDING_PREFIX + t for i, t in enumerate(targets)}
-        if action == "SET":
+        values: dict[str, Any] = {}
+        if remove:
+            update = "REMOVE " + ", ".join(names)
+        else:
             update = "SET " + ", ".join(f"#t{i} = :a{i}" for i in range(len(targets))) + ", expiresAt = :expires"
             values = {f":a{i}": {"N": repr(at)} for i, at in enumerate(targets.values())}
             values[":expires"] = {"N": str(_health_expires(max(targets.values())))}
-        else:
-            update, values = "REMOVE " + ", ".join(names), {}
         self.ddb.update_item(
             TableName=self.table_name,
-            Key=to_item({"pk": register_pk(target_group_arn), "sk": PENDING_SK}),
+            Key=to_item({"pk": pending_pk(change, target_group_arn), "sk": PENDING_SK}),
             UpdateExpression=update,
             ExpressionAttributeNames=names,
             **({"ExpressionAttributeValues": values} if values else {}),
         )
 
-    def pending_registrations(self, target_group_arn: str) -> dict[str, float]:
-        """The group's pending targets, each with when it was asked."""
-        return _pending(self._read(register_pk(target_group_arn), PENDING_SK) or {})
+    def pending_changes(self, change: str, target_group_arn: str) -> dict[str, float]:
+        """The group's targets pending ``change``, each with when it was asked."""
+        return _pending(self._read(pending_pk(change, target_group_arn), PENDING_SK) or {})
 
-    def claim_registration(
-        self, target_group_arn: str, me: str, now: float, stale_after: float
+    def claim_change(
+        self, change: str, target_group_arn: str, me: str, now: float, stale_after: float
     ) -> dict[str, float] | None:
-        """Be the one who registers the group's pending targets now: those targets (with when each was
-        asked), or None while another waiter's claim is younger than ``stale_after`` seconds."""
+        """Be the one who makes the group's pending ``change`` now: its targets (with when each was asked),
+        or None while another waiter's claim is younger than ``stale_after`` seconds."""
         try:
             item = self.ddb.update_item(
                 TableName=self.table_name,
-                Key=to_item({"pk": register_pk(target_group_arn), "sk": PENDING_SK}),
+                Key=to_item({"pk": pending_pk(change, target_group_arn), "sk": PENDING_SK}),
                 UpdateExpression="SET claimedBy = :me, claimedAt = :now, expiresAt = :expires",
                 ConditionExpression="attribute_not_exists(claimedAt) OR claimedAt <= :stale",
                 ExpressionAttributeValues={
@@ -432,19 +436,19 @@ class RunTable:
             return None
         return _pending(from_item(item["Attributes"]))
 
-    def release_registration(self, target_group_arn: str, me: str, done: Iterable[str] = ()) -> None:
-        """Take ``done`` out of the pending targets and give up the claim, if it is still ``me``'s."""
+    def release_change(self, change: str, target_group_arn: str, me: str, done: Iterable[str] = ()) -> None:
+        """Take ``done`` out of the pending ``change`` and give up the claim, if it is still ``me``'s."""
         names = {f"#t{i}": PENDING_PREFIX + t for i, t in enumerate(done)}
         released = self._update_if(
-            register_pk(target_group_arn),
+            pending_pk(change, target_group_arn),
             PENDING_SK,
             UpdateExpression="REMOVE " + ", ".join([*names, "claimedBy", "claimedAt"]),
             ConditionExpression="claimedBy = :me",
             ExpressionAttributeValues={":me": {"S": me}},
             **({"ExpressionAttributeNames": names} if names else {}),
         )
-        if not released:  # the claim went stale and another took it: take out what this one registered
-            self.withdraw_registration(target_group_arn, done)
+        if not released:  # the claim went stale and another took it: take out what this one did
+            self.withdraw_change(change, target_group_arn, done)
 
     def open_runs(self) -> list[str]:
         """Execution ARNs of the open runs (the sparse index; eventually consistent, so re-read each run)."""

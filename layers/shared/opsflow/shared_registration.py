@@ -1,23 +1,24 @@
-"""RegisterTargets once for all the instances of a run that come back together, through the run table.
+"""RegisterTargets (DeregisterTargets) once for all the instances of a run that change together.
 
 ELB throttles RegisterTargets and DeregisterTargets with one token bucket per account and Region: 20
 requests, refilled 4 a second (ELB user guide, "Request throttling for the ELB API"). Fifty instances
-of a batch that came back in the same second and each registered itself waited up to 7.5 s for the
-last tokens. RegisterTargets takes a list of targets (ELB API reference, ``Targets.member.N``), so each
-waiter adds its targets to the group's pending set in the run table, the first to claim the group
-registers everything pending in one request, and the others find theirs gone from the set.
+of a batch that each deregistered, then registered, itself waited up to 7.5 s for the last tokens,
+twice. Both actions take a list of targets (ELB API reference, ``Targets.member.N``), so each waiter
+adds its targets to the group's pending set in the run table, the first to claim the group sends one
+request for everything pending, and the others find theirs gone from the set.
 
-Registering a target that is registered already changes nothing, so a target registered twice (a
-claim that went stale mid-request) is harmless. A waiter that gives up takes its targets back out of
-the set, and an entry older than :data:`PENDING_SECONDS` (its waiter died) is dropped, never
-registered. A request refused as a whole for another instance's target (one that stopped meanwhile:
-"If the target is an EC2 instance, it must be in the running state when you register it") registers
-the claimer's own targets alone; each of the others does the same when it claims, so an error is
-raised by the waiter whose target it is.
+Registering a target that is registered already changes nothing, and deregistering one that is not
+"returns successfully" (AWS CLI reference, elbv2 deregister-targets), so a target sent twice (a claim
+that went stale mid-request) is harmless. A waiter that gives up takes its targets back out of the
+set, and an entry older than :data:`PENDING_SECONDS` (its waiter died) is dropped, never sent. A request
+refused as a whole for another instance's target (one that stopped meanwhile: "If the target is an EC2
+instance, it must be in the running state when you register it") is sent again with the claimer's own
+targets alone; each of the others does the same when it claims, so an error is raised by the waiter
+whose target it is.
 """
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -28,9 +29,11 @@ from opsflow.runs import RunTable
 from opsflow.shared_target_health import asked
 from opsflow.targets import Registration
 
+Change = Literal["register", "deregister"]
+
 CLAIM_SECONDS = 15.0  # a claim older than this belongs to a waiter that died mid-request: another takes over
 PENDING_SECONDS = 60.0  # longer than any invocation waits (opsflow.polling.budget): older entries lost their waiter
-WAIT_SECONDS = 0.1  # how often a waiter that lost the claim looks whether its targets were registered
+WAIT_SECONDS = 0.1  # how often a waiter that lost the claim looks whether its targets were sent
 
 
 def entry(instance_id: str, registration: Registration) -> str:
@@ -43,62 +46,74 @@ def target(pending: str) -> dict[str, Any]:
     return {"Id": instance_id, "Port": int(port)} if port else {"Id": instance_id}
 
 
-def register_together(
-    table: RunTable, instance_id: str, registrations: Iterable[Registration], *, give_up_at: float
+def change_together(
+    change: Change, table: RunTable, instance_id: str, registrations: Iterable[Registration], *, give_up_at: float
 ) -> None:
-    """Register ``instance_id`` in each of its registrations, in one request per group with every other
-    instance of the run waiting to be registered there; "not yet" (TargetNotYetInStateException) if that
-    has not happened by ``give_up_at`` (epoch seconds) or ELB throttled it."""
+    """Register (deregister) ``instance_id`` in each of its registrations, in one request per group with
+    every other instance of the run waiting for the same there; "not yet" (TargetNotYetInStateException)
+    if that has not happened by ``give_up_at`` (epoch seconds) or ELB throttled it."""
     by_group: dict[str, set[str]] = {}
     for reg in registrations:
         by_group.setdefault(reg.target_group_arn, set()).add(entry(instance_id, reg))
     for arn, mine in by_group.items():
-        _register_in(table, arn, instance_id, mine, give_up_at)
+        _change_in(change, table, arn, instance_id, mine, give_up_at)
 
 
-def _register_in(table: RunTable, arn: str, instance_id: str, mine: set[str], give_up_at: float) -> None:
-    table.ask_to_register(arn, mine, timeutil.epoch())
+def _change_in(  # noqa: PLR0917
+    change: Change, table: RunTable, arn: str, instance_id: str, mine: set[str], give_up_at: float
+) -> None:
+    table.ask_to_change(change, arn, mine, timeutil.epoch())
     try:
         while True:
             now = timeutil.epoch()
             me = f"{instance_id}@{now!r}"
-            pending = table.claim_registration(arn, me, now, CLAIM_SECONDS)
+            pending = table.claim_change(change, arn, me, now, CLAIM_SECONDS)
             if pending is not None:
-                _register_pending(table, arn, instance_id=instance_id, me=me, mine=mine, pending=pending, now=now)
+                _send_pending(change, table, arn, instance_id=instance_id, me=me, mine=mine, pending=pending, now=now)
                 return
-            if not mine & table.pending_registrations(arn).keys():
-                return  # another waiter registered them
+            if not mine & table.pending_changes(change, arn).keys():
+                return  # another waiter sent them
             if now + WAIT_SECONDS > give_up_at:
                 raise TargetNotYetInStateException(
-                    f"another instance of the run is registering targets in {group_name(arn)}: "
-                    f"{instance_id} is not registered yet"
+                    f"another instance of the run is sending {change} requests for {group_name(arn)}: "
+                    f"{instance_id} is not {change}ed yet"
                 )
             timeutil.sleep(WAIT_SECONDS)
     except BaseException:
-        table.withdraw_registration(arn, mine)
+        table.withdraw_change(change, arn, mine)
         raise
 
 
-def _register_pending(
-    table: RunTable, arn: str, *, instance_id: str, me: str, mine: set[str], pending: dict[str, float], now: float
+def _send_pending(
+    change: Change,
+    table: RunTable,
+    arn: str,
+    *,
+    instance_id: str,
+    me: str,
+    mine: set[str],
+    pending: dict[str, float],
+    now: float,
 ) -> None:
-    """As the claimer: register every live pending target of the group in one request, then release the claim."""
+    """As the claimer: send every live pending target of the group in one request, then release the claim."""
     batch = sorted(t for t, at in pending.items() if at > now - PENDING_SECONDS)
     done = set(pending) - set(batch)  # stale entries: dropped
     try:
         if batch:
             try:
-                asked(instance_id, lambda: _register(arn, batch))
+                asked(instance_id, lambda: _send(change, arn, batch))
             except ClientError:
                 own = sorted(mine & set(batch))
                 if not own or own == batch:
                     raise
-                asked(instance_id, lambda: _register(arn, own))  # refused for another's target: this one's alone
+                asked(instance_id, lambda: _send(change, arn, own))  # refused for another's target: this one's alone
                 batch = own
             done |= set(batch)
     finally:
-        table.release_registration(arn, me, done)
+        table.release_change(change, arn, me, done)
 
 
-def _register(arn: str, batch: list[str]) -> None:
-    clients.client("elbv2").register_targets(TargetGroupArn=arn, Targets=[target(t) for t in batch])
+def _send(change: Change, arn: str, batch: list[str]) -> None:
+    elbv2 = clients.client("elbv2")
+    send = elbv2.register_targets if change == "register" else elbv2.deregister_targets
+    send(TargetGroupArn=arn, Targets=[target(t) for t in batch])
