@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from opsflow import notify, placement, timeutil
+from opsflow import notify, placement, shared_registration, timeutil
 from opsflow.observability import RUN_CORRELATION_ID_PATH, logger, metrics, tracer
 from opsflow.restart_report import (
     EVENTS,
@@ -50,6 +50,8 @@ def instance_failed(event: InstanceFailedEvent) -> dict[str, Any]:
     table, run, instance_id = RunTable(settings().table_name), event.run, event.instance_id
     before = table.get_outcome(run.execution_arn, instance_id)  # None: this run never took it out
     failures = table.count_failure(run.execution_arn, instance_id)
+    if before is not None:  # no later request of the run may move it once placed
+        shared_registration.withdraw(table, instance_id, placement.registrations_of(before, run.target_group_arn))
     decided, placed = (
         (None, NOT_TAKEN_OUT)
         if before is None

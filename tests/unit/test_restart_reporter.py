@@ -77,6 +77,7 @@ def test_a_failed_instance_still_registered_but_not_answering_is_taken_out_follo
     elbv2.register_targets(TargetGroupArn=tier["arn"], Targets=[{"Id": instance_id}])  # it failed once registered
     table = RunTable("runs")
     table.mark_taken_out(RUN, instance_id, timeutil.iso_now())
+    table.ask_to_change("register", tier["arn"], [f"{instance_id}:"], timeutil.epoch())  # its gate timed out waiting
     report = {
         "action": "instance_failed",
         "instanceId": instance_id,
@@ -100,6 +101,7 @@ def test_a_failed_instance_still_registered_but_not_answering_is_taken_out_follo
         "step": "Register the instance and wait until it is healthy in every target group",
     }
     assert elbv2.describe_target_health(TargetGroupArn=tier["arn"])["TargetHealthDescriptions"] == []
+    assert table.pending_changes("register", tier["arn"]) == {}, "another instance's request would register it again"
     assert first["placement"] == "taken out of its target groups: its application does not answer"
     assert first["followUp"] is True and first["alertedAt"]
     again = table.get_outcome(RUN, instance_id) or {}

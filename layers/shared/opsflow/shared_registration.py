@@ -52,11 +52,24 @@ def change_together(
     """Register (deregister) ``instance_id`` in each of its registrations, in one request per group with
     every other instance of the run waiting for the same there; "not yet" (TargetNotYetInStateException)
     if that has not happened by ``give_up_at`` (epoch seconds) or ELB throttled it."""
+    for arn, mine in _by_group(instance_id, registrations).items():
+        _change_in(change, table, arn, instance_id, mine, give_up_at)
+
+
+def withdraw(table: RunTable, instance_id: str, registrations: Iterable[Registration]) -> None:
+    """Take the instance's targets out of every pending change of its groups. A failed instance's report
+    places it (opsflow.placement); no request another instance of the run sends later may undo that, even
+    for an entry its dead function left behind."""
+    for change in ("deregister", "register"):
+        for arn, mine in _by_group(instance_id, registrations).items():
+            table.withdraw_change(change, arn, mine)
+
+
+def _by_group(instance_id: str, registrations: Iterable[Registration]) -> dict[str, set[str]]:
     by_group: dict[str, set[str]] = {}
     for reg in registrations:
         by_group.setdefault(reg.target_group_arn, set()).add(entry(instance_id, reg))
-    for arn, mine in by_group.items():
-        _change_in(change, table, arn, instance_id, mine, give_up_at)
+    return by_group
 
 
 def _change_in(  # noqa: PLR0917
