@@ -40,12 +40,13 @@ def test_parameters_and_conditions_shape_the_roles() -> None:
         target_group = sb.fleet_resources["TargetGroupArn"]
 
         assert "ApprovalFunction" not in roles
-        deregister = [
+        changes = [  # the target gate sends them, one request for the run's instances leaving (back) together
             s
-            for s in statements(roles["RollingRestartStateMachine"])
+            for s in statements(roles["TargetGateFunction"])
             if "elasticloadbalancing:DeregisterTargets" in s["Action"]
+            and "elasticloadbalancing:RegisterTargets" in s["Action"]
         ]
-        assert [s["Resource"] for s in deregister] == [target_group]
+        assert [s["Resource"] for s in changes] == [target_group]
 
 
 def test_a_transform_is_made_once_per_template_and_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
