@@ -58,6 +58,7 @@ PRICE_TRANSITION = 0.025 / 1000  # Standard workflows, us-east-1
 PRICE_LAMBDA_REQUEST = 0.20 / 1_000_000  # us-east-1
 PRICE_LAMBDA_GB_SECOND_ARM = 0.0000133334  # arm64, us-east-1, first tier
 QUOTA = 25_000
+LEFT_AS_IT_ENDED_SECONDS = 60  # capacity is sampled this long after a run's end, as the run left the tier
 BASELINE = ROOT / "bench" / "baseline_rolling_restart.asl.json"
 
 
@@ -166,7 +167,9 @@ def run_one(scenario: Scenario, design: str) -> dict[str, Any]:
             arn = sb.start_execution("Baseline", payload)
         result = sb.wait(arn, timeout=1800)
         start, end = result.events[0]["timestamp"].timestamp(), result.events[-1]["timestamp"].timestamp()
-        timeline = sb.fleet.timeline(start, end)
+        # Past the end too: a run that stops with instances out of service leaves the tier so (a run that
+        # failed in its first second was sampled only before it had changed anything).
+        timeline = sb.fleet.timeline(start, end + LEFT_AS_IT_ENDED_SECONDS)
         children = sb.child_events()
         api = [c for c in sb.bridge.calls if c.service not in ("sfn", "lambda")]
         billed = transitions(result.events) + transitions(children)
