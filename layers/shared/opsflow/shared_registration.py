@@ -7,9 +7,11 @@ twice. Both actions take a list of targets (ELB API reference, ``Targets.member.
 adds its targets to the group's pending set in the run table, the first to claim the group sends one
 request for everything pending, and the others find theirs gone from the set.
 
-Registering a target that is registered already changes nothing, and deregistering one that is not
-"returns successfully" (AWS CLI reference, elbv2 deregister-targets), so a target sent twice (a claim
-that went stale mid-request) is harmless. A waiter that gives up takes its targets back out of the
+Deregistering a target that is not registered "returns successfully" (AWS CLI reference, elbv2
+deregister-targets). For registering one that is registered already, the API reference lists no error
+and says nothing more; the sandbox keeps its registration in force (sandbox/fleet.py, Fleet.register),
+as the Auto Scaling path already assumed after ExitStandby. A target is sent twice only when a claim
+went stale mid-request (:data:`CLAIM_SECONDS`). A waiter that gives up takes its targets back out of the
 set, and an entry older than :data:`PENDING_SECONDS` (its waiter died) is dropped, never sent. A request
 refused as a whole for another instance's target (one that stopped meanwhile: "If the target is an EC2
 instance, it must be in the running state when you register it") is sent again with the claimer's own
