@@ -8,6 +8,8 @@
 - with ``--import``, each built function is imported by python3.13 in isolation (no site-packages),
   with only its own folder and the built layer on ``sys.path`` (the layer ships its own pinned SDK).
   It writes no bytecode, so it imports (and the benchmark times) exactly what would be deployed.
+  Then each function, with SDK tracing on, builds a client for every service its policies let it
+  call and the HTTP session, and must still fit its MemorySize with room to spare.
 """
 
 import argparse
@@ -15,11 +17,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from template_model import Stack, load_template
 from tools.compile_bytecode import runtime_version
 
 ELF_MACHINES = {0xB7: "arm64", 0x3E: "x86_64"}
+
+# What a function may hold, as a share of its MemorySize, once it has imported and built every client it
+# can use: Lambda counts the runtime's own memory too (its interface client runs in the handler's
+# interpreter), and an invocation's data comes on top.
+MEMORY_BUDGET = 0.8
+# The SAM policy templates template.yaml uses, by the service each lets a function call.
+POLICY_TEMPLATE_SERVICES = {"SNSPublishMessagePolicy": "sns", "LambdaInvokePolicy": "lambda"}
+# IAM action prefixes whose boto3 client has another name.
+BOTO3_NAMES = {"elasticloadbalancing": "elbv2", "states": "stepfunctions", "tag": "resourcegroupstaggingapi"}
 
 
 def elf_arch(path: Path) -> str | None:
@@ -129,6 +141,62 @@ def check_imports(functions: dict[str, Path], layer: Path) -> list[str]:
     return errors
 
 
+def services_of(stack: Stack, function: dict[str, Any]) -> list[str]:
+    """The boto3 clients a function's policies let it use: the prefixes of its inline statements' actions
+    (resolved for the stack's parameters) and the services of its SAM policy templates (a managed policy
+    it references names none)."""
+    services: set[str] = set()
+    for policy in function.get("Properties", {}).get("Policies", []):
+        if not isinstance(policy, dict) or "Ref" in policy:
+            continue
+        if "Statement" not in policy:
+            (name,) = policy
+            if name not in POLICY_TEMPLATE_SERVICES:
+                raise ValueError(f"policy template {name}: add the service it grants to POLICY_TEMPLATE_SERVICES")
+            services.add(POLICY_TEMPLATE_SERVICES[name])
+            continue
+        for statement in policy["Statement"]:
+            actions = stack.resolve(statement["Action"])
+            for action in [actions] if isinstance(actions, str) else actions:
+                prefix = action.split(":")[0]
+                services.add(BOTO3_NAMES.get(prefix, prefix))
+    return sorted(services)
+
+
+def memory_size(template: dict[str, Any], logical_id: str) -> int:
+    """The function's MemorySize in MB (its own, else the Globals', else Lambda's default of 128)."""
+    own = template["Resources"][logical_id].get("Properties", {}).get("MemorySize")
+    default = template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)
+    return int(own if own is not None else default)
+
+
+def check_memory(functions: dict[str, Path], layer: Path, template: dict[str, Any]) -> list[str]:
+    """Each function, imported with SDK tracing on, then with a client for every service it may call and
+    the HTTP session: its peak resident memory must stay within MEMORY_BUDGET of its MemorySize."""
+    errors, stack = [], Stack(template, {})
+    for logical_id, path in sorted(functions.items()):
+        services = services_of(stack, template["Resources"][logical_id])
+        code = (
+            "import resource, app; from opsflow import clients; "
+            f"[clients.client(s) for s in {services!r}]; clients.http_session(); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"  # KiB on Linux
+        )
+        done = isolated_python([path, layer], code, lambda_environment(path, {"SdkTracing": "true"}))
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            errors.append(f"{logical_id}: building its clients failed: {last[:300]}")
+            continue
+        peak, size = int(done.stdout.split()[-1]) / 1024, memory_size(template, logical_id)
+        if peak > MEMORY_BUDGET * size:
+            errors.append(
+                f"{logical_id}: holds {peak:.0f} MiB with its clients ({', '.join(services)}), more than "
+                f"{MEMORY_BUDGET:.0%} of its MemorySize {size} MB; raise MemorySize in template.yaml"
+            )
+        else:
+            print(f"  {logical_id}: {peak:.0f} MiB of {size} MB with its clients")
+    return errors
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--build-dir", type=Path, required=True)
@@ -141,6 +209,7 @@ def main() -> int:
             errors.append(f"the import check needs python3.13, this is {sys.version.split()[0]}")
         else:
             errors += check_imports(functions, layer)
+            errors += check_memory(functions, layer, load_template(args.build_dir / "template.yaml"))
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     if not errors:

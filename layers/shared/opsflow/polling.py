@@ -4,7 +4,7 @@ A state machine that polls by retrying pays a billed state transition and a Lamb
 question (Standard workflows: $0.025 per 1,000 transitions, "each retry will be charged as an
 additional state transition": AWS Step Functions pricing) and finds the change up to one retry
 interval late. Polling within the invocation finds it within ``every`` seconds and costs only the
-function's duration (256 MB on arm64: a transition's price buys about 7 s of it), so the workflow
+function's duration (the waiting functions have 128 MB on arm64: a transition's price buys 15 s of it), so the workflow
 asks a handler to keep asking for a bounded time and retries only when that time runs out.
 
 The load balancer's questions share a budget: ELB throttles each account's Describe* requests per
