@@ -177,9 +177,11 @@ def check_memory(functions: dict[str, Path], layer: Path, template: dict[str, An
     for logical_id, path in sorted(functions.items()):
         services = services_of(stack, template["Resources"][logical_id])
         code = (
-            "import resource, app; from opsflow import clients; "
+            "import app; from opsflow import clients; "
             f"[clients.client(s) for s in {services!r}]; clients.http_session(); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"  # KiB on Linux
+            # The peak of this process's own memory, in KiB. Not getrusage's ru_maxrss: Linux carries it
+            # over from the parent through fork and exec, so a large parent (a test runner) would show.
+            "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))"
         )
         done = isolated_python([path, layer], code, lambda_environment(path, {"SdkTracing": "true"}))
         if done.returncode != 0:
