@@ -107,10 +107,11 @@ class Stack:
                 continue
             if "Condition" in res and not self.condition(res["Condition"]):
                 continue
-            out[logical_id] = self._with_globals(res)
+            out[logical_id] = self.with_globals(res)
         return out
 
-    def _with_globals(self, res: dict[str, Any]) -> dict[str, Any]:
+    def with_globals(self, res: dict[str, Any]) -> dict[str, Any]:
+        """``res`` with the template's Globals for its type merged under its own Properties."""
         kind = {"AWS::Serverless::Function": "Function", "AWS::Serverless::StateMachine": "StateMachine"}
         section = self.template.get("Globals", {}).get(kind.get(res.get("Type", ""), ""), {})
         if not section:

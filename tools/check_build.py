@@ -163,19 +163,14 @@ def services_of(stack: Stack, function: dict[str, Any]) -> list[str]:
     return sorted(services)
 
 
-def memory_size(template: dict[str, Any], logical_id: str) -> int:
-    """The function's MemorySize in MB (its own, else the Globals', else Lambda's default of 128)."""
-    own = template["Resources"][logical_id].get("Properties", {}).get("MemorySize")
-    default = template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)
-    return int(own if own is not None else default)
-
-
 def check_memory(functions: dict[str, Path], layer: Path, template: dict[str, Any]) -> list[str]:
     """Each function, imported with SDK tracing on, then with a client for every service it may call and
-    the HTTP session: its peak resident memory must stay within MEMORY_BUDGET of its MemorySize."""
+    the HTTP session: its peak resident memory must stay within MEMORY_BUDGET of its MemorySize (its own,
+    else the Globals', else Lambda's default of 128 MB)."""
     errors, stack = [], Stack(template, {})
     for logical_id, path in sorted(functions.items()):
-        services = services_of(stack, template["Resources"][logical_id])
+        function = stack.with_globals(template["Resources"][logical_id])  # every function built, whatever its Condition
+        services = services_of(stack, function)
         code = (
             "import app; from opsflow import clients; "
             f"[clients.client(s) for s in {services!r}]; clients.http_session(); "
@@ -188,7 +183,7 @@ def check_memory(functions: dict[str, Path], layer: Path, template: dict[str, An
             last = (done.stderr.strip().splitlines() or ["?"])[-1]
             errors.append(f"{logical_id}: building its clients failed: {last[:300]}")
             continue
-        peak, size = int(done.stdout.split()[-1]) / 1024, memory_size(template, logical_id)
+        peak, size = int(done.stdout.split()[-1]) / 1024, int(function["Properties"].get("MemorySize", 128))
         if peak > MEMORY_BUDGET * size:
             errors.append(
                 f"{logical_id}: holds {peak:.0f} MiB with its clients ({', '.join(services)}), more than "
