@@ -62,8 +62,9 @@ def withdraw(table: RunTable, instance_id: str, registrations: Iterable[Registra
     """Take the instance's targets out of every pending change of its groups. A failed instance's report
     places it (opsflow.placement); no request another instance of the run sends later may undo that, even
     for an entry its dead function left behind."""
+    by_group = _by_group(instance_id, registrations)
     for change in ("deregister", "register"):
-        for arn, mine in _by_group(instance_id, registrations).items():
+        for arn, mine in by_group.items():
             table.withdraw_change(change, arn, mine)
 
 
