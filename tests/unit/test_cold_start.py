@@ -65,6 +65,7 @@ INSPECT = """
         "tracer_disabled": tracer.disabled,
         # The X-Ray SDK patches by replacing the method with a wrapt proxy, not a function.
         "botocore_patched": type(vars(botocore.client.BaseClient)["_make_api_call"]).__name__ != "function",
+        "parser_event_models": "aws_lambda_powertools.utilities.parser.models" in sys.modules,
     }))
 """
 
@@ -79,6 +80,9 @@ def test_with_sdk_tracing_off_no_handler_loads_the_x_ray_sdk_or_an_http_client(f
     assert seen["botocore_patched"] is False
     # requests comes with the first health probe (opsflow.health.probe), not with the import.
     assert seen["requests_loaded"] is False
+    # Powertools' ~100 event models (28 ms, bench/results.md) only where one is parsed. Powertools batch
+    # imports them too if pydantic is loaded before it, so the approval mailer imports batch first.
+    assert seen["parser_event_models"] is (function == "restore_safety_net")
 
 
 def test_with_sdk_tracing_on_the_handler_and_its_aws_calls_are_recorded() -> None:
