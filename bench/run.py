@@ -310,6 +310,12 @@ COMMON_IMPORTS = (
         0,
     ),
     Dependency("pydantic's BaseModel (for Powertools' parser)", "pydantic.main", "from pydantic import BaseModel", 1),
+    Dependency(
+        "pydantic's first model with a constrained field (loads annotated_types, pydantic.types)",
+        "annotated_types",
+        "from pydantic import Field, create_model; create_model('First', n=(int, Field(ge=1)))",
+        2,
+    ),
 )
 # Powertools utilities some handlers add, each timed alone after what precedes it in a handler: Powertools'
 # core (import sorting puts `aws_lambda_powertools` before `pydantic`), and pydantic for the parser, which
@@ -348,13 +354,10 @@ UTILITY_IMPORTS = (
 )
 
 
-def _preceding(dep: Dependency) -> str:
-    """The label of the import ``dep`` is timed after."""
-    return COMMON_IMPORTS[dep.after - 1].label if dep.after else "import boto3"
-
-
-def _import_code(dep: Dependency) -> str:
-    return "; ".join(["import boto3", *(d.code for d in COMMON_IMPORTS[: dep.after]), dep.code])
+def _increment_code(dep: Dependency) -> str:
+    """Import what precedes ``dep`` in a handler, then print the CPU time ``dep``'s own import takes."""
+    before = "; ".join(["import time", "import boto3", *(d.code for d in COMMON_IMPORTS[: dep.after])])
+    return f"{before}; t = time.process_time(); {dep.code}; print(time.process_time() - t)"
 
 
 @dataclass(frozen=True)
@@ -394,9 +397,6 @@ def import_times(build: Path, repeat: int = COLD_START_REPEAT, jobs: int = 1) ->
         targets[fn.name] = ("import app", [fn, layer], lambda_environment(fn))
     for fn in functions:
         targets[f"{fn.name} +SdkTracing"] = ("import app", [fn, layer], lambda_environment(fn, {"SdkTracing": "true"}))
-    as_deployed = lambda_environment(functions[0])  # the Powertools variables every function has
-    for dep in (*COMMON_IMPORTS, *UTILITY_IMPORTS):
-        targets[dep.label] = (_import_code(dep), [layer], as_deployed)
     runs = [name for _ in range(repeat) for name in targets]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         timed = list(pool.map(lambda name: _timed_import(targets[name][1], targets[name][0], targets[name][2]), runs))
@@ -409,50 +409,57 @@ def import_times(build: Path, repeat: int = COLD_START_REPEAT, jobs: int = 1) ->
     }
 
 
-def handler_dependencies(build: Path) -> dict[str, list[str]]:
-    """Which handlers load each of COMMON_IMPORTS and UTILITY_IMPORTS when imported (as deployed)."""
+@dataclass(frozen=True)
+class Attribution:
+    """What each of COMMON_IMPORTS and UTILITY_IMPORTS adds to a cold start, and which handlers load it."""
+
+    cost: dict[str, float]  # label -> median CPU seconds of the import alone, timed in-process
+    users: dict[str, list[str]]  # label -> handlers that load it when imported, as deployed
+
+
+def attribute_imports(build: Path, repeat: int = COLD_START_REPEAT, jobs: int = 1) -> Attribution:
     layer = build / "SharedLayer" / "python"
+    functions = sorted(p for p in build.iterdir() if (p / "app.py").exists())
     deps = (*COMMON_IMPORTS, *UTILITY_IMPORTS)
-    users: dict[str, list[str]] = {dep.label: [] for dep in deps}
-    for fn in sorted(p for p in build.iterdir() if (p / "app.py").exists()):
-        modules = [dep.module for dep in deps]
-        done = isolated_python(
-            [fn, layer],
-            f"import app, sys; print(' '.join(m for m in {modules!r} if m in sys.modules))",
-            lambda_environment(fn),
-        )
+
+    def run(paths: list[Path], code: str, env: dict[str, str]) -> str:
+        done = isolated_python(paths, code, env)
         done.check_returncode()
-        loaded = set(done.stdout.split())
-        for dep in deps:
-            if dep.module in loaded:
-                users[dep.label].append(fn.name)
-    return users
+        return done.stdout
+
+    as_deployed = lambda_environment(functions[0])  # the Powertools variables every function has
+    runs = [dep for _ in range(repeat) for dep in deps]
+    modules = [dep.module for dep in deps]
+    probe = f"import app, sys; print(' '.join(m for m in {modules!r} if m in sys.modules))"
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        timed = list(pool.map(lambda dep: float(run([layer], _increment_code(dep), as_deployed)), runs))
+        loaded = list(pool.map(lambda fn: set(run([fn, layer], probe, lambda_environment(fn)).split()), functions))
+    cost = {dep.label: statistics.median(t for d, t in zip(runs, timed, strict=True) if d is dep) for dep in deps}
+    users = {
+        dep.label: [fn.name for fn, mods in zip(functions, loaded, strict=True) if dep.module in mods] for dep in deps
+    }
+    return Attribution(cost, users)
 
 
-def _attribution(imports: dict[str, ImportTime], users: dict[str, list[str]], handlers: int) -> list[str]:
+def _attribution_lines(base: float, attribution: Attribution, handlers: int, repeat: int) -> list[str]:
     """Where a handler's import time goes beyond `import boto3`, against the target's budget."""
-    base = imports["import boto3"].cpu
     budget = (COLD_START_TARGET - 1) * base
-    common = imports[COMMON_IMPORTS[-1].label].cpu - base
+    common = sum(attribution.cost[dep.label] for dep in COMMON_IMPORTS)
     lines = [
         "",
-        f"Where it goes (CPU, difference of medians): the target leaves {budget * 1000:.0f} ms "
-        f"({COLD_START_TARGET - 1:.2f} x `import boto3`) for all a handler adds to boto3. Each row is timed after "
-        "`import boto3` and what a handler imports before it: the rows above it in the first part; Powertools' "
-        "core for a utility, and pydantic too for the parser, which needs it (the utilities share modules, so "
-        "they do not add up: the event models include the parser).",
+        f"Where it goes (CPU time of the import itself, median of {repeat}): the target leaves {budget * 1000:.0f} ms "
+        f"({COLD_START_TARGET - 1:.2f} x `import boto3`) for all a handler adds to boto3. Each import is timed in a "
+        "fresh interpreter after `import boto3` and what a handler imports before it: the rows above it in the "
+        "first part; Powertools' core for a utility, and pydantic too for the parser, which needs it (the "
+        "utilities share modules, so they do not add up: the event models include the parser).",
         "",
         "| import | CPU time | / `import boto3` | handlers that load it when imported |",
         "| --- | --- | --- | --- |",
     ]
-
-    def row(dep: Dependency, cost: float) -> str:
-        who = users.get(dep.label, [])
-        named = "all" if len(who) == handlers else ", ".join(who) or "none"
-        return f"| {dep.label} | {cost * 1000:.0f} ms | {fmt(cost / base)} | {named} |"
-
     for dep in (*COMMON_IMPORTS, *UTILITY_IMPORTS):
-        lines.append(row(dep, imports[dep.label].cpu - imports[_preceding(dep)].cpu))
+        cost, who = attribution.cost[dep.label], attribution.users[dep.label]
+        named = "all" if len(who) == handlers else ", ".join(who) or "none"
+        lines.append(f"| {dep.label} | {cost * 1000:.0f} ms | {fmt(cost / base)} | {named} |")
     lines += [
         "",
         f"What every handler imports beside boto3 (the first part) takes {common * 1000:.0f} ms, "
@@ -462,18 +469,13 @@ def _attribution(imports: dict[str, ImportTime], users: dict[str, list[str]], ha
 
 
 def cold_start_table(
-    imports: dict[str, ImportTime], users: dict[str, list[str]] | None = None, repeat: int = COLD_START_REPEAT
+    imports: dict[str, ImportTime], attribution: Attribution | None = None, repeat: int = COLD_START_REPEAT
 ) -> list[str]:
     lines = [f"## Cold start: importing each handler with its layer (median of {repeat}, python3.13)", ""]
     if not imports:
         return [*lines, "Not measured: no host build (`make check-build` makes .aws-sam/build-host)."]
     base = imports["import boto3"]
-    dependencies = {dep.label for dep in (*COMMON_IMPORTS, *UTILITY_IMPORTS)}
-    handlers = [
-        name
-        for name in imports
-        if name != "import boto3" and not name.endswith(" +SdkTracing") and name not in dependencies
-    ]
+    handlers = [name for name in imports if name != "import boto3" and not name.endswith(" +SdkTracing")]
     met = sum(imports[name].cpu / base.cpu <= COLD_START_TARGET for name in handlers)
     lines += [
         "As deployed (SdkTracing=false: Lambda active tracing records each invocation, no X-Ray SDK in the "
@@ -490,8 +492,8 @@ def cold_start_table(
             f"| {name} | {now.cpu * 1000:.0f} ms | {fmt(now.cpu / base.cpu)} | {now.wall * 1000:.0f} ms | "
             f"{traced.cpu * 1000:.0f} ms | {fmt(traced.cpu / base.cpu)} |"
         )
-    if COMMON_IMPORTS[-1].label in imports:
-        lines += _attribution(imports, users or {}, len(handlers))
+    if attribution:
+        lines += _attribution_lines(base.cpu, attribution, len(handlers), repeat)
     return lines
 
 
@@ -644,7 +646,7 @@ def cold_start_section(args: argparse.Namespace) -> list[str]:
     build = ROOT / ".aws-sam" / "build-host"
     if not build.exists():
         return cold_start_table({})
-    return cold_start_table(import_times(build, jobs=args.jobs), handler_dependencies(build))
+    return cold_start_table(import_times(build, jobs=args.jobs), attribute_imports(build, jobs=args.jobs))
 
 
 def collector_section(args: argparse.Namespace) -> list[str]:

@@ -1,6 +1,7 @@
 """The benchmark's cold-start timer: one fresh interpreter per import, its own CPU time, its failure shown."""
 
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -8,10 +9,11 @@ import pytest
 from bench.run import (
     COMMON_IMPORTS,
     UTILITY_IMPORTS,
+    Attribution,
     ImportTime,
     _timed_import,
+    attribute_imports,
     cold_start_table,
-    handler_dependencies,
 )
 
 
@@ -28,28 +30,28 @@ def test_an_import_that_fails_fails_the_benchmark_with_its_error(tmp_path: Path)
     assert "no such layer module" in failed.value.stderr
 
 
-def test_the_attribution_charges_each_import_what_it_adds_and_names_who_loads_it() -> None:
-    common, utility = COMMON_IMPORTS, UTILITY_IMPORTS[0]
-    ms = {"import boto3": 0.100, common[0].label: 0.110, common[1].label: 0.150}
-    ms |= {dep.label: 0.170 for dep in UTILITY_IMPORTS}  # the parser, timed after pydantic
-    imports = {name: ImportTime(wall=cpu, cpu=cpu) for name, cpu in ms.items()}
-    imports["GateFunction"] = imports["GateFunction +SdkTracing"] = ImportTime(0.2, 0.2)
-    users = {common[0].label: ["GateFunction"], common[1].label: ["GateFunction"], utility.label: []}
+def test_the_attribution_weighs_each_import_against_the_budget_and_names_who_loads_it() -> None:
+    imports = {"import boto3": ImportTime(0.100, 0.100), "GateFunction": ImportTime(0.2, 0.2)}
+    imports["GateFunction +SdkTracing"] = ImportTime(0.25, 0.25)
+    cost = {dep.label: 0.005 for dep in (*COMMON_IMPORTS, *UTILITY_IMPORTS)}
+    cost[COMMON_IMPORTS[1].label] = 0.040
+    users: dict[str, list[str]] = {dep.label: [] for dep in (*COMMON_IMPORTS, *UTILITY_IMPORTS)}
+    users[COMMON_IMPORTS[0].label] = users[COMMON_IMPORTS[1].label] = ["GateFunction"]
 
-    lines = cold_start_table(imports, users)
+    lines = cold_start_table(imports, Attribution(cost, users))
 
-    assert "| GateFunction | 200 ms | 2.00 |" in "\n".join(lines)  # the dependencies are not handlers
-    assert f"| {common[0].label} | 10 ms | 0.10 | all |" in lines
-    assert f"| {common[1].label} | 40 ms | 0.40 | all |" in lines
-    assert f"| {utility.label} | 20 ms | 0.20 | none |" in lines
-    batch = next(dep for dep in UTILITY_IMPORTS if dep.label == "Powertools batch")
-    assert f"| {batch.label} | 60 ms | 0.60 | none |" in lines  # after Powertools' core, as handlers import it
+    assert "| GateFunction | 200 ms | 2.00 |" in "\n".join(lines)
+    assert f"| {COMMON_IMPORTS[0].label} | 5 ms | 0.05 | all |" in lines
+    assert f"| {COMMON_IMPORTS[1].label} | 40 ms | 0.40 | all |" in lines
+    assert f"| {UTILITY_IMPORTS[0].label} | 5 ms | 0.05 | none |" in lines
     assert any("leaves 30 ms" in line for line in lines)
     assert any("takes 50 ms, 1.67 x the budget" in line for line in lines)
 
 
-def test_the_dependencies_a_handler_loads_are_read_from_its_own_import(tmp_path: Path) -> None:
-    (tmp_path / "SharedLayer" / "python").mkdir(parents=True)
+def test_an_import_is_attributed_its_own_time_after_what_precedes_it_in_a_handler(tmp_path: Path) -> None:
+    """Real imports (the test environment's packages as the layer); a handler that loads the parser."""
+    (tmp_path / "SharedLayer").mkdir()
+    (tmp_path / "SharedLayer" / "python").symlink_to(sysconfig.get_paths()["purelib"])
     apps = {
         "PlainFunction": "",
         "ParsingFunction": f"import sys, types\nsys.modules[{UTILITY_IMPORTS[0].module!r}] = types.ModuleType('x')\n",
@@ -58,7 +60,8 @@ def test_the_dependencies_a_handler_loads_are_read_from_its_own_import(tmp_path:
         (tmp_path / name).mkdir()
         (tmp_path / name / "app.py").write_text(body)
 
-    users = handler_dependencies(tmp_path)
+    found = attribute_imports(tmp_path, repeat=1)
 
-    assert users[UTILITY_IMPORTS[0].label] == ["ParsingFunction"]
-    assert users[COMMON_IMPORTS[1].label] == []
+    assert found.users[UTILITY_IMPORTS[0].label] == ["ParsingFunction"]
+    assert found.users[COMMON_IMPORTS[1].label] == []
+    assert all(cost > 0 for cost in found.cost.values())
