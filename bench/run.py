@@ -292,8 +292,9 @@ COLD_START_REPEAT = 7
 
 @dataclass(frozen=True)
 class Dependency:
-    """A library import whose cold-start cost the benchmark attributes: timed after ``import boto3`` and the
-    first ``after`` COMMON_IMPORTS rows (what a handler imports before it), the difference of the medians."""
+    """A library import whose cold-start cost the benchmark attributes: its own CPU time, in a fresh
+    interpreter, after ``import boto3`` and the first ``after`` COMMON_IMPORTS rows (what a handler imports
+    before it)."""
 
     label: str
     module: str  # in sys.modules once a handler has imported it
@@ -319,7 +320,7 @@ COMMON_IMPORTS = (
 )
 # Powertools utilities some handlers add, each timed alone after what precedes it in a handler: Powertools'
 # core (import sorting puts `aws_lambda_powertools` before `pydantic`), and pydantic for the parser, which
-# needs it. The order matters: Powertools batch imports the parser's event models if pydantic is loaded.
+# needs it. The order matters: Powertools batch imports the parser and its record models if pydantic is loaded.
 UTILITY_IMPORTS = (
     Dependency(
         "Powertools parser",
@@ -418,6 +419,8 @@ class Attribution:
 
 
 def attribute_imports(build: Path, repeat: int = COLD_START_REPEAT, jobs: int = 1) -> Attribution:
+    """Time each dependency's import ``repeat`` times (``jobs`` at once, one a core), and ask each built
+    handler which of them it loads when imported."""
     layer = build / "SharedLayer" / "python"
     functions = sorted(p for p in build.iterdir() if (p / "app.py").exists())
     deps = (*COMMON_IMPORTS, *UTILITY_IMPORTS)
