@@ -109,27 +109,28 @@ def capacity(gate: GateEvent) -> dict[str, Any]:
     return {"proceed": True, "healthyTargets": min(healthy.values()), "healthyTargetsByGroup": healthy}
 
 
-def changed(table: RunTable, gate: GateEvent, change: shared_registration.Change, give_up_at: float) -> str:
-    """When the instance was deregistered from (registered again in) every group of its registrations: now,
-    or by an earlier try of this step (kept on its record, so a retry sends nothing)."""
+def changed(table: RunTable, gate: GateEvent, change: shared_registration.Change, give_up_at: float) -> dict[str, str]:
+    """When the instance was deregistered from (registered again in) every group of its registrations, as
+    ``{"<change>edAt": ...}``: now, or by an earlier try of this step (kept on its record, so a retry sends
+    nothing)."""
     key = f"{change}edAt"
     earlier = (table.get_outcome(gate.execution_arn, gate.instance_id) or {}).get(key)
     if earlier:
-        return str(earlier)
+        return {key: str(earlier)}
     try:
         shared_registration.change_together(change, table, gate.instance_id, gate.where(), give_up_at=give_up_at)
     except ClientError as exc:  # refused (AccessDenied, InvalidTarget): the error is named by ELB's code
         raise service_error(exc) from exc
     at = timeutil.iso_now()
     table.note_progress(gate.execution_arn, gate.instance_id, **{key: at})
-    return at
+    return {key: at}
 
 
 def wait_for(gate: GateEvent, done: set[str] | tuple[str, ...], for_seconds: float = 0.0) -> dict[str, Any]:
     table = RunTable(settings().table_name)
     give_up_at = timeutil.epoch() + for_seconds
     change = gate.first_change()
-    changed_at = {f"{change}edAt": changed(table, gate, change, give_up_at)} if change else {}
+    changed_at = changed(table, gate, change, give_up_at) if change else {}
     listed = shared_listing(table, gate.poll_seconds, gate.instance_id)
 
     def reached() -> dict[str, Any]:
