@@ -20,7 +20,7 @@ whose target it is.
 """
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from botocore.exceptions import ClientError
 
@@ -63,7 +63,7 @@ def withdraw(table: RunTable, instance_id: str, registrations: Iterable[Registra
     places it (opsflow.placement); no request another instance of the run sends later may undo that, even
     for an entry its dead function left behind."""
     by_group = _by_group(instance_id, registrations)
-    for change in ("deregister", "register"):
+    for change in get_args(Change):
         for arn, mine in by_group.items():
             table.withdraw_change(change, arn, mine)
 
